@@ -1,0 +1,230 @@
+//! The fan-out thread's loop.
+
+use std::collections::HashMap;
+use std::mem;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Select, TryRecvError};
+
+use super::channel::Channel;
+use super::*;
+use crate::hub::id::unix_ms;
+use crate::hub::IdGenerator;
+
+/// How often retained messages are checked against their age limit and idle
+/// channel records dropped. History age is an hour by default; a second of
+/// slack is invisible next to it and keeps the sweep off the hot path.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+
+struct Fanout {
+    config: FanoutConfig,
+    queues: Queues,
+    loops: Loops,
+    channels: HashMap<Arc<str>, Channel>,
+    ids: IdGenerator,
+    /// Every id at or below this may have been forgotten: ids from before this
+    /// process started, and the history of channel records dropped since. A
+    /// new channel record's history is complete only after this mark.
+    forgotten_through: MessageId,
+    /// Publishes taken from the queue, waiting for the window to close.
+    pending: Vec<Publish>,
+    /// Mail per loop, sent at the end of each turn.
+    outbox: Vec<Vec<LoopMsg>>,
+    next_flush: Instant,
+    next_housekeeping: Instant,
+}
+
+/// Starts the fan-out thread. It runs until every loop has dropped its handle.
+pub fn spawn(config: FanoutConfig, loops: Loops) -> std::io::Result<(FanoutHandle, JoinHandle<()>)> {
+    let (handle, queues) = queues(config.publish_queue);
+    let start = MessageId::new(unix_ms(), 0);
+    let now = Instant::now();
+    let fanout = Fanout {
+        outbox: loops.iter().map(|_| Vec::new()).collect(),
+        config,
+        queues,
+        loops,
+        channels: HashMap::new(),
+        ids: IdGenerator::starting_after(start),
+        forgotten_through: start,
+        pending: Vec::new(),
+        next_flush: now,
+        next_housekeeping: now + HOUSEKEEPING_EVERY,
+    };
+    let thread = std::thread::Builder::new().name("halley-fanout".into()).spawn(move || fanout.run())?;
+    Ok((handle, thread))
+}
+
+impl Fanout {
+    fn run(mut self) {
+        loop {
+            if !self.take_control() {
+                return;
+            }
+            self.take_publishes();
+            let now = Instant::now();
+            if !self.pending.is_empty() && now >= self.next_flush {
+                self.publish_batch();
+                self.next_flush = now + self.config.batch_window;
+            }
+            if now >= self.next_housekeeping {
+                self.housekeep(now);
+                self.next_housekeeping = now + HOUSEKEEPING_EVERY;
+            }
+            self.send_outbox();
+            self.wait();
+        }
+    }
+
+    /// Handles every queued control request. False when the loops are gone.
+    fn take_control(&mut self) -> bool {
+        loop {
+            match self.queues.control_rx.try_recv() {
+                Ok(Control::Subscribe(sub)) => self.subscribe(sub),
+                Ok(Control::Unsubscribe { loop_id, channels, encoding }) => {
+                    for name in channels {
+                        if let Some(ch) = self.channels.get_mut(&name) {
+                            ch.remove_subscriber(loop_id, encoding);
+                        }
+                    }
+                }
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    /// Moves publishes from the queue into the pending batch, up to its cap.
+    /// Past the cap they stay queued, so a full queue pushes back on publishers.
+    fn take_publishes(&mut self) {
+        while self.pending.len() < self.config.batch_max {
+            match self.queues.publish_rx.try_recv() {
+                Ok(p) => self.pending.push(p),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Sleeps until a queue has work or the next flush or sweep is due.
+    fn wait(&self) {
+        let deadline = if self.pending.is_empty() {
+            self.next_housekeeping
+        } else {
+            self.next_flush.min(self.next_housekeeping)
+        };
+        let mut select = Select::new();
+        select.recv(&self.queues.control_rx);
+        if self.pending.len() < self.config.batch_max {
+            select.recv(&self.queues.publish_rx);
+        }
+        let _ = select.ready_deadline(deadline);
+    }
+
+    fn channel(&mut self, name: &Arc<str>) -> &mut Channel {
+        let loops = self.loops.len();
+        let mark = self.forgotten_through;
+        self.channels.entry(name.clone()).or_insert_with(|| Channel::new(loops, mark))
+    }
+
+    fn subscribe(&mut self, sub: Subscribe) {
+        let mut catchup: Vec<Arc<Message>> = Vec::new();
+        let mut gap = false;
+        for name in &sub.channels {
+            let ch = self.channel(name);
+            match sub.start {
+                Start::Now => {}
+                Start::After(id) => {
+                    let (messages, missing) = ch.after(id);
+                    catchup.extend(messages.cloned());
+                    gap |= missing;
+                }
+                Start::Backlog(n) => catchup.extend(ch.last(n).cloned()),
+            }
+        }
+        catchup.sort_unstable_by_key(|m| m.id);
+        if let Start::Backlog(n) = sub.start {
+            catchup.drain(..catchup.len().saturating_sub(n));
+        }
+        let register = !(sub.only_if_nothing_to_send && (gap || !catchup.is_empty()));
+        if register {
+            for name in &sub.channels {
+                self.channel(name).add_subscriber(sub.reply.loop_id, sub.encoding);
+            }
+        }
+        for m in &catchup {
+            m.frame(sub.encoding);
+        }
+        let mut last_id = self.ids.last();
+        if let Start::After(id) = sub.start {
+            last_id = last_id.max(id);
+        }
+        let reply = Subscribed { conn: sub.reply.conn, catchup, gap, last_id, registered: register };
+        self.mail(sub.reply.loop_id, LoopMsg::Subscribed(reply));
+    }
+
+    /// Assigns ids, stores history, encodes and routes one batch.
+    fn publish_batch(&mut self) {
+        let batch = mem::take(&mut self.pending);
+        let mut per_loop: Vec<Vec<Arc<Message>>> = vec![Vec::new(); self.loops.len()];
+        let now_ms = unix_ms();
+        let history_size = self.config.history_size;
+        for publish in batch {
+            let id = self.ids.next(now_ms);
+            let name = publish.channel.clone();
+            let ch = self.channel(&name);
+            let message = Arc::new(Message::new(id, name, publish.event, publish.data));
+            for (encoding, used) in Encoding::ALL.iter().zip(ch.encodings_in_use()) {
+                if used {
+                    message.frame(*encoding);
+                }
+            }
+            for (batch, counts) in per_loop.iter_mut().zip(&ch.per_loop) {
+                if counts.iter().any(|c| *c > 0) {
+                    batch.push(message.clone());
+                }
+            }
+            let subscribers = ch.subscribers;
+            ch.push(message, history_size);
+            if let Some(reply) = publish.reply {
+                let ack = PublishAck { id, channel: publish.channel, subscribers };
+                self.mail(reply.loop_id, LoopMsg::Published { conn: reply.conn, ack });
+            }
+        }
+        for (loop_id, batch) in per_loop.into_iter().enumerate() {
+            if !batch.is_empty() {
+                self.mail(loop_id, LoopMsg::Batch(batch));
+            }
+        }
+    }
+
+    fn housekeep(&mut self, now: Instant) {
+        let ttl = self.config.history_ttl;
+        let mut forgotten = self.forgotten_through;
+        self.channels.retain(|_, ch| {
+            ch.expire(now, ttl);
+            let keep = !ch.is_idle();
+            if !keep {
+                forgotten = forgotten.max(ch.high_water());
+            }
+            keep
+        });
+        self.forgotten_through = forgotten;
+    }
+
+    fn mail(&mut self, loop_id: usize, msg: LoopMsg) {
+        if let Some(outbox) = self.outbox.get_mut(loop_id) {
+            outbox.push(msg);
+        }
+    }
+
+    /// Sends each loop its mail; the mailbox wakes a loop at most once.
+    fn send_outbox(&mut self) {
+        for (mailbox, outbox) in self.loops.iter().zip(self.outbox.iter_mut()) {
+            for msg in outbox.drain(..) {
+                mailbox.send(msg);
+            }
+        }
+    }
+}

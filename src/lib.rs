@@ -1,0 +1,17 @@
+//! halley: a C10K HTTP push ("Comet") gateway.
+//!
+//! Shape (see docs/architecture.md): a pool of event loops ([`reactor`]), each
+//! owning its sockets, feeds subscribe requests and publishes to one fan-out
+//! thread ([`fanout`]), which owns channels, ids and history and hands each
+//! loop pre-encoded batches. [`server`] is the HTTP service the loops run;
+//! [`transport`] frames messages; [`http`] parses requests. Protocol code is
+//! sans-IO throughout.
+
+pub mod chunk;
+pub mod cli;
+pub mod config;
+pub mod fanout;
+pub mod hub;
+pub mod log;
+pub mod reactor;
+pub mod transport;
