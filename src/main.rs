@@ -1,1 +1,80 @@
-fn main(){}
+//! The `halley` binary: parse the command line, start the gateway, stop it
+//! cleanly on SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+
+use halley::cli::{self, Command};
+use halley::config::Config;
+use halley::log;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match cli::parse_args(&args) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => {
+            print!("{}", cli::help_text());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("halley {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::PrintConfig(config)) => {
+            print!("{}", config.to_toml());
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("halley: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    run(config)
+}
+
+fn run(config: Config) -> ExitCode {
+    if let Some(level) = log::Level::parse(&config.log_level) {
+        log::set_level(level);
+    }
+    // Signals are caught before anything starts, so an early SIGTERM is not lost.
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error(format_args!("cannot install signal handlers: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let running = match halley::server::start(&config) {
+        Ok(r) => r,
+        Err(message) => {
+            log::error(format_args!("{message}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info(format_args!(
+        "listening public={} ingest={} threads={} max_connections={} max_message_bytes={} history={}x{}s",
+        running.public_addr,
+        running.ingest_addr,
+        running.threads,
+        config.max_connections,
+        config.max_message_bytes,
+        config.history_size,
+        config.history_ttl_secs,
+    ));
+    let stopper = running.stopper();
+    std::thread::spawn(move || {
+        let mut first = true;
+        for signal in signals.forever() {
+            if first {
+                log::info(format_args!("signal {signal}: shutting down"));
+                stopper.shutdown();
+                first = false;
+            } else {
+                log::warn(format_args!("second signal {signal}: exiting now"));
+                std::process::exit(1);
+            }
+        }
+    });
+    running.wait();
+    log::info(format_args!("stopped"));
+    ExitCode::SUCCESS
+}

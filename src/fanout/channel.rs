@@ -66,6 +66,7 @@ impl Channel {
         self.history.range(self.history.len().saturating_sub(n)..)
     }
 
+    #[cfg(test)]
     pub fn retained(&self) -> usize {
         self.history.len()
     }

@@ -83,6 +83,10 @@ pub enum Control {
 #[derive(Debug)]
 pub struct Subscribed {
     pub conn: u64,
+    /// The subscription's channels and encoding, so that a loop whose
+    /// connection vanished meanwhile can undo the registration.
+    pub channels: Vec<Arc<str>>,
+    pub encoding: Encoding,
     /// Retained messages to deliver first, in id order.
     pub catchup: Vec<Arc<Message>>,
     /// History could not prove that nothing after the resume point was dropped.

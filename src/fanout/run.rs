@@ -160,7 +160,15 @@ impl Fanout {
         if let Start::After(id) = sub.start {
             last_id = last_id.max(id);
         }
-        let reply = Subscribed { conn: sub.reply.conn, catchup, gap, last_id, registered: register };
+        let reply = Subscribed {
+            conn: sub.reply.conn,
+            channels: sub.channels,
+            encoding: sub.encoding,
+            catchup,
+            gap,
+            last_id,
+            registered: register,
+        };
         self.mail(sub.reply.loop_id, LoopMsg::Subscribed(reply));
     }
 

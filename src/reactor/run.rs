@@ -140,7 +140,7 @@ impl<C> Reactor<C> {
             eof: false,
             lingering: false,
         });
-        match service.on_accept(io, port, peer) {
+        match service.on_accept(io, key, port, peer) {
             Some(state) => {
                 if let Some(slot) = io.slot(key) {
                     slot.state = Some(state);

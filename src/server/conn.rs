@@ -1,0 +1,57 @@
+//! A connection's state on the worker side. One enum phase, one `match` per event.
+
+use std::sync::Arc;
+
+use super::route::Port;
+use crate::http::Version;
+use crate::hub::{Message, MessageId};
+use crate::transport::Transport;
+
+pub struct Conn {
+    pub port: Port,
+    pub phase: Phase,
+    /// The current request's version and keep-alive wish, for its response.
+    pub version: Version,
+    pub keep_alive: bool,
+    /// The peer closed its side; answer what is pending, then close.
+    pub peer_done: bool,
+    /// `100 Continue` was sent for the request being read.
+    pub continue_sent: bool,
+}
+
+pub enum Phase {
+    /// Waiting for (the rest of) a request.
+    Reading,
+    /// A publish is with the fan-out thread; the answer follows its ack.
+    Publishing,
+    /// A subscribe is with the fan-out thread; the answer follows its reply.
+    Subscribing(Box<Subscription>),
+    /// A long-poll is parked until a message arrives or it times out.
+    Polling(Box<Subscription>),
+    /// A streaming response is open.
+    Streaming(Box<Subscription>),
+    /// The last response is written; the connection is closing.
+    Closing,
+}
+
+pub struct Subscription {
+    pub channels: Vec<Arc<str>>,
+    pub transport: Transport,
+    /// HTTP/1.1 chunked framing (else an HTTP/1.0 close-delimited body).
+    pub chunked: bool,
+    pub callback: Option<String>,
+    pub poll_timeout: std::time::Duration,
+    /// Where this subscriber is: the id of the last message it was given.
+    pub last_id: MessageId,
+    pub gap: bool,
+    /// The fan-out thread counts this subscription (must be undone on close).
+    pub registered: bool,
+    /// Long-poll: messages gathered from the current batch.
+    pub collected: Vec<Arc<Message>>,
+}
+
+impl Conn {
+    pub fn new(port: Port) -> Conn {
+        Conn { port, phase: Phase::Reading, version: Version::Http11, keep_alive: true, peer_done: false, continue_sent: false }
+    }
+}

@@ -1,0 +1,10 @@
+//! The HTTP service the event loops run, and the start-up that wires loops,
+//! listeners and the fan-out thread together.
+
+mod conn;
+mod respond;
+pub mod route;
+mod start;
+mod worker;
+
+pub use start::{start, Running, Stopper};

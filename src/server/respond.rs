@@ -1,0 +1,47 @@
+//! Response bytes the worker sends. Pure functions over the HTTP builder.
+
+use crate::fanout::PublishAck;
+use crate::http::response::{json_error, BodyKind};
+use crate::http::{Response, Version};
+use crate::transport::Transport;
+
+use super::route::Refusal;
+
+pub fn refusal(r: &Refusal, version: Version, keep_alive: bool) -> Vec<u8> {
+    let allow: Vec<(&str, &str)> = r.allow.iter().map(|a| ("Allow", *a)).collect();
+    json_error(r.status, &r.message, &allow, version, keep_alive)
+}
+
+/// 503 for a full publish queue: retry in a second.
+pub fn busy(version: Version, keep_alive: bool) -> Vec<u8> {
+    json_error(503, "publish queue is full; retry shortly", &[("Retry-After", "1")], version, keep_alive)
+}
+
+pub fn published(ack: &PublishAck, version: Version, keep_alive: bool) -> Vec<u8> {
+    let body = serde_json::json!({
+        "id": ack.id.to_string(),
+        "channel": &*ack.channel,
+        "subscribers": ack.subscribers,
+    });
+    let mut text = body.to_string();
+    text.push('\n');
+    Response::new(200).header("Content-Type", "application/json").with_body(text.as_bytes(), version, keep_alive)
+}
+
+pub fn health(version: Version, keep_alive: bool) -> Vec<u8> {
+    Response::new(200).header("Content-Type", "text/plain").with_body(b"ok\n", version, keep_alive)
+}
+
+/// The head of a streaming or long-poll response.
+pub fn subscriber_head(transport: Transport, body: BodyKind, gap: bool, version: Version, keep_alive: bool) -> Vec<u8> {
+    let mut response = Response::new(200)
+        .header("Content-Type", transport.content_type())
+        .header("Cache-Control", "no-cache, no-store")
+        .header("X-Accel-Buffering", "no");
+    if gap {
+        response = response.header("X-Halley-Gap", "1");
+    }
+    response.head(body, version, keep_alive)
+}
+
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";

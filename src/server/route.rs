@@ -1,0 +1,193 @@
+//! Routing: from a parsed request to what the worker should do, or a refusal
+//! with its status and one-line reason. Pure: no sockets, no channels state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::fanout::Start;
+use crate::http::{Method, Request};
+use crate::hub::{parse_channel_list, validate_channel, MessageId};
+use crate::transport::{longpoll, Transport};
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// Subscribers, facing the internet.
+    Public,
+    /// Publishers and operators, trusted side.
+    Ingest,
+}
+
+/// The limits routing enforces.
+#[derive(Debug, Clone)]
+pub struct RouteLimits {
+    pub max_channels: usize,
+    pub history_size: usize,
+    pub longpoll_default: Duration,
+    pub longpoll_max: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscribeRequest {
+    pub channels: Vec<Arc<str>>,
+    pub transport: Transport,
+    pub start: Start,
+    /// Long-poll hold time.
+    pub timeout: Duration,
+    /// JSONP callback name.
+    pub callback: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    Subscribe(SubscribeRequest),
+    Publish { channel: Arc<str>, event: Option<Box<str>>, data: Box<str> },
+    Health,
+}
+
+/// A request refused before it reaches the hub.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub status: u16,
+    pub message: String,
+    /// For 405: the methods that would work.
+    pub allow: Option<&'static str>,
+}
+
+impl Refusal {
+    pub fn new(status: u16, message: impl Into<String>) -> Refusal {
+        Refusal { status, message: message.into(), allow: None }
+    }
+
+    fn method(allow: &'static str) -> Refusal {
+        Refusal { status: 405, message: format!("method not allowed here; use {allow}"), allow: Some(allow) }
+    }
+}
+
+/// The longest event type a publisher may set.
+const MAX_EVENT_LEN: usize = 64;
+
+pub fn route(req: &Request, port: Port, limits: &RouteLimits) -> Result<Route, Refusal> {
+    match port {
+        Port::Public => route_public(req, limits),
+        Port::Ingest => route_ingest(req),
+    }
+}
+
+fn route_public(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
+    let Some(list) = req.path.strip_prefix("/sub/") else {
+        return Err(Refusal::new(404, format!("no such endpoint: {}; subscribe with GET /sub/{{channels}}", req.path)));
+    };
+    if req.method != Method::Get {
+        return Err(Refusal::method("GET"));
+    }
+    let channels =
+        parse_channel_list(list, limits.max_channels).map_err(|e| Refusal::new(400, e.to_string()))?;
+    let transport = pick_transport(req)?;
+    let callback = match transport {
+        Transport::Jsonp => Some(jsonp_callback(req)?),
+        _ => None,
+    };
+    Ok(Route::Subscribe(SubscribeRequest {
+        channels,
+        transport,
+        start: start_point(req, limits)?,
+        timeout: poll_timeout(req, limits)?,
+        callback,
+    }))
+}
+
+/// `?transport=` wins; then the headers; then `?callback=` means JSONP.
+fn pick_transport(req: &Request) -> Result<Transport, Refusal> {
+    if let Some(name) = req.query_param("transport").filter(|n| !n.is_empty()) {
+        return Transport::from_name(&name).ok_or_else(|| {
+            Refusal::new(400, format!("unknown transport '{}'; use longpoll, jsonp, sse or stream", short(&name)))
+        });
+    }
+    if req.header_has_token("upgrade", "websocket") {
+        return Err(Refusal::new(501, "WebSocket is not available yet; use sse, stream or longpoll"));
+    }
+    let accept = req.header_str("accept").unwrap_or("");
+    if accept.contains("text/event-stream") {
+        return Ok(Transport::Sse);
+    }
+    if req.query_param("callback").is_some() {
+        return Ok(Transport::Jsonp);
+    }
+    Ok(Transport::LongPoll)
+}
+
+fn jsonp_callback(req: &Request) -> Result<String, Refusal> {
+    let name = req.query_param("callback").unwrap_or_else(|| "callback".into());
+    if !longpoll::valid_callback(&name) {
+        return Err(Refusal::new(400, "callback must be a JavaScript identifier of at most 64 characters"));
+    }
+    Ok(name)
+}
+
+/// `last_id` (query) or `Last-Event-ID` (header) resume; else `backlog=N`; else now.
+/// An empty `last_id=` counts as absent.
+fn start_point(req: &Request, limits: &RouteLimits) -> Result<Start, Refusal> {
+    let resume = req
+        .query_param("last_id")
+        .filter(|s| !s.is_empty())
+        .or_else(|| req.header_str("last-event-id").filter(|s| !s.is_empty()).map(String::from));
+    if let Some(text) = resume {
+        let id: MessageId = text.parse().map_err(|e: crate::hub::id::BadId| Refusal::new(400, e.to_string()))?;
+        return Ok(Start::After(id));
+    }
+    match req.query_param("backlog").filter(|s| !s.is_empty()) {
+        None => Ok(Start::Now),
+        Some(n) => match n.parse::<usize>() {
+            Ok(n) => Ok(Start::Backlog(n.min(limits.history_size))),
+            Err(_) => Err(Refusal::new(400, "backlog must be a whole number of messages")),
+        },
+    }
+}
+
+fn poll_timeout(req: &Request, limits: &RouteLimits) -> Result<Duration, Refusal> {
+    match req.query_param("timeout").filter(|s| !s.is_empty()) {
+        None => Ok(limits.longpoll_default),
+        Some(t) => match t.parse::<u64>() {
+            Ok(secs) => Ok(Duration::from_secs(secs).min(limits.longpoll_max)),
+            Err(_) => Err(Refusal::new(400, "timeout must be a whole number of seconds")),
+        },
+    }
+}
+
+fn route_ingest(req: &Request) -> Result<Route, Refusal> {
+    if req.path == "/healthz" {
+        return match req.method {
+            Method::Get | Method::Head => Ok(Route::Health),
+            _ => Err(Refusal::method("GET")),
+        };
+    }
+    let Some(channel) = req.path.strip_prefix("/pub/") else {
+        return Err(Refusal::new(404, format!("no such endpoint: {}; publish with POST /pub/{{channel}}", req.path)));
+    };
+    if req.method != Method::Post {
+        return Err(Refusal::method("POST"));
+    }
+    validate_channel(channel).map_err(|e| Refusal::new(400, e.to_string()))?;
+    let data = std::str::from_utf8(&req.body).map_err(|e| {
+        Refusal::new(400, format!("payload is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()))
+    })?;
+    Ok(Route::Publish { channel: Arc::from(channel), event: event_type(req)?, data: data.into() })
+}
+
+/// `?event=TYPE`: 1 to 64 bytes of `A-Z a-z 0-9 _ - . :` (it becomes an SSE
+/// `event:` line, so no line breaks can get in).
+fn event_type(req: &Request) -> Result<Option<Box<str>>, Refusal> {
+    let Some(event) = req.query_param("event").filter(|e| !e.is_empty()) else { return Ok(None) };
+    let ok = event.len() <= MAX_EVENT_LEN
+        && event.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+    if !ok {
+        return Err(Refusal::new(400, "event must be 1 to 64 bytes of A-Z a-z 0-9 _ - . :"));
+    }
+    Ok(Some(event.into()))
+}
+
+/// At most 40 characters of user input, for echoing in an error.
+fn short(s: &str) -> String {
+    s.chars().take(40).collect()
+}

@@ -1,0 +1,160 @@
+//! Start-up: bind every loop's listeners, start the fan-out thread and the
+//! loops, and hand back what `main` (or a test) needs to stop them.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::route::{Port, RouteLimits};
+use super::worker::{Shared, Worker};
+use crate::config::Config;
+use crate::fanout::{self, FanoutConfig, LoopMsg};
+use crate::reactor::mailbox::{mailbox, Mailbox};
+use crate::reactor::{Listener, Reactor, ReactorLimits};
+
+/// A started gateway.
+pub struct Running {
+    pub public_addr: SocketAddr,
+    pub ingest_addr: SocketAddr,
+    pub threads: usize,
+    mailboxes: Vec<Mailbox<LoopMsg>>,
+    loops: Vec<JoinHandle<()>>,
+    fanout: JoinHandle<()>,
+}
+
+/// Stops a running gateway from another thread (a signal handler's).
+#[derive(Clone)]
+pub struct Stopper {
+    mailboxes: Vec<Mailbox<LoopMsg>>,
+}
+
+impl Stopper {
+    /// Asks every loop to stop accepting, end its streams and exit.
+    pub fn shutdown(&self) {
+        for mailbox in &self.mailboxes {
+            mailbox.send(LoopMsg::Shutdown);
+        }
+    }
+}
+
+impl Running {
+    pub fn stopper(&self) -> Stopper {
+        Stopper { mailboxes: self.mailboxes.clone() }
+    }
+
+    /// Asks every loop to stop accepting, end its streams and exit.
+    pub fn shutdown(&self) {
+        self.stopper().shutdown();
+    }
+
+    /// Waits for the loops and then the fan-out thread to finish.
+    pub fn wait(self) {
+        for handle in self.loops {
+            let _ = handle.join();
+        }
+        drop(self.mailboxes);
+        let _ = self.fanout.join();
+    }
+}
+
+/// Binds one listener with SO_REUSEPORT, so every loop can own one on the same
+/// address and the kernel spreads connections across them.
+fn bind(addr: SocketAddr, backlog: u32) -> io::Result<StdListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nodelay(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(socket.into())
+}
+
+/// Binds `threads` listeners on `addr`. With port 0 the first bind picks the
+/// port and the rest join it.
+fn bind_all(addr: &str, threads: usize, backlog: u32, what: &str) -> Result<(SocketAddr, Vec<StdListener>), String> {
+    let mut addr: SocketAddr = addr.parse().map_err(|e| format!("{what} address '{addr}': {e}"))?;
+    let mut listeners = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let listener = bind(addr, backlog).map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
+        addr = listener.local_addr().map_err(|e| format!("{what}: {e}"))?;
+        listeners.push(listener);
+    }
+    Ok((addr, listeners))
+}
+
+fn shared(config: &Config) -> Shared {
+    Shared {
+        limits: RouteLimits {
+            max_channels: config.max_channels_per_subscription,
+            history_size: config.history_size,
+            longpoll_default: Duration::from_secs(config.longpoll_timeout_secs),
+            longpoll_max: Duration::from_secs(config.longpoll_timeout_max_secs),
+        },
+        max_head_bytes: config.max_head_bytes,
+        max_body_bytes: config.max_body_bytes,
+        max_message_bytes: config.max_message_bytes,
+        head_timeout: Duration::from_secs(config.head_timeout_secs),
+        heartbeat: Duration::from_secs(config.heartbeat_secs),
+        sse_retry_ms: config.sse_retry_ms,
+        max_outbound: config.max_outbound_bytes,
+        max_connections: config.max_connections,
+        shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+        connections: AtomicUsize::new(0),
+        ports: vec![Port::Public, Port::Ingest],
+    }
+}
+
+/// Starts the gateway described by `config` (already validated).
+pub fn start(config: &Config) -> Result<Running, String> {
+    let threads = config.threads_effective();
+    let (public_addr, public) = bind_all(&config.listen, threads, config.backlog, "public")?;
+    let (ingest_addr, ingest) = bind_all(&config.ingest, threads, config.backlog, "ingest")?;
+    let shared = Arc::new(shared(config));
+    let limits = ReactorLimits {
+        max_outbound: config.max_outbound_bytes,
+        default_input_cap: config.max_head_bytes,
+    };
+    let mut reactors = Vec::with_capacity(threads);
+    let mut mailboxes = Vec::with_capacity(threads);
+    let mut inboxes = Vec::with_capacity(threads);
+    for (p, i) in public.into_iter().zip(ingest) {
+        let listeners = vec![
+            Listener { port: 0, socket: mio::net::TcpListener::from_std(p) },
+            Listener { port: 1, socket: mio::net::TcpListener::from_std(i) },
+        ];
+        let reactor = Reactor::new(listeners, limits.clone()).map_err(|e| format!("event loop: {e}"))?;
+        let (mb, inbox) = mailbox(reactor.waker());
+        reactors.push(reactor);
+        mailboxes.push(mb);
+        inboxes.push(inbox);
+    }
+    let fanout_config = FanoutConfig {
+        history_size: config.history_size,
+        history_ttl: Duration::from_secs(config.history_ttl_secs),
+        batch_window: Duration::from_micros(config.batch_window_us),
+        batch_max: config.batch_max,
+        publish_queue: config.publish_queue,
+    };
+    let (handle, fanout) =
+        fanout::spawn(fanout_config, mailboxes.clone()).map_err(|e| format!("fan-out thread: {e}"))?;
+    let mut loops = Vec::with_capacity(threads);
+    for (loop_id, (reactor, inbox)) in reactors.into_iter().zip(inboxes).enumerate() {
+        let mut worker = Worker::new(loop_id, shared.clone(), handle.clone(), inbox);
+        let thread = std::thread::Builder::new()
+            .name(format!("halley-loop-{loop_id}"))
+            .spawn(move || {
+                if let Err(e) = reactor.run(&mut worker) {
+                    crate::log::error(format_args!("event loop {loop_id} failed: {e}"));
+                }
+            })
+            .map_err(|e| format!("event loop thread: {e}"))?;
+        loops.push(thread);
+    }
+    Ok(Running { public_addr, ingest_addr, threads, mailboxes, loops, fanout })
+}

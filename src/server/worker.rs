@@ -1,0 +1,456 @@
+//! The worker: the HTTP service one event loop runs. It turns requests into
+//! publishes and subscriptions, and fan-out mail into bytes on sockets.
+
+use std::collections::{HashMap, HashSet};
+use std::mem;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::conn::{Conn, Phase, Subscription};
+use super::respond;
+use super::route::{route, Port, Refusal, Route, RouteLimits, SubscribeRequest};
+use crate::chunk::Chunk;
+use crate::fanout::{Control, FanoutHandle, LoopMsg, Publish, PublishAck, ReplyTo, Subscribe, Subscribed};
+use crate::http::response::BodyKind;
+use crate::http::{parse_request, request::expects_continue, Method, Parse, Version};
+use crate::hub::Message;
+use crate::reactor::mailbox::Inbox;
+use crate::reactor::{begin_shutdown, CloseReason, ConnKey, Io, Service};
+use crate::transport::{chunk_of, longpoll, EndReason, StreamOptions};
+
+/// Settings every worker reads, and the one counter they share.
+pub struct Shared {
+    pub limits: RouteLimits,
+    pub max_head_bytes: usize,
+    pub max_body_bytes: usize,
+    pub max_message_bytes: usize,
+    pub head_timeout: Duration,
+    pub heartbeat: Duration,
+    pub sse_retry_ms: u64,
+    pub max_outbound: usize,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+    /// Open connections across all loops, for `max_connections`.
+    pub connections: AtomicUsize,
+    /// Port index (as the reactor knows it) to what the port serves.
+    pub ports: Vec<Port>,
+}
+
+pub struct Worker {
+    loop_id: usize,
+    shared: Arc<Shared>,
+    fanout: FanoutHandle,
+    inbox: Inbox<LoopMsg>,
+    /// Which of this loop's connections listen on which channel.
+    index: HashMap<Arc<str>, HashSet<ConnKey>>,
+    /// Long-polls that got messages in the batch being delivered.
+    ready_polls: Vec<ConnKey>,
+}
+
+impl Worker {
+    pub fn new(loop_id: usize, shared: Arc<Shared>, fanout: FanoutHandle, inbox: Inbox<LoopMsg>) -> Worker {
+        Worker { loop_id, shared, fanout, inbox, index: HashMap::new(), ready_polls: Vec::new() }
+    }
+
+    fn body_limit(&self, port: Port, _method: &Method, path: &str) -> usize {
+        match port {
+            Port::Ingest if path == "/pub" => self.shared.max_body_bytes,
+            _ => self.shared.max_message_bytes,
+        }
+    }
+
+    /// Input a connection may buffer: a head and a body, with room for
+    /// chunked framing. Reading pauses past it; a request still incomplete
+    /// then is refused with 413.
+    fn input_cap(&self, port: Port) -> usize {
+        let body = match port {
+            Port::Ingest => self.shared.max_body_bytes.max(self.shared.max_message_bytes),
+            Port::Public => self.shared.max_message_bytes,
+        };
+        self.shared.max_head_bytes + body * 2 + 4096
+    }
+
+    /// Parses and handles requests while the connection is ready for one.
+    fn process(&mut self, io: &mut Io<Conn>, key: ConnKey) {
+        loop {
+            let shared = self.shared.clone();
+            let stopping = io.shutting_down();
+            let Some((conn, input)) = io.conn_and_input(key) else { return };
+            if !matches!(conn.phase, Phase::Reading) || input.is_empty() {
+                return;
+            }
+            let port = conn.port;
+            let limit = |m: &Method, p: &str| self.body_limit(port, m, p);
+            match parse_request(input, shared.max_head_bytes, &limit) {
+                Ok(Parse::Complete { request, consumed }) => {
+                    input.drain(..consumed);
+                    conn.continue_sent = false;
+                    conn.version = request.version;
+                    conn.keep_alive = request.keep_alive && !conn.peer_done && !stopping;
+                    io.clear_deadline(key);
+                    io.resume_read(key);
+                    self.handle(io, key, port, request);
+                }
+                Ok(Parse::Partial) => {
+                    let full = input.len() >= self.input_cap(port);
+                    let want_continue = !conn.continue_sent && expects_continue(input);
+                    if full {
+                        let limit = self.shared.max_message_bytes;
+                        self.refuse(io, key, &Refusal::new(413, format!("request body over {limit} bytes")), false);
+                    } else if want_continue {
+                        conn.continue_sent = true;
+                        io.send(key, Chunk::Static(respond::CONTINUE));
+                    }
+                    return;
+                }
+                Err(e) => {
+                    crate::log::debug(format_args!("bad request: {e}"));
+                    self.refuse(io, key, &Refusal::new(e.status(), e.reason()), false);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, io: &mut Io<Conn>, key: ConnKey, port: Port, request: crate::http::Request) {
+        match route(&request, port, &self.shared.limits) {
+            Err(refusal) => self.refuse(io, key, &refusal, true),
+            Ok(Route::Health) => self.answer(io, key, |v, k| respond::health(v, k)),
+            Ok(Route::Publish { channel, event, data }) => {
+                let reply = Some(ReplyTo { loop_id: self.loop_id, conn: key.to_u64() });
+                match self.fanout.try_publish(Publish { channel, event, data, reply }) {
+                    Ok(()) => set_phase(io, key, Phase::Publishing),
+                    Err(_) => self.answer(io, key, respond::busy),
+                }
+            }
+            Ok(Route::Subscribe(req)) => self.subscribe(io, key, req),
+        }
+    }
+
+    /// Sends a complete response built for the connection's version and keep-alive.
+    fn answer(&mut self, io: &mut Io<Conn>, key: ConnKey, build: impl FnOnce(Version, bool) -> Vec<u8>) {
+        let Some(conn) = io.conn(key) else { return };
+        let bytes = build(conn.version, conn.keep_alive);
+        io.send_exempt(key, Chunk::Owned(bytes));
+        self.response_done(io, key);
+    }
+
+    /// Refuses with a JSON error; `keep` says whether the connection may go on.
+    fn refuse(&mut self, io: &mut Io<Conn>, key: ConnKey, refusal: &Refusal, keep: bool) {
+        if let Some(conn) = io.conn(key) {
+            conn.keep_alive &= keep;
+        }
+        self.answer(io, key, |v, k| respond::refusal(refusal, v, k));
+    }
+
+    /// After a whole response: wait for the next request, or close.
+    fn response_done(&mut self, io: &mut Io<Conn>, key: ConnKey) {
+        let Some(conn) = io.conn(key) else { return };
+        if conn.keep_alive {
+            conn.phase = Phase::Reading;
+            let at = io.now() + self.shared.head_timeout;
+            io.set_deadline(key, at);
+        } else {
+            conn.phase = Phase::Closing;
+            io.close_after_flush(key);
+        }
+    }
+
+    fn subscribe(&mut self, io: &mut Io<Conn>, key: ConnKey, req: SubscribeRequest) {
+        let Some(conn) = io.conn(key) else { return };
+        let sub = Subscription {
+            channels: req.channels.clone(),
+            transport: req.transport,
+            chunked: conn.version == Version::Http11,
+            callback: req.callback,
+            poll_timeout: req.timeout,
+            last_id: Default::default(),
+            gap: false,
+            registered: false,
+            collected: Vec::new(),
+        };
+        conn.phase = Phase::Subscribing(Box::new(sub));
+        self.fanout.control(Control::Subscribe(Subscribe {
+            reply: ReplyTo { loop_id: self.loop_id, conn: key.to_u64() },
+            channels: req.channels,
+            encoding: req.transport.encoding(),
+            start: req.start,
+            only_if_nothing_to_send: !req.transport.is_streaming(),
+        }));
+    }
+
+    fn on_subscribed(&mut self, io: &mut Io<Conn>, reply: Subscribed) {
+        let key = ConnKey::from_u64(reply.conn);
+        let sub = match io.conn(key).map(|c| mem::replace(&mut c.phase, Phase::Reading)) {
+            Some(Phase::Subscribing(sub)) => sub,
+            other => {
+                // The connection left (or moved on) while the fan-out thread
+                // worked: put its phase back and undo the registration.
+                if let (Some(phase), Some(conn)) = (other, io.conn(key)) {
+                    conn.phase = phase;
+                }
+                if reply.registered {
+                    let (loop_id, channels, encoding) = (self.loop_id, reply.channels, reply.encoding);
+                    self.fanout.control(Control::Unsubscribe { loop_id, channels, encoding });
+                }
+                return;
+            }
+        };
+        let mut sub = sub;
+        sub.registered = reply.registered;
+        sub.gap = reply.gap;
+        sub.last_id = reply.last_id;
+        if sub.transport.is_streaming() {
+            self.start_stream(io, key, sub, &reply.catchup);
+        } else if !reply.catchup.is_empty() || reply.gap || sub.poll_timeout.is_zero() {
+            self.answer_poll(io, key, sub, reply.catchup);
+        } else {
+            let at = io.now() + sub.poll_timeout;
+            self.enlist(key, &sub);
+            set_phase(io, key, Phase::Polling(sub));
+            io.set_deadline(key, at);
+        }
+    }
+
+    fn start_stream(&mut self, io: &mut Io<Conn>, key: ConnKey, mut sub: Box<Subscription>, catchup: &[Arc<Message>]) {
+        let Some(conn) = io.conn(key) else { return };
+        let (version, keep_alive) = (conn.version, conn.keep_alive);
+        let body = if sub.chunked { BodyKind::Chunked } else { BodyKind::UntilClose };
+        let head = respond::subscriber_head(sub.transport, body, sub.gap, version, keep_alive);
+        io.send_exempt(key, Chunk::Owned(head));
+        let options = StreamOptions { retry_ms: self.shared.sse_retry_ms };
+        io.send_exempt(key, Chunk::Owned(chunk_of(&sub.transport.preamble(&options), sub.chunked)));
+        let encoding = sub.transport.encoding();
+        for message in catchup {
+            let frame = message.frame(encoding);
+            io.send_exempt(key, if sub.chunked { Chunk::framed(frame) } else { Chunk::body(frame) });
+            sub.last_id = message.id;
+        }
+        if sub.registered {
+            self.enlist(key, &sub);
+        }
+        set_phase(io, key, Phase::Streaming(sub));
+        let at = io.now() + self.shared.heartbeat;
+        io.set_deadline(key, at);
+    }
+
+    /// Answers a long-poll with `messages` (as many as fit half the outbound
+    /// cap; the rest come on the next poll) and returns to reading.
+    fn answer_poll(&mut self, io: &mut Io<Conn>, key: ConnKey, sub: Box<Subscription>, mut messages: Vec<Arc<Message>>) {
+        let budget = self.shared.max_outbound / 2;
+        let mut used = 0;
+        let fit = messages
+            .iter()
+            .take_while(|m| {
+                used += m.frame(sub.transport.encoding()).bytes.len() + 1;
+                used <= budget
+            })
+            .count()
+            .max(1);
+        messages.truncate(fit);
+        let last_id = messages.last().map_or(sub.last_id, |m| m.id);
+        let body = longpoll::body(&messages, last_id, sub.gap, sub.callback.as_deref());
+        let len = body.iter().map(Chunk::len).sum();
+        if sub.registered {
+            self.delist(key, &sub);
+        }
+        let Some(conn) = io.conn(key) else { return };
+        let head = respond::subscriber_head(sub.transport, BodyKind::Length(len), sub.gap, conn.version, conn.keep_alive);
+        conn.phase = Phase::Reading;
+        io.send_exempt(key, Chunk::Owned(head));
+        for chunk in body {
+            io.send_exempt(key, chunk);
+        }
+        self.response_done(io, key);
+        self.process(io, key);
+    }
+
+    /// Hands a batch to this loop's subscribers: one shared frame each.
+    fn deliver(&mut self, io: &mut Io<Conn>, batch: &[Arc<Message>]) {
+        for message in batch {
+            let Some(keys) = self.index.get(&message.channel) else { continue };
+            for &key in keys {
+                let Some(conn) = io.conn(key) else { continue };
+                let chunk = match &mut conn.phase {
+                    Phase::Streaming(sub) if message.id > sub.last_id => {
+                        sub.last_id = message.id;
+                        let frame = message.frame(sub.transport.encoding());
+                        if sub.chunked {
+                            Chunk::framed(frame)
+                        } else {
+                            Chunk::body(frame)
+                        }
+                    }
+                    Phase::Polling(sub) if message.id > sub.last_id => {
+                        if sub.collected.is_empty() {
+                            self.ready_polls.push(key);
+                        }
+                        sub.collected.push(message.clone());
+                        continue;
+                    }
+                    _ => continue,
+                };
+                io.send(key, chunk);
+            }
+        }
+        for key in mem::take(&mut self.ready_polls) {
+            let Some(conn) = io.conn(key) else { continue };
+            if let Phase::Polling(mut sub) = mem::replace(&mut conn.phase, Phase::Reading) {
+                let messages = mem::take(&mut sub.collected);
+                io.clear_deadline(key);
+                self.answer_poll(io, key, sub, messages);
+            }
+        }
+    }
+
+    fn on_published(&mut self, io: &mut Io<Conn>, conn_id: u64, ack: PublishAck) {
+        let key = ConnKey::from_u64(conn_id);
+        if !matches!(io.conn(key).map(|c| &c.phase), Some(Phase::Publishing)) {
+            return;
+        }
+        self.answer(io, key, |v, k| respond::published(&ack, v, k));
+        self.process(io, key);
+    }
+
+    /// Adds a connection to this loop's channel index.
+    fn enlist(&mut self, key: ConnKey, sub: &Subscription) {
+        for channel in &sub.channels {
+            self.index.entry(channel.clone()).or_default().insert(key);
+        }
+    }
+
+    /// Removes it from the index and tells the fan-out thread.
+    fn delist(&mut self, key: ConnKey, sub: &Subscription) {
+        for channel in &sub.channels {
+            if let Some(keys) = self.index.get_mut(channel) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    self.index.remove(channel);
+                }
+            }
+        }
+        self.fanout.control(Control::Unsubscribe {
+            loop_id: self.loop_id,
+            channels: sub.channels.clone(),
+            encoding: sub.transport.encoding(),
+        });
+    }
+
+    /// Ends every stream cleanly, answers parked polls, and lets the loop drain.
+    fn shutdown(&mut self, io: &mut Io<Conn>) {
+        for key in io.keys() {
+            let Some(conn) = io.conn(key) else { continue };
+            conn.keep_alive = false;
+            match mem::replace(&mut conn.phase, Phase::Closing) {
+                Phase::Streaming(sub) => {
+                    self.end_stream(io, key, &sub, EndReason::Shutdown);
+                    self.delist(key, &sub);
+                }
+                Phase::Polling(mut sub) => {
+                    let messages = mem::take(&mut sub.collected);
+                    self.answer_poll(io, key, sub, messages);
+                }
+                Phase::Reading => io.close_after_flush(key),
+                other => set_phase(io, key, other),
+            }
+        }
+        begin_shutdown(io, self.shared.shutdown_grace);
+    }
+
+    fn end_stream(&mut self, io: &mut Io<Conn>, key: ConnKey, sub: &Subscription, reason: EndReason) {
+        io.send_exempt(key, Chunk::Owned(chunk_of(&sub.transport.finish(reason), sub.chunked)));
+        if sub.chunked {
+            io.send_exempt(key, Chunk::Static(crate::http::chunked::LAST_CHUNK));
+        }
+        io.close_after_flush(key);
+    }
+}
+
+fn set_phase(io: &mut Io<Conn>, key: ConnKey, phase: Phase) {
+    if let Some(conn) = io.conn(key) {
+        conn.phase = phase;
+    }
+}
+
+impl Service for Worker {
+    type Conn = Conn;
+
+    fn on_accept(&mut self, io: &mut Io<Conn>, key: ConnKey, port: usize, peer: SocketAddr) -> Option<Conn> {
+        let open = self.shared.connections.fetch_add(1, Ordering::Relaxed);
+        if open >= self.shared.max_connections {
+            self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+            crate::log::debug(format_args!("refusing {peer}: {open} connections open"));
+            return None;
+        }
+        let port = self.shared.ports.get(port).copied().unwrap_or(Port::Public);
+        io.set_input_cap(key, self.input_cap(port));
+        let at = io.now() + self.shared.head_timeout;
+        io.set_deadline(key, at);
+        Some(Conn::new(port))
+    }
+
+    fn on_input(&mut self, io: &mut Io<Conn>, key: ConnKey) {
+        self.process(io, key);
+    }
+
+    fn on_eof(&mut self, io: &mut Io<Conn>, key: ConnKey) {
+        let Some(conn) = io.conn(key) else { return };
+        conn.peer_done = true;
+        match conn.phase {
+            // A publish in flight is still answered; then the connection closes.
+            Phase::Publishing => conn.keep_alive = false,
+            Phase::Closing => {}
+            _ => io.close(key),
+        }
+    }
+
+    fn on_deadline(&mut self, io: &mut Io<Conn>, key: ConnKey) {
+        let Some((conn, input)) = io.conn_and_input(key) else { return };
+        match mem::replace(&mut conn.phase, Phase::Closing) {
+            Phase::Reading if input.is_empty() => io.close(key),
+            Phase::Reading => {
+                conn.phase = Phase::Reading;
+                let timeout = self.shared.head_timeout.as_secs();
+                let refusal = Refusal::new(408, format!("request not received within {timeout} s"));
+                self.refuse(io, key, &refusal, false);
+            }
+            Phase::Polling(mut sub) => {
+                let messages = mem::take(&mut sub.collected);
+                self.answer_poll(io, key, sub, messages);
+            }
+            Phase::Streaming(sub) => {
+                io.send(key, Chunk::Owned(chunk_of(sub.transport.heartbeat(), sub.chunked)));
+                set_phase(io, key, Phase::Streaming(sub));
+                let at = io.now() + self.shared.heartbeat;
+                io.set_deadline(key, at);
+            }
+            other => set_phase(io, key, other),
+        }
+    }
+
+    fn on_wake(&mut self, io: &mut Io<Conn>) {
+        let mut mail = Vec::new();
+        self.inbox.drain(&mut mail);
+        for msg in mail {
+            match msg {
+                LoopMsg::Batch(batch) => self.deliver(io, &batch),
+                LoopMsg::Subscribed(reply) => self.on_subscribed(io, reply),
+                LoopMsg::Published { conn, ack } => self.on_published(io, conn, ack),
+                LoopMsg::Shutdown => self.shutdown(io),
+            }
+        }
+    }
+
+    fn on_closed(&mut self, _io: &mut Io<Conn>, key: ConnKey, conn: Conn, reason: CloseReason) {
+        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        if reason == CloseReason::SlowConsumer {
+            crate::log::debug(format_args!("closed a slow consumer"));
+        }
+        match conn.phase {
+            Phase::Polling(sub) | Phase::Streaming(sub) if sub.registered => self.delist(key, &sub),
+            _ => {}
+        }
+    }
+}
