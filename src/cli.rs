@@ -80,9 +80,7 @@ fn build_config(parsed: &[Arg], env_log: Option<String>) -> Result<Config, Strin
     // An empty variable is treated as unset, as is usual for such variables
     // (`HALLEY_LOG= halley` should not fail). A flag overrides it entirely,
     // so a bad value is only reported when it would actually be used.
-    let log_flag_given = parsed
-        .iter()
-        .any(|a| matches!(a, Arg::Set { key, .. } if key == "log_level"));
+    let log_flag_given = parsed.iter().any(|a| matches!(a, Arg::Set { key, .. } if key == "log_level"));
     if let Some(level) = env_log.filter(|l| !l.trim().is_empty() && !log_flag_given) {
         check_log_level(LOG_ENV, &level)?;
         config.set_labeled("log_level", &level, LOG_ENV)?;
@@ -92,9 +90,7 @@ fn build_config(parsed: &[Arg], env_log: Option<String>) -> Result<Config, Strin
             config.set_labeled(key, value, flag)?;
         }
     }
-    config
-        .validate()
-        .map_err(|e| format!("invalid configuration: {e}"))?;
+    config.validate().map_err(|e| format!("invalid configuration: {e}"))?;
     Ok(config)
 }
 
@@ -138,9 +134,7 @@ fn split_long<'a>(
     rest: &mut impl Iterator<Item = &'a String>,
 ) -> Result<Arg, String> {
     let Some(body) = arg.strip_prefix("--").filter(|b| !b.is_empty()) else {
-        return Err(format!(
-            "unexpected argument '{arg}'; settings are given as --name VALUE (see --help)"
-        ));
+        return Err(format!("unexpected argument '{arg}'; settings are given as --name VALUE (see --help)"));
     };
     let (name, inline) = match body.split_once('=') {
         Some((name, value)) => (name, Some(value.to_string())),
@@ -187,15 +181,10 @@ fn flag_key(name: &str, keys: &[String]) -> Option<Option<String>> {
 /// Takes the separate value of `flag`. An argument that itself looks like a
 /// long flag is not taken, because forgetting a value is far more likely
 /// than a value starting with "--" (which can still be given with '=').
-fn next_value<'a>(
-    flag: &str,
-    rest: &mut impl Iterator<Item = &'a String>,
-) -> Result<String, String> {
+fn next_value<'a>(flag: &str, rest: &mut impl Iterator<Item = &'a String>) -> Result<String, String> {
     match rest.next() {
         Some(value) if !value.starts_with("--") => Ok(value.clone()),
-        _ => Err(format!(
-            "{flag}: missing value (use {flag} VALUE or {flag}=VALUE)"
-        )),
+        _ => Err(format!("{flag}: missing value (use {flag} VALUE or {flag}=VALUE)")),
     }
 }
 
@@ -215,38 +204,21 @@ fn unknown_flag_message(name: &str, keys: &[String]) -> String {
 /// `Config::default().to_toml()`, so the text cannot drift from the code.
 pub fn help_text() -> String {
     let mut rows = vec![
-        (
-            "--config FILE".to_string(),
-            "read settings from a TOML file".to_string(),
-        ),
-        (
-            "--print-config".to_string(),
-            "print the effective configuration as TOML and exit".to_string(),
-        ),
-        (
-            "-h, --help".to_string(),
-            "print this help and exit".to_string(),
-        ),
-        (
-            "-V, --version".to_string(),
-            "print the version and exit".to_string(),
-        ),
+        ("--config FILE".to_string(), "read settings from a TOML file".to_string()),
+        ("--print-config".to_string(), "print the effective configuration as TOML and exit".to_string()),
+        ("-h, --help".to_string(), "print this help and exit".to_string()),
+        ("-V, --version".to_string(), "print the version and exit".to_string()),
     ];
     let fixed = rows.len();
     rows.extend(setting_rows());
     let width = rows.iter().map(|(left, _)| left.len()).max().unwrap_or(0);
     let line = |(left, right): &(String, String)| format!("  {left:<width$}  {right}\n");
 
-    let mut text = String::from(
-        "usage: halley [--config FILE] [--print-config] [--<setting> VALUE]...\n\nOptions:\n",
-    );
-    rows[..fixed]
-        .iter()
-        .for_each(|row| text.push_str(&line(row)));
+    let mut text =
+        String::from("usage: halley [--config FILE] [--print-config] [--<setting> VALUE]...\n\nOptions:\n");
+    rows[..fixed].iter().for_each(|row| text.push_str(&line(row)));
     text.push_str("\nSettings:\n");
-    rows[fixed..]
-        .iter()
-        .for_each(|row| text.push_str(&line(row)));
+    rows[fixed..].iter().for_each(|row| text.push_str(&line(row)));
     text.push_str(&format!(
         "\nEvery setting flag is also a key in the TOML file given to --config, \
          with '_' for '-'\n(e.g. --max-head-bytes 4096 is max_head_bytes = 4096). \
@@ -361,21 +333,14 @@ mod tests {
             (&["--help", "--version"], Command::Help),
         ];
         for (list, expected) in cases {
-            assert_eq!(
-                parse_args_with_env(&args(list), None),
-                Ok(expected),
-                "{list:?}"
-            );
+            assert_eq!(parse_args_with_env(&args(list), None), Ok(expected), "{list:?}");
         }
     }
 
     #[test]
     fn print_config_carries_the_merged_config() {
         let got = parse_args_with_env(&args(&["--print-config", "--threads", "2"]), None);
-        let expected = Config {
-            threads: 2,
-            ..Config::default()
-        };
+        let expected = Config { threads: 2, ..Config::default() };
         assert_eq!(got, Ok(Command::PrintConfig(expected)));
     }
 
@@ -391,37 +356,19 @@ mod tests {
             (&["-x"], "unexpected argument '-x'"),
             (&["--"], "unexpected argument '--'"),
             (&["--threads"], "--threads: missing value"),
-            (
-                &["--threads", "--listen", "127.0.0.1:1"],
-                "--threads: missing value",
-            ),
+            (&["--threads", "--listen", "127.0.0.1:1"], "--threads: missing value"),
             (&["--config"], "--config: missing value"),
             (&["--help=yes"], "--help takes no value"),
-            (
-                &["--threads", "x"],
-                "--threads: expected a whole number, got 'x'",
-            ),
+            (&["--threads", "x"], "--threads: expected a whole number, got 'x'"),
             (&["--threads=-2"], "--threads: cannot use '-2'"),
-            (
-                &["--threads", "300"],
-                "invalid configuration: threads must be at most 256",
-            ),
-            (
-                &["--config", "a.toml", "--config=b.toml"],
-                "--config given more than once",
-            ),
-            (
-                &["--config", "/nonexistent/halley.toml"],
-                "/nonexistent/halley.toml",
-            ),
+            (&["--threads", "300"], "invalid configuration: threads must be at most 256"),
+            (&["--config", "a.toml", "--config=b.toml"], "--config given more than once"),
+            (&["--config", "/nonexistent/halley.toml"], "/nonexistent/halley.toml"),
             (&bad_file, "unknown setting 'bogus'"),
         ];
         for (list, expected) in cases {
             let err = parse_args_with_env(&args(list), None).expect_err(&format!("{list:?}"));
-            assert!(
-                err.contains(expected),
-                "{list:?}: {err:?} lacks {expected:?}"
-            );
+            assert!(err.contains(expected), "{list:?}: {err:?} lacks {expected:?}");
         }
     }
 
@@ -430,37 +377,18 @@ mod tests {
 
     #[test]
     fn precedence_is_default_file_env_flag_regardless_of_order() {
-        let file = TempFile::new(
-            "threads = 4\nbacklog = 10\nlog_level = \"warn\"\nlisten = \"127.0.0.1:1\"\n",
-        );
+        let file =
+            TempFile::new("threads = 4\nbacklog = 10\nlog_level = \"warn\"\nlisten = \"127.0.0.1:1\"\n");
         let path = file.path();
         let cases: [PrecedenceCase; 7] = [
             (vec![], None, 0, 1024, "info"),
             (vec!["--config", &path], None, 4, 10, "warn"),
             (vec!["--config", &path], Some("debug"), 4, 10, "debug"),
             (vec!["--config", &path], Some(""), 4, 10, "warn"),
-            (
-                vec!["--threads", "2", "--config", &path],
-                Some("debug"),
-                2,
-                10,
-                "debug",
-            ),
-            (
-                vec!["--log-level", "error", "--config", &path],
-                Some("debug"),
-                4,
-                10,
-                "error",
-            ),
+            (vec!["--threads", "2", "--config", &path], Some("debug"), 2, 10, "debug"),
+            (vec!["--log-level", "error", "--config", &path], Some("debug"), 4, 10, "error"),
             // A flag overriding HALLEY_LOG makes its bad value harmless.
-            (
-                vec!["--log-level=trace"],
-                Some("nonsense"),
-                0,
-                1024,
-                "trace",
-            ),
+            (vec!["--log-level=trace"], Some("nonsense"), 0, 1024, "trace"),
         ];
         for (list, env, threads, backlog, level) in cases {
             let got = parse_args_with_env(&args(&list), env.map(str::to_string));
@@ -470,10 +398,7 @@ mod tests {
             let summary = (config.threads, config.backlog, config.log_level.as_str());
             assert_eq!(summary, (threads, backlog, level), "{list:?} env={env:?}");
             if list.contains(&"--config") {
-                assert_eq!(
-                    config.listen, "127.0.0.1:1",
-                    "file keys not overridden stay"
-                );
+                assert_eq!(config.listen, "127.0.0.1:1", "file keys not overridden stay");
             }
         }
     }
@@ -511,10 +436,7 @@ mod tests {
     fn every_flag_in_help_is_accepted() {
         let help = help_text();
         let settings = help.split("Settings:").nth(1).unwrap_or_default();
-        for line in settings
-            .lines()
-            .filter(|l| l.trim_start().starts_with("--"))
-        {
+        for line in settings.lines().filter(|l| l.trim_start().starts_with("--")) {
             let mut words = line.split_whitespace();
             let flag = words.next().unwrap_or_default();
             let default = line.split("default: ").nth(1).unwrap_or_default();

@@ -145,9 +145,8 @@ impl Config {
     /// result is not validated: call [`Config::validate`] once every source
     /// (file, environment, flags) has been applied.
     pub fn from_toml_str(s: &str) -> Result<Config, String> {
-        let table: toml::Table = s
-            .parse()
-            .map_err(|e: toml::de::Error| format!("invalid TOML: {}", e.to_string().trim()))?;
+        let table: toml::Table =
+            s.parse().map_err(|e: toml::de::Error| format!("invalid TOML: {}", e.to_string().trim()))?;
         Self::from_table(table)
     }
 
@@ -164,8 +163,7 @@ impl Config {
     /// integer above `i64::MAX`, only reachable by building the struct in
     /// code) yields a TOML comment describing the problem instead.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self)
-            .unwrap_or_else(|e| format!("# cannot render configuration as TOML: {e}\n"))
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render configuration as TOML: {e}\n"))
     }
 
     /// The number of event-loop threads to start: `threads`, or one per
@@ -175,9 +173,7 @@ impl Config {
         if self.threads > 0 {
             return self.threads;
         }
-        std::thread::available_parallelism()
-            .map(std::num::NonZeroUsize::get)
-            .unwrap_or(1)
+        std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
     }
 
     /// Sets one setting by its key (e.g. `max_head_bytes`) from its textual
@@ -194,31 +190,21 @@ impl Config {
     /// needed: the key's current value says which type to parse as, and
     /// deserializing the updated table enforces the field's real type (e.g.
     /// rejecting a negative number for an unsigned setting).
-    pub(crate) fn set_labeled(
-        &mut self,
-        key: &str,
-        value: &str,
-        label: &str,
-    ) -> Result<(), String> {
+    pub(crate) fn set_labeled(&mut self, key: &str, value: &str, label: &str) -> Result<(), String> {
         let mut table = self.to_table()?;
-        let current = table
-            .get(key)
-            .ok_or_else(|| unknown_key_message(key, &table))?;
+        let current = table.get(key).ok_or_else(|| unknown_key_message(key, &table))?;
         let parsed = parse_like(current, value, label)?;
         table.insert(key.to_string(), parsed);
-        *self = table.try_into().map_err(|e: toml::de::Error| {
-            format!("{label}: cannot use '{value}': {}", e.message())
-        })?;
+        *self = table
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("{label}: cannot use '{value}': {}", e.message()))?;
         Ok(())
     }
 
     /// The names of all settings (alphabetical unless a crate in the build
     /// enables toml's `preserve_order`, which keeps declaration order).
     pub fn keys() -> Vec<String> {
-        Config::default()
-            .to_table()
-            .map(|t| t.keys().cloned().collect())
-            .unwrap_or_default()
+        Config::default().to_table().map(|t| t.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// Checks every setting against its allowed range and reports all
@@ -240,30 +226,15 @@ impl Config {
                 ("max_body_bytes", wide(self.max_body_bytes)),
             ),
             check_range("head_timeout_secs", self.head_timeout_secs, 1, 3600),
-            check_range(
-                "longpoll_timeout_secs",
-                self.longpoll_timeout_secs,
-                1,
-                DAY_SECS,
-            ),
-            check_range(
-                "longpoll_timeout_max_secs",
-                self.longpoll_timeout_max_secs,
-                1,
-                DAY_SECS,
-            ),
+            check_range("longpoll_timeout_secs", self.longpoll_timeout_secs, 1, DAY_SECS),
+            check_range("longpoll_timeout_max_secs", self.longpoll_timeout_max_secs, 1, DAY_SECS),
             check_not_above(
                 ("longpoll_timeout_secs", self.longpoll_timeout_secs),
                 ("longpoll_timeout_max_secs", self.longpoll_timeout_max_secs),
             ),
             check_range("heartbeat_secs", self.heartbeat_secs, 1, 3600),
             check_range("sse_retry_ms", self.sse_retry_ms, 1, DAY_SECS * 1000),
-            check_range(
-                "max_channels_per_subscription",
-                self.max_channels_per_subscription,
-                1,
-                65_536,
-            ),
+            check_range("max_channels_per_subscription", self.max_channels_per_subscription, 1, 65_536),
             check_range("history_size", self.history_size, 1, 100_000),
             check_range("history_ttl_secs", self.history_ttl_secs, 1, 365 * DAY_SECS),
             check_range("batch_window_us", self.batch_window_us, 0, 10_000_000),
@@ -284,8 +255,7 @@ impl Config {
     /// The configuration as a TOML table, the common form used by `set`,
     /// key listing and file loading.
     fn to_table(&self) -> Result<toml::Table, String> {
-        toml::Table::try_from(self)
-            .map_err(|e| format!("cannot represent configuration as TOML: {e}"))
+        toml::Table::try_from(self).map_err(|e| format!("cannot represent configuration as TOML: {e}"))
     }
 
     /// Builds a `Config` from a parsed table. Keys are checked one by one
@@ -309,9 +279,7 @@ impl Config {
         if !problems.is_empty() {
             return Err(problems.join("; "));
         }
-        table
-            .try_into()
-            .map_err(|e: toml::de::Error| e.message().to_string())
+        table.try_into().map_err(|e: toml::de::Error| e.message().to_string())
     }
 }
 
@@ -319,10 +287,7 @@ impl Config {
 /// because the usual cause is a typo.
 fn unknown_key_message(key: &str, known: &toml::Table) -> String {
     let names: Vec<&str> = known.keys().map(String::as_str).collect();
-    format!(
-        "unknown setting '{key}' (known settings: {})",
-        names.join(", ")
-    )
+    format!("unknown setting '{key}' (known settings: {})", names.join(", "))
 }
 
 /// Parses `raw` into a TOML value of the same type as `current`. `label`
@@ -332,15 +297,12 @@ fn parse_like(current: &toml::Value, raw: &str, label: &str) -> Result<toml::Val
     let text = raw.trim();
     match current {
         Value::String(_) => Ok(Value::String(raw.to_string())),
-        Value::Integer(_) => text
-            .parse::<i64>()
-            .map(Value::Integer)
-            .map_err(|e| match e.kind() {
-                IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => {
-                    format!("{label}: '{raw}' is too large")
-                }
-                _ => format!("{label}: expected a whole number, got '{raw}'"),
-            }),
+        Value::Integer(_) => text.parse::<i64>().map(Value::Integer).map_err(|e| match e.kind() {
+            IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => {
+                format!("{label}: '{raw}' is too large")
+            }
+            _ => format!("{label}: expected a whole number, got '{raw}'"),
+        }),
         Value::Float(_) => text
             .parse::<f64>()
             .map(Value::Float)
@@ -350,17 +312,18 @@ fn parse_like(current: &toml::Value, raw: &str, label: &str) -> Result<toml::Val
             "false" => Ok(Value::Boolean(false)),
             _ => Err(format!("{label}: expected true or false, got '{raw}'")),
         },
-        Value::Datetime(_) | Value::Array(_) | Value::Table(_) => Err(format!(
-            "{label}: this setting can only be given in the config file"
-        )),
+        Value::Datetime(_) | Value::Array(_) | Value::Table(_) => {
+            Err(format!("{label}: this setting can only be given in the config file"))
+        }
     }
 }
 
 /// Checks that `value` parses as a socket address (`IP:PORT`).
 fn check_addr(name: &str, value: &str) -> Result<(), String> {
-    value.parse::<SocketAddr>().map(|_| ()).map_err(|_| {
-        format!("{name} must be an IP:PORT address such as 127.0.0.1:8080, got '{value}'")
-    })
+    value
+        .parse::<SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| format!("{name} must be an IP:PORT address such as 127.0.0.1:8080, got '{value}'"))
 }
 
 /// Checks `min <= value <= max`. Takes any unsigned integer; a value that
@@ -373,9 +336,7 @@ fn check_range(name: &str, value: impl TryInto<u64>, min: u64, max: u64) -> Resu
     if min == 0 {
         Err(format!("{name} must be at most {max}, got {value}"))
     } else {
-        Err(format!(
-            "{name} must be between {min} and {max}, got {value}"
-        ))
+        Err(format!("{name} must be between {min} and {max}, got {value}"))
     }
 }
 
@@ -390,10 +351,7 @@ fn check_not_above(small: (&str, u64), large: (&str, u64)) -> Result<(), String>
     if small.1 <= large.1 {
         return Ok(());
     }
-    Err(format!(
-        "{} ({}) must not exceed {} ({})",
-        small.0, small.1, large.0, large.1
-    ))
+    Err(format!("{} ({}) must not exceed {} ({})", small.0, small.1, large.0, large.1))
 }
 
 /// Checks that `value` is one of [`LOG_LEVELS`]. `name` is the setting or
@@ -402,10 +360,7 @@ pub(crate) fn check_log_level(name: &str, value: &str) -> Result<(), String> {
     if LOG_LEVELS.contains(&value) {
         return Ok(());
     }
-    Err(format!(
-        "{name} must be one of {}, got '{value}'",
-        LOG_LEVELS.join("|")
-    ))
+    Err(format!("{name} must be one of {}, got '{value}'", LOG_LEVELS.join("|")))
 }
 
 #[cfg(test)]
@@ -461,35 +416,27 @@ mod tests {
         ];
         for (doc, expected) in cases {
             let err = Config::from_toml_str(doc).expect_err(doc);
-            assert!(
-                err.contains(expected),
-                "{doc:?}: {err:?} lacks {expected:?}"
-            );
+            assert!(err.contains(expected), "{doc:?}: {err:?} lacks {expected:?}");
         }
     }
 
     #[test]
     fn load_names_the_path() {
-        let path =
-            std::env::temp_dir().join(format!("halley-config-missing-{}.toml", std::process::id()));
+        let path = std::env::temp_dir().join(format!("halley-config-missing-{}.toml", std::process::id()));
         let err = Config::load(&path).unwrap_err();
         assert!(err.contains(&path.display().to_string()), "{err}");
     }
 
     #[test]
     fn load_reads_a_file() {
-        let path =
-            std::env::temp_dir().join(format!("halley-config-load-{}.toml", std::process::id()));
+        let path = std::env::temp_dir().join(format!("halley-config-load-{}.toml", std::process::id()));
         std::fs::write(&path, "history_size = 5\n").unwrap();
         let result = Config::load(&path);
         let bad = std::fs::write(&path, "history_size = \"x\"\n").map(|_| Config::load(&path));
         let _ = std::fs::remove_file(&path);
         assert_eq!(result.unwrap().history_size, 5);
         let err = bad.unwrap().unwrap_err();
-        assert!(
-            err.contains("history_size") && err.contains(&path.display().to_string()),
-            "{err}"
-        );
+        assert!(err.contains("history_size") && err.contains(&path.display().to_string()), "{err}");
     }
 
     #[test]
@@ -536,39 +483,22 @@ mod tests {
             ("threads", "", "threads: expected a whole number, got ''"),
             ("threads", "1.5", "threads: expected a whole number"),
             ("threads", "-1", "threads: cannot use '-1'"),
-            (
-                "backlog",
-                "99999999999",
-                "backlog: cannot use '99999999999'",
-            ),
-            (
-                "threads",
-                "99999999999999999999",
-                "threads: '99999999999999999999' is too large",
-            ),
+            ("backlog", "99999999999", "backlog: cannot use '99999999999'"),
+            ("threads", "99999999999999999999", "threads: '99999999999999999999' is too large"),
             ("nope", "1", "unknown setting 'nope'"),
             ("", "1", "unknown setting ''"),
         ];
         for (key, value, expected) in cases {
             let mut config = Config::default();
             let err = config.set(key, value).expect_err(key);
-            assert!(
-                err.contains(expected),
-                "{key}={value}: {err:?} lacks {expected:?}"
-            );
-            assert_eq!(
-                config,
-                Config::default(),
-                "failed set must not change anything"
-            );
+            assert!(err.contains(expected), "{key}={value}: {err:?} lacks {expected:?}");
+            assert_eq!(config, Config::default(), "failed set must not change anything");
         }
     }
 
     #[test]
     fn set_labeled_names_the_label() {
-        let err = Config::default()
-            .set_labeled("threads", "x", "--threads")
-            .unwrap_err();
+        let err = Config::default().set_labeled("threads", "x", "--threads").unwrap_err();
         assert_eq!(err, "--threads: expected a whole number, got 'x'");
     }
 
@@ -596,11 +526,7 @@ mod tests {
             ("max_body_bytes", "0", "max_body_bytes"),
             ("max_body_bytes", "67108865", "max_body_bytes"),
             ("max_message_bytes", "0", "max_message_bytes"),
-            (
-                "max_message_bytes",
-                "1048577",
-                "max_message_bytes (1048577) must not exceed max_body_bytes",
-            ),
+            ("max_message_bytes", "1048577", "max_message_bytes (1048577) must not exceed max_body_bytes"),
             ("head_timeout_secs", "0", "head_timeout_secs"),
             ("longpoll_timeout_secs", "0", "longpoll_timeout_secs"),
             (
@@ -608,29 +534,13 @@ mod tests {
                 "121",
                 "longpoll_timeout_secs (121) must not exceed longpoll_timeout_max_secs",
             ),
-            (
-                "longpoll_timeout_max_secs",
-                "0",
-                "longpoll_timeout_max_secs",
-            ),
-            (
-                "longpoll_timeout_max_secs",
-                "29",
-                "longpoll_timeout_max_secs (29)",
-            ),
-            (
-                "longpoll_timeout_max_secs",
-                "86401",
-                "longpoll_timeout_max_secs",
-            ),
+            ("longpoll_timeout_max_secs", "0", "longpoll_timeout_max_secs"),
+            ("longpoll_timeout_max_secs", "29", "longpoll_timeout_max_secs (29)"),
+            ("longpoll_timeout_max_secs", "86401", "longpoll_timeout_max_secs"),
             ("heartbeat_secs", "0", "heartbeat_secs"),
             ("heartbeat_secs", "3601", "heartbeat_secs"),
             ("sse_retry_ms", "0", "sse_retry_ms"),
-            (
-                "max_channels_per_subscription",
-                "0",
-                "max_channels_per_subscription",
-            ),
+            ("max_channels_per_subscription", "0", "max_channels_per_subscription"),
             ("history_size", "0", "history_size"),
             ("history_size", "100001", "history_size"),
             ("history_ttl_secs", "0", "history_ttl_secs"),
@@ -641,21 +551,14 @@ mod tests {
             ("publish_queue", "1000001", "publish_queue"),
             ("max_outbound_bytes", "4095", "max_outbound_bytes"),
             ("shutdown_grace_ms", "0", "shutdown_grace_ms"),
-            (
-                "log_level",
-                "loud",
-                "log_level must be one of error|warn|info|debug|trace",
-            ),
+            ("log_level", "loud", "log_level must be one of error|warn|info|debug|trace"),
             ("log_level", "INFO", "log_level"),
         ];
         for (key, value, expected) in cases {
             let mut config = Config::default();
             config.set(key, value).unwrap();
             let err = config.validate().expect_err(key);
-            assert!(
-                err.contains(expected),
-                "{key}={value}: {err:?} lacks {expected:?}"
-            );
+            assert!(err.contains(expected), "{key}={value}: {err:?} lacks {expected:?}");
         }
     }
 
@@ -690,16 +593,9 @@ mod tests {
 
     #[test]
     fn validate_reports_every_problem() {
-        let config = Config {
-            threads: 1000,
-            log_level: "x".to_string(),
-            ..Config::default()
-        };
+        let config = Config { threads: 1000, log_level: "x".to_string(), ..Config::default() };
         let err = config.validate().unwrap_err();
-        assert!(
-            err.contains("threads") && err.contains("log_level"),
-            "{err}"
-        );
+        assert!(err.contains("threads") && err.contains("log_level"), "{err}");
     }
 
     #[test]
@@ -712,10 +608,7 @@ mod tests {
 
     #[test]
     fn to_toml_does_not_panic_on_unrepresentable_values() {
-        let mut config = Config {
-            history_ttl_secs: u64::MAX,
-            ..Config::default()
-        };
+        let mut config = Config { history_ttl_secs: u64::MAX, ..Config::default() };
         assert!(config.to_toml().starts_with('#'));
         assert!(config.set("threads", "1").is_err());
     }

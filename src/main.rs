@@ -36,7 +36,10 @@ fn run(config: Config) -> ExitCode {
         log::set_level(level);
     }
     // Signals are caught before anything starts, so an early SIGTERM is not lost.
-    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]) {
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]) {
         Ok(s) => s,
         Err(e) => {
             log::error(format_args!("cannot install signal handlers: {e}"));

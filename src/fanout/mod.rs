@@ -76,7 +76,11 @@ pub struct Subscribe {
 pub enum Control {
     Subscribe(Subscribe),
     /// Undoes a registered subscription (same channels and encoding).
-    Unsubscribe { loop_id: usize, channels: Vec<Arc<str>>, encoding: Encoding },
+    Unsubscribe {
+        loop_id: usize,
+        channels: Vec<Arc<str>>,
+        encoding: Encoding,
+    },
 }
 
 /// The fan-out thread's answer to a subscribe.
@@ -112,7 +116,10 @@ pub enum LoopMsg {
     /// Messages for channels with subscribers on this loop, in id order.
     Batch(Vec<Arc<Message>>),
     Subscribed(Subscribed),
-    Published { conn: u64, ack: PublishAck },
+    Published {
+        conn: u64,
+        ack: PublishAck,
+    },
     /// Stop accepting, end streams, exit.
     Shutdown,
 }

@@ -50,23 +50,16 @@ pub fn decode(buf: &[u8], limit: usize) -> Result<Decoded, HttpError> {
     let mut total: usize = 0;
     let mut pos = 0;
     loop {
-        let Some((line, next)) = next_line(buf, pos, MAX_SIZE_LINE, "chunk-size line too long")?
-        else {
+        let Some((line, next)) = next_line(buf, pos, MAX_SIZE_LINE, "chunk-size line too long")? else {
             return Ok(Decoded::Partial);
         };
         let size = parse_size_line(line)?;
         let remaining = limit.saturating_sub(total);
-        let size = usize::try_from(size)
-            .ok()
-            .filter(|&size| size <= remaining)
-            .ok_or_else(too_large)?;
+        let size = usize::try_from(size).ok().filter(|&size| size <= remaining).ok_or_else(too_large)?;
         pos = next;
         if size == 0 {
             return Ok(match skip_trailers(buf, pos)? {
-                Some(end) => Decoded::Complete {
-                    body: gather(buf, &spans, total),
-                    consumed: end,
-                },
+                Some(end) => Decoded::Complete { body: gather(buf, &spans, total), consumed: end },
                 None => Decoded::Partial,
             });
         }
@@ -109,11 +102,7 @@ fn next_line<'a>(
     let rest = buf.get(start..).unwrap_or_default();
     let window = rest.get(..max).unwrap_or(rest);
     let Some(lf) = window.iter().position(|&b| b == b'\n') else {
-        return if window.len() >= max {
-            Err(HttpError::malformed(too_long))
-        } else {
-            Ok(None)
-        };
+        return if window.len() >= max { Err(HttpError::malformed(too_long)) } else { Ok(None) };
     };
     let with_cr = window.get(..lf).unwrap_or_default();
     // Accepting a bare LF here while a front proxy does not is a classic
@@ -138,10 +127,7 @@ fn parse_size_line(line: &[u8]) -> Result<u64, HttpError> {
     }
     let hex = line.get(..digits).unwrap_or_default();
     // At most 16 hex digits, so the shifts below cannot overflow a u64.
-    let size = hex
-        .iter()
-        .filter_map(|&b| hex_value(b))
-        .fold(0u64, |acc, v| acc << 4 | u64::from(v));
+    let size = hex.iter().filter_map(|&b| hex_value(b)).fold(0u64, |acc, v| acc << 4 | u64::from(v));
     let rest = line.get(digits..).unwrap_or_default();
     let rest = trim_start_ws(rest);
     let ext_ok = rest.is_empty() || (rest.starts_with(b";") && !has_control(rest));
@@ -180,10 +166,7 @@ fn has_control(bytes: &[u8]) -> bool {
 }
 
 fn trim_start_ws(bytes: &[u8]) -> &[u8] {
-    let ws = bytes
-        .iter()
-        .take_while(|&&b| b == b' ' || b == b'\t')
-        .count();
+    let ws = bytes.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
     bytes.get(ws..).unwrap_or_default()
 }
 
@@ -229,22 +212,14 @@ mod tests {
     ];
 
     fn complete(body: &[u8], consumed: usize) -> Decoded {
-        Decoded::Complete {
-            body: body.to_vec(),
-            consumed,
-        }
+        Decoded::Complete { body: body.to_vec(), consumed }
     }
 
     #[test]
     fn decodes_valid_bodies() {
         for &(input, body) in VALID {
             let got = decode(input, 1 << 20);
-            assert_eq!(
-                got,
-                Ok(complete(body, input.len())),
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(got, Ok(complete(body, input.len())), "{:?}", String::from_utf8_lossy(input));
         }
     }
 
@@ -264,11 +239,7 @@ mod tests {
             for step in [1, 3] {
                 let mut end = step.min(input.len());
                 while end < input.len() {
-                    assert_eq!(
-                        decode(&input[..end], 1 << 20),
-                        Ok(Decoded::Partial),
-                        "{end}"
-                    );
+                    assert_eq!(decode(&input[..end], 1 << 20), Ok(Decoded::Partial), "{end}");
                     end = (end + step).min(input.len());
                 }
                 assert_eq!(decode(input, 1 << 20), Ok(complete(body, input.len())));
@@ -280,8 +251,7 @@ mod tests {
     fn rejects_malformed() {
         let long_ext = [b"1;".as_slice(), &[b'x'; MAX_SIZE_LINE]].concat();
         let mut big_trailer = b"0\r\n".to_vec();
-        big_trailer
-            .extend(std::iter::repeat_n(b"X-Pad: 0123456789abcdef\r\n".as_slice(), 400).flatten());
+        big_trailer.extend(std::iter::repeat_n(b"X-Pad: 0123456789abcdef\r\n".as_slice(), 400).flatten());
         let cases: Vec<(&[u8], &str)> = vec![
             (b"5\nhello\r\n0\r\n\r\n", "bare LF in chunked body"),
             (b"0\r\n\n", "bare LF in chunked body"),
@@ -304,12 +274,7 @@ mod tests {
         ];
         for (input, why) in cases {
             let got = decode(input, 1 << 20);
-            assert_eq!(
-                got,
-                Err(HttpError::malformed(why)),
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(got, Err(HttpError::malformed(why)), "{:?}", String::from_utf8_lossy(input));
         }
     }
 
@@ -335,17 +300,12 @@ mod tests {
 
     #[test]
     fn encodes_chunks() {
-        let cases: [(&[u8], &[u8]); 3] =
-            [(b"", b""), (b"hello", b"5\r\n"), (&[b'x'; 300], b"12c\r\n")];
+        let cases: [(&[u8], &[u8]); 3] = [(b"", b""), (b"hello", b"5\r\n"), (&[b'x'; 300], b"12c\r\n")];
         for (data, prefix) in cases {
             let mut out = Vec::new();
             encode_into(&mut out, data);
             assert!(out.starts_with(prefix), "{out:?}");
-            let want_len = if data.is_empty() {
-                0
-            } else {
-                prefix.len() + data.len() + 2
-            };
+            let want_len = if data.is_empty() { 0 } else { prefix.len() + data.len() + 2 };
             assert_eq!(out.len(), want_len);
         }
     }
@@ -358,9 +318,6 @@ mod tests {
             encode_into(&mut wire, part);
         }
         wire.extend_from_slice(LAST_CHUNK);
-        assert_eq!(
-            decode(&wire, 1 << 20),
-            Ok(complete(&parts.concat(), wire.len()))
-        );
+        assert_eq!(decode(&wire, 1 << 20), Ok(complete(&parts.concat(), wire.len())));
     }
 }

@@ -7,12 +7,7 @@
 //! Invariant for the whole module: no input can make it panic. Bytes come
 //! straight from untrusted clients, so indexing, `unwrap` and friends are
 //! denied here (tests excepted) and every failure is an [`HttpError`].
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fmt;
 
@@ -93,26 +88,10 @@ mod tests {
     fn status_and_reason_per_variant() {
         let cases = [
             (HttpError::HeadTooLarge, 431, "request head too large"),
-            (
-                HttpError::BodyTooLarge { limit: 10 },
-                413,
-                "request body larger than 10 bytes",
-            ),
-            (
-                HttpError::malformed("invalid header name"),
-                400,
-                "invalid header name",
-            ),
-            (
-                HttpError::UnsupportedVersion,
-                505,
-                "only HTTP/1.0 and HTTP/1.1 are supported",
-            ),
-            (
-                HttpError::UnsupportedTransferEncoding,
-                501,
-                "only Transfer-Encoding: chunked is supported",
-            ),
+            (HttpError::BodyTooLarge { limit: 10 }, 413, "request body larger than 10 bytes"),
+            (HttpError::malformed("invalid header name"), 400, "invalid header name"),
+            (HttpError::UnsupportedVersion, 505, "only HTTP/1.0 and HTTP/1.1 are supported"),
+            (HttpError::UnsupportedTransferEncoding, 501, "only Transfer-Encoding: chunked is supported"),
         ];
         for (err, status, reason) in cases {
             assert_eq!(err.status(), status, "{err:?}");

@@ -25,8 +25,7 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> Result<String, HttpError>
             _ => out.push(b),
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| HttpError::malformed("percent-decoded text is not valid UTF-8"))
+    String::from_utf8(out).map_err(|_| HttpError::malformed("percent-decoded text is not valid UTF-8"))
 }
 
 /// The value of one hex digit, or `None` if `b` is not one.
@@ -46,15 +45,12 @@ pub(crate) fn hex_value(b: u8) -> Option<u8> {
 /// with `+` as space. A pair that does not decode is skipped rather than
 /// failing the whole query, so one bad parameter cannot hide the others.
 pub fn params(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .filter_map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let name = percent_decode(name, true).ok()?;
-            let value = percent_decode(value, true).ok()?;
-            Some((name, value))
-        })
+    query.split('&').filter(|pair| !pair.is_empty()).filter_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(name, true).ok()?;
+        let value = percent_decode(value, true).ok()?;
+        Some((name, value))
+    })
 }
 
 #[cfg(test)]
@@ -85,11 +81,7 @@ mod tests {
             ("%C3", "percent-decoded text is not valid UTF-8"),
         ];
         for (input, why) in bad {
-            assert_eq!(
-                percent_decode(input, false),
-                Err(HttpError::malformed(why)),
-                "{input}"
-            );
+            assert_eq!(percent_decode(input, false), Err(HttpError::malformed(why)), "{input}");
         }
     }
 
@@ -105,10 +97,8 @@ mod tests {
         ];
         for (query, want) in cases {
             let got: Vec<(String, String)> = params(query).collect();
-            let want: Vec<(String, String)> = want
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+            let want: Vec<(String, String)> =
+                want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             assert_eq!(got, want, "{query}");
         }
     }

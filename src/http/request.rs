@@ -75,10 +75,7 @@ pub struct Request {
 impl Request {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_slice())
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_slice())
     }
 
     /// The first header named `name`, trimmed, if it is valid UTF-8.
@@ -90,9 +87,7 @@ impl Request {
     /// The first query parameter `name`, decoded (`+` as space).
     /// A parameter present without a value (`?a` or `?a=`) gives `Some("")`.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        query::params(&self.query)
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value)
+        query::params(&self.query).find(|(key, _)| key == name).map(|(_, value)| value)
     }
 
     /// Whether any `name` header lists `token` in its comma-separated value
@@ -217,20 +212,8 @@ fn build_request(parsed: &httparse::Request) -> Result<Request, HttpError> {
         _ => return Err(HttpError::UnsupportedVersion),
     };
     let (path, query) = split_target(parsed.path.ok_or_else(incomplete)?)?;
-    let headers = parsed
-        .headers
-        .iter()
-        .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
-        .collect();
-    let mut request = Request {
-        method,
-        path,
-        query,
-        version,
-        headers,
-        body: Vec::new(),
-        keep_alive: false,
-    };
+    let headers = parsed.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect();
+    let mut request = Request { method, path, query, version, headers, body: Vec::new(), keep_alive: false };
     request.keep_alive = request.wants_keep_alive();
     Ok(request)
 }
@@ -251,17 +234,10 @@ fn head_error(err: httparse::Error) -> HttpError {
 /// wrong byte. To tell a well-formed other version (505) from garbage (400)
 /// this waits for the whole request line and looks at its last word.
 fn version_error(buf: &[u8], max: usize) -> Result<Option<(Request, usize)>, HttpError> {
-    let start = buf
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
+    let start = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
     let line = buf.get(start..).unwrap_or_default();
     let Some(end) = line.iter().position(|&b| b == b'\r' || b == b'\n') else {
-        return if buf.len() > max {
-            Err(HttpError::HeadTooLarge)
-        } else {
-            Ok(None)
-        };
+        return if buf.len() > max { Err(HttpError::HeadTooLarge) } else { Ok(None) };
     };
     let line = line.get(..end).unwrap_or_default();
     let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
@@ -292,9 +268,7 @@ fn split_target(target: &str) -> Result<(String, String), HttpError> {
 /// The origin-form (`/path?query`) of an origin- or absolute-form target.
 fn origin_form(target: &str) -> Result<String, HttpError> {
     for scheme in ["http://", "https://"] {
-        let has_scheme = target
-            .get(..scheme.len())
-            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme));
+        let has_scheme = target.get(..scheme.len()).is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme));
         if !has_scheme {
             continue;
         }
@@ -304,11 +278,7 @@ fn origin_form(target: &str) -> Result<String, HttpError> {
             return Err(HttpError::malformed("absolute-form target without a host"));
         }
         let rest = after.get(authority_len..).unwrap_or_default();
-        return Ok(if rest.starts_with('/') {
-            rest.to_string()
-        } else {
-            format!("/{rest}")
-        });
+        return Ok(if rest.starts_with('/') { rest.to_string() } else { format!("/{rest}") });
     }
     Ok(target.to_string())
 }
@@ -320,9 +290,7 @@ fn framing(request: &Request) -> Result<Framing, HttpError> {
     let length = content_length(request)?;
     let has_te = request.header("transfer-encoding").is_some();
     if has_te && length.is_some() {
-        return Err(HttpError::malformed(
-            "both Content-Length and Transfer-Encoding",
-        ));
+        return Err(HttpError::malformed("both Content-Length and Transfer-Encoding"));
     }
     if has_te {
         return transfer_encoding(request);
@@ -340,18 +308,12 @@ fn transfer_encoding(request: &Request) -> Result<Framing, HttpError> {
     if request.version == Version::Http10 {
         // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has
         // faulty framing; refusing it is the safe reading.
-        return Err(HttpError::malformed(
-            "Transfer-Encoding in an HTTP/1.0 request",
-        ));
+        return Err(HttpError::malformed("Transfer-Encoding in an HTTP/1.0 request"));
     }
     let mut codings = Vec::new();
-    for (_, value) in request
-        .headers
-        .iter()
-        .filter(|(name, _)| name == "transfer-encoding")
-    {
-        let value = std::str::from_utf8(value)
-            .map_err(|_| HttpError::malformed("invalid Transfer-Encoding"))?;
+    for (_, value) in request.headers.iter().filter(|(name, _)| name == "transfer-encoding") {
+        let value =
+            std::str::from_utf8(value).map_err(|_| HttpError::malformed("invalid Transfer-Encoding"))?;
         codings.extend(value.split(',').map(str::trim).filter(|c| !c.is_empty()));
     }
     match codings.as_slice() {
@@ -364,11 +326,7 @@ fn transfer_encoding(request: &Request) -> Result<Framing, HttpError> {
 /// only when every value is the same number (RFC 9112 §6.3 item 5).
 fn content_length(request: &Request) -> Result<Option<u64>, HttpError> {
     let mut found = None;
-    for (_, value) in request
-        .headers
-        .iter()
-        .filter(|(name, _)| name == "content-length")
-    {
+    for (_, value) in request.headers.iter().filter(|(name, _)| name == "content-length") {
         for item in value.split(|&b| b == b',') {
             let len = parse_decimal(item.trim_ascii())?;
             if found.is_some_and(|prev| prev != len) {
@@ -385,9 +343,7 @@ fn parse_decimal(digits: &[u8]) -> Result<u64, HttpError> {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return Err(HttpError::malformed("Content-Length is not a number"));
     }
-    Ok(digits.iter().fold(0u64, |acc, &d| {
-        acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-    }))
+    Ok(digits.iter().fold(0u64, |acc, &d| acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))))
 }
 
 #[cfg(test)]
@@ -423,10 +379,7 @@ mod tests {
             path: target.0.to_string(),
             query: target.1.to_string(),
             version,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-                .collect(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect(),
             body: body.as_bytes().to_vec(),
             keep_alive,
         }
@@ -448,107 +401,36 @@ mod tests {
         vec![
             (
                 "GET /sub/chan?id=1 HTTP/1.1\r\nHost: x\r\n\r\n",
-                req(
-                    Get,
-                    ("/sub/chan", "id=1"),
-                    Http11,
-                    &[("host", "x")],
-                    "",
-                    true,
-                ),
+                req(Get, ("/sub/chan", "id=1"), Http11, &[("host", "x")], "", true),
             ),
             (
                 "GET /a%20b/%E2%82%AC?q=hello+world&x=%41 HTTP/1.1\r\n\r\n",
-                req(
-                    Get,
-                    ("/a b/\u{20ac}", "q=hello+world&x=%41"),
-                    Http11,
-                    &[],
-                    "",
-                    true,
-                ),
+                req(Get, ("/a b/\u{20ac}", "q=hello+world&x=%41"), Http11, &[], "", true),
             ),
-            (
-                with_length,
-                req(
-                    Post,
-                    ("/publish", "channel=a"),
-                    Http11,
-                    &ct_cl,
-                    "hello",
-                    true,
-                ),
-            ),
-            (
-                chunked,
-                req(Post, ("/publish", ""), Http11, &te, "hello world", true),
-            ),
-            (
-                "GET / HTTP/1.0\r\n\r\n",
-                req(Get, ("/", ""), Http10, &[], "", false),
-            ),
+            (with_length, req(Post, ("/publish", "channel=a"), Http11, &ct_cl, "hello", true)),
+            (chunked, req(Post, ("/publish", ""), Http11, &te, "hello world", true)),
+            ("GET / HTTP/1.0\r\n\r\n", req(Get, ("/", ""), Http10, &[], "", false)),
             (
                 "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
-                req(
-                    Get,
-                    ("/", ""),
-                    Http10,
-                    &[("connection", "Keep-Alive")],
-                    "",
-                    true,
-                ),
+                req(Get, ("/", ""), Http10, &[("connection", "Keep-Alive")], "", true),
             ),
             (
                 "HEAD / HTTP/1.1\r\nConnection: foo, Close\r\n\r\n",
-                req(
-                    Head,
-                    ("/", ""),
-                    Http11,
-                    &[("connection", "foo, Close")],
-                    "",
-                    false,
-                ),
+                req(Head, ("/", ""), Http11, &[("connection", "foo, Close")], "", false),
             ),
-            (
-                absolute,
-                req(Get, ("/sub", "x=1"), Http11, &[("host", "h")], "", true),
-            ),
+            (absolute, req(Get, ("/sub", "x=1"), Http11, &[("host", "h")], "", true)),
             (
                 "OPTIONS HTTPS://example.com?x HTTP/1.1\r\n\r\n",
                 req(Options, ("/", "x"), Http11, &[], "", true),
             ),
-            (
-                patch,
-                req(
-                    Other("PATCH".into()),
-                    ("/x", ""),
-                    Http11,
-                    &cl_cl,
-                    "hi",
-                    true,
-                ),
-            ),
+            (patch, req(Other("PATCH".into()), ("/x", ""), Http11, &cl_cl, "hi", true)),
             (
                 "\r\nDELETE /x HTTP/1.1\r\nX-A: 1\r\nx-a: 2\r\n\r\n",
-                req(
-                    Delete,
-                    ("/x", ""),
-                    Http11,
-                    &[("x-a", "1"), ("x-a", "2")],
-                    "",
-                    true,
-                ),
+                req(Delete, ("/x", ""), Http11, &[("x-a", "1"), ("x-a", "2")], "", true),
             ),
             (
                 "PUT /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
-                req(
-                    Put,
-                    ("/x", ""),
-                    Http11,
-                    &[("content-length", "0")],
-                    "",
-                    true,
-                ),
+                req(Put, ("/x", ""), Http11, &[("content-length", "0")], "", true),
             ),
         ]
     }
@@ -557,10 +439,7 @@ mod tests {
     fn parses_valid_requests() {
         for (raw, want) in valid() {
             let got = parse(raw.as_bytes());
-            let want = Parse::Complete {
-                request: want,
-                consumed: raw.len(),
-            };
+            let want = Parse::Complete { request: want, consumed: raw.len() };
             assert_eq!(got, Ok(want), "{raw:?}");
         }
     }
@@ -576,10 +455,7 @@ mod tests {
                     assert_eq!(parse(&raw[..end]), Ok(Parse::Partial), "{raw:?} at {end}");
                     end = (end + step).min(raw.len());
                 }
-                let whole = Parse::Complete {
-                    request: want.clone(),
-                    consumed: raw.len(),
-                };
+                let whole = Parse::Complete { request: want.clone(), consumed: raw.len() };
                 assert_eq!(parse(raw), Ok(whole));
             }
         }
@@ -619,48 +495,24 @@ mod tests {
         let no_slash = malformed("request target must start with '/'");
         let bad_version = malformed("invalid HTTP version");
         let cases: Vec<(&str, HttpError)> = vec![
-            (
-                "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
-                malformed("invalid header name"),
-            ),
-            (
-                "GET / HTTP/1.1\r\n: x\r\n\r\n",
-                malformed("invalid header name"),
-            ),
-            (
-                "GET / HTTP/1.1\r\nA: \x01\r\n\r\n",
-                malformed("invalid header value"),
-            ),
-            (
-                "GET / HTTP/1.1\rX\r\n\r\n",
-                malformed("invalid line ending in request head"),
-            ),
+            ("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", malformed("invalid header name")),
+            ("GET / HTTP/1.1\r\n: x\r\n\r\n", malformed("invalid header name")),
+            ("GET / HTTP/1.1\r\nA: \x01\r\n\r\n", malformed("invalid header value")),
+            ("GET / HTTP/1.1\rX\r\n\r\n", malformed("invalid line ending in request head")),
             (&many_headers, malformed("too many headers")),
             ("G(T / HTTP/1.1\r\n\r\n", bad_line.clone()),
             ("GET  / HTTP/1.1\r\n\r\n", bad_line),
             ("GET foo HTTP/1.1\r\n\r\n", no_slash.clone()),
             ("OPTIONS * HTTP/1.1\r\n\r\n", no_slash.clone()),
             ("GET ftp://host/x HTTP/1.1\r\n\r\n", no_slash),
-            (
-                "GET http:///x HTTP/1.1\r\n\r\n",
-                malformed("absolute-form target without a host"),
-            ),
+            ("GET http:///x HTTP/1.1\r\n\r\n", malformed("absolute-form target without a host")),
             ("GET /%zz HTTP/1.1\r\n\r\n", malformed("bad percent-escape")),
-            (
-                "GET /%ff HTTP/1.1\r\n\r\n",
-                malformed("percent-decoded text is not valid UTF-8"),
-            ),
+            ("GET /%ff HTTP/1.1\r\n\r\n", malformed("percent-decoded text is not valid UTF-8")),
             ("GET / FOO/1.1\r\n\r\n", bad_version.clone()),
             ("GET / HTTP/x\r\n\r\n", bad_version),
-            (
-                "GET / HTTP/2.0\r\nHost: x\r\n\r\n",
-                HttpError::UnsupportedVersion,
-            ),
+            ("GET / HTTP/2.0\r\nHost: x\r\n\r\n", HttpError::UnsupportedVersion),
             ("GET / HTTP/1.2\r\n\r\n", HttpError::UnsupportedVersion),
-            (
-                "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-                HttpError::UnsupportedVersion,
-            ),
+            ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", HttpError::UnsupportedVersion),
             ("GET / HTTP/3\r\n\r\n", HttpError::UnsupportedVersion),
         ];
         for (raw, want) in cases {
@@ -680,29 +532,17 @@ mod tests {
             (post("Content-Length: +1\r\n", ""), nan.clone()),
             (post("Content-Length:\r\n", ""), nan.clone()),
             (post("Content-Length: 1,\r\n", ""), nan),
-            (
-                post("Content-Length: 1\r\nContent-Length: 2\r\n", ""),
-                conflict.clone(),
-            ),
+            (post("Content-Length: 1\r\nContent-Length: 2\r\n", ""), conflict.clone()),
             (post("Content-Length: 1, 2\r\n", ""), conflict),
             (
                 post(&format!("Content-Length: 1\r\n{te}"), ""),
                 malformed("both Content-Length and Transfer-Encoding"),
             ),
-            (
-                post(te, "").replace("1.1", "1.0"),
-                malformed("Transfer-Encoding in an HTTP/1.0 request"),
-            ),
-            (
-                post(te, "zz\r\n"),
-                malformed("chunk size is not a hex number"),
-            ),
+            (post(te, "").replace("1.1", "1.0"), malformed("Transfer-Encoding in an HTTP/1.0 request")),
+            (post(te, "zz\r\n"), malformed("chunk size is not a hex number")),
             (post(te, "1\nx"), malformed("bare LF in chunked body")),
             (post("Transfer-Encoding: gzip\r\n", ""), unsupported.clone()),
-            (
-                post("Transfer-Encoding: gzip, chunked\r\n", ""),
-                unsupported.clone(),
-            ),
+            (post("Transfer-Encoding: gzip, chunked\r\n", ""), unsupported.clone()),
             (post(&te.repeat(2), ""), unsupported.clone()),
             (post("Transfer-Encoding:\r\n", ""), unsupported),
         ];
@@ -725,26 +565,11 @@ mod tests {
             (&long_version, HttpError::HeadTooLarge),
             (&complete_big, HttpError::HeadTooLarge),
             (&incomplete_big, HttpError::HeadTooLarge),
-            (
-                "POST /x HTTP/1.1\r\nContent-Length: 9\r\n\r\n",
-                too_large(8),
-            ),
-            (
-                "POST /publish HTTP/1.1\r\nContent-Length: 65\r\n\r\n",
-                too_large(64),
-            ),
-            (
-                "POST /x HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-                too_large(8),
-            ),
-            (
-                "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n",
-                too_large(8),
-            ),
-            (
-                "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n4\r\n",
-                too_large(8),
-            ),
+            ("POST /x HTTP/1.1\r\nContent-Length: 9\r\n\r\n", too_large(8)),
+            ("POST /publish HTTP/1.1\r\nContent-Length: 65\r\n\r\n", too_large(64)),
+            ("POST /x HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n", too_large(8)),
+            ("POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n", too_large(8)),
+            ("POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n4\r\n", too_large(8)),
         ];
         for (raw, want) in cases {
             assert_eq!(parse(raw.as_bytes()), Err(want), "{raw:?}");
@@ -752,15 +577,9 @@ mod tests {
         // Exactly at the limits is fine.
         let at_limit = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_HEAD - 18));
         assert_eq!(at_limit.len(), MAX_HEAD);
-        assert!(matches!(
-            parse(at_limit.as_bytes()),
-            Ok(Parse::Complete { .. })
-        ));
+        assert!(matches!(parse(at_limit.as_bytes()), Ok(Parse::Complete { .. })));
         let body_at_limit = "POST /x HTTP/1.1\r\nContent-Length: 8\r\n\r\n12345678";
-        assert!(matches!(
-            parse(body_at_limit.as_bytes()),
-            Ok(Parse::Complete { .. })
-        ));
+        assert!(matches!(parse(body_at_limit.as_bytes()), Ok(Parse::Complete { .. })));
     }
 
     #[test]
@@ -771,10 +590,7 @@ mod tests {
             100
         };
         let raw = b"PUT /a%2Fb?x HTTP/1.1\r\nContent-Length: 1\r\n\r\nz";
-        assert!(matches!(
-            parse_request(raw, MAX_HEAD, &record),
-            Ok(Parse::Complete { .. })
-        ));
+        assert!(matches!(parse_request(raw, MAX_HEAD, &record), Ok(Parse::Complete { .. })));
         assert_eq!(seen.into_inner(), vec![(Method::Put, "/a/b".to_string())]);
     }
 
@@ -817,9 +633,7 @@ mod tests {
 
     #[test]
     fn method_tokens_round_trip() {
-        for token in [
-            "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "get",
-        ] {
+        for token in ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "get"] {
             assert_eq!(Method::from_token(token).as_str(), token);
         }
         assert_eq!(Method::from_token("get"), Method::Other("get".into()));

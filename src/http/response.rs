@@ -28,15 +28,8 @@ impl Response {
     /// A response with `status`; a code outside 100..=999 (which could not
     /// be written as a valid status line) becomes 500.
     pub fn new(status: u16) -> Response {
-        let status = if (100..=999).contains(&status) {
-            status
-        } else {
-            500
-        };
-        Response {
-            status,
-            headers: Vec::new(),
-        }
+        let status = if (100..=999).contains(&status) { status } else { 500 };
+        Response { status, headers: Vec::new() }
     }
 
     /// The status code that will be sent.
@@ -54,8 +47,8 @@ impl Response {
     /// added by `head` itself.
     pub fn header(mut self, name: &str, value: &str) -> Response {
         let injects = value.contains(['\r', '\n']) || !is_token(name);
-        let framing = name.eq_ignore_ascii_case("content-length")
-            || name.eq_ignore_ascii_case("transfer-encoding");
+        let framing =
+            name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding");
         if !injects && !framing {
             self.headers.push((name.to_string(), value.to_string()));
         }
@@ -72,11 +65,7 @@ impl Response {
     /// and are not forced to close.
     pub fn head(&self, body: BodyKind, version: Version, keep_alive: bool) -> Vec<u8> {
         let (framing, keep_alive) = self.framing(body, version, keep_alive);
-        let mut out = format!(
-            "HTTP/1.1 {} {}\r\n",
-            self.status,
-            reason_phrase(self.status)
-        );
+        let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, reason_phrase(self.status));
         out.push_str("Server: halley\r\n");
         for (name, value) in &self.headers {
             push_field(&mut out, name, value);
@@ -113,12 +102,7 @@ impl Response {
 
     /// The framing actually used (`None`: no framing header) and the
     /// effective keep-alive.
-    fn framing(
-        &self,
-        body: BodyKind,
-        version: Version,
-        keep_alive: bool,
-    ) -> (Option<BodyKind>, bool) {
+    fn framing(&self, body: BodyKind, version: Version, keep_alive: bool) -> (Option<BodyKind>, bool) {
         if !self.allows_body() {
             return (None, keep_alive);
         }
@@ -140,10 +124,7 @@ fn push_field(out: &mut String, name: &str, value: &str) {
 
 /// Whether `name` is a non-empty RFC 9110 token (a valid field name).
 fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A complete JSON error response: `status`, `Content-Type:
@@ -243,31 +224,11 @@ mod tests {
         let ok = "HTTP/1.1 200 OK\r\nServer: halley\r\nContent-Type: text/plain\r\n";
         let cases = [
             (Length(2), Http11, true, "Content-Length: 2\r\n"),
-            (
-                Length(2),
-                Http11,
-                false,
-                "Content-Length: 2\r\nConnection: close\r\n",
-            ),
-            (
-                Length(0),
-                Http10,
-                true,
-                "Content-Length: 0\r\nConnection: keep-alive\r\n",
-            ),
-            (
-                Length(0),
-                Http10,
-                false,
-                "Content-Length: 0\r\nConnection: close\r\n",
-            ),
+            (Length(2), Http11, false, "Content-Length: 2\r\nConnection: close\r\n"),
+            (Length(0), Http10, true, "Content-Length: 0\r\nConnection: keep-alive\r\n"),
+            (Length(0), Http10, false, "Content-Length: 0\r\nConnection: close\r\n"),
             (Chunked, Http11, true, "Transfer-Encoding: chunked\r\n"),
-            (
-                Chunked,
-                Http11,
-                false,
-                "Transfer-Encoding: chunked\r\nConnection: close\r\n",
-            ),
+            (Chunked, Http11, false, "Transfer-Encoding: chunked\r\nConnection: close\r\n"),
             // HTTP/1.0 has no chunked coding: close-delimited instead.
             (Chunked, Http10, true, "Connection: close\r\n"),
             (UntilClose, Http11, true, "Connection: close\r\n"),
@@ -275,11 +236,7 @@ mod tests {
         ];
         for (kind, version, keep_alive, tail) in cases {
             let got = text(plain.head(kind, version, keep_alive));
-            assert_eq!(
-                got,
-                format!("{ok}{tail}\r\n"),
-                "{kind:?} {version:?} {keep_alive}"
-            );
+            assert_eq!(got, format!("{ok}{tail}\r\n"), "{kind:?} {version:?} {keep_alive}");
         }
         let got = text(plain.with_body(b"hi", Http11, true));
         assert_eq!(got, format!("{ok}Content-Length: 2\r\n\r\nhi"));
@@ -287,9 +244,7 @@ mod tests {
 
     #[test]
     fn bodyless_statuses_exact_bytes() {
-        let upgrade = Response::new(101)
-            .header("Upgrade", "websocket")
-            .header("Connection", "Upgrade");
+        let upgrade = Response::new(101).header("Upgrade", "websocket").header("Connection", "Upgrade");
         let cases = [
             (
                 Response::new(204).with_body(b"ignored", Http11, true),
@@ -341,13 +296,7 @@ mod tests {
 
     #[test]
     fn json_error_exact_bytes() {
-        let got = json_error(
-            429,
-            "slow \"down\"\n",
-            &[("Retry-After", "1")],
-            Http11,
-            true,
-        );
+        let got = json_error(429, "slow \"down\"\n", &[("Retry-After", "1")], Http11, true);
         let body = "{\"error\":\"slow \\\"down\\\"\\n\"}\n";
         let want = format!(
             "HTTP/1.1 429 Too Many Requests\r\nServer: halley\r\nContent-Type: application/json\r\n\

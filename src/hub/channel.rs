@@ -18,8 +18,7 @@ pub enum ChannelError {
 
 impl fmt::Display for ChannelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const RULE: &str =
-            "a channel name is 1 to 128 bytes of A-Z a-z 0-9 _ - . : @ /, not starting with /";
+        const RULE: &str = "a channel name is 1 to 128 bytes of A-Z a-z 0-9 _ - . : @ /, not starting with /";
         match self {
             ChannelError::Empty => write!(f, "empty channel name; {RULE}"),
             ChannelError::TooLong(n) => write!(f, "channel name is {n} bytes; {RULE}"),
@@ -103,10 +102,7 @@ mod tests {
         let got = parse_channel_list("a,b/c,a", 8).unwrap();
         assert_eq!(got.iter().map(|c| &**c).collect::<Vec<_>>(), ["a", "b/c"]);
         assert_eq!(parse_channel_list("a,,b", 8), Err(ChannelError::Empty));
-        assert_eq!(
-            parse_channel_list("a,b,c", 2),
-            Err(ChannelError::TooMany { given: 3, limit: 2 })
-        );
+        assert_eq!(parse_channel_list("a,b,c", 2), Err(ChannelError::TooMany { given: 3, limit: 2 }));
         assert!(ChannelError::BadByte(b' ').to_string().contains("1 to 128 bytes"));
     }
 }

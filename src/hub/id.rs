@@ -35,11 +35,7 @@ pub struct BadId(pub String);
 
 impl fmt::Display for BadId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "malformed message id '{}': expected <milliseconds>-<sequence>, both decimal",
-            self.0
-        )
+        write!(f, "malformed message id '{}': expected <milliseconds>-<sequence>, both decimal", self.0)
     }
 }
 

@@ -42,14 +42,7 @@ pub struct Message {
 
 impl Message {
     pub fn new(id: MessageId, channel: Arc<str>, event: Option<Box<str>>, data: Box<str>) -> Message {
-        Message {
-            id,
-            channel,
-            event,
-            data,
-            accepted_at: Instant::now(),
-            frames: Default::default(),
-        }
+        Message { id, channel, event, data, accepted_at: Instant::now(), frames: Default::default() }
     }
 
     /// This message encoded for `encoding`, encoded at most once per process.

@@ -90,7 +90,13 @@ pub trait Service {
     type Conn;
 
     /// A connection arrived on listener `port`. `None` refuses it (closed at once).
-    fn on_accept(&mut self, io: &mut Io<Self::Conn>, key: ConnKey, port: usize, peer: SocketAddr) -> Option<Self::Conn>;
+    fn on_accept(
+        &mut self,
+        io: &mut Io<Self::Conn>,
+        key: ConnKey,
+        port: usize,
+        peer: SocketAddr,
+    ) -> Option<Self::Conn>;
     /// New bytes are in `io.input(key)`.
     fn on_input(&mut self, io: &mut Io<Self::Conn>, key: ConnKey);
     /// The peer will send nothing more.

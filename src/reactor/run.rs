@@ -77,7 +77,12 @@ impl<C> Reactor<C> {
             .map(|at| at.saturating_duration_since(now))
     }
 
-    fn dispatch<S: Service<Conn = C>>(&mut self, event: &mio::event::Event, service: &mut S, carry: &mut Carry) {
+    fn dispatch<S: Service<Conn = C>>(
+        &mut self,
+        event: &mio::event::Event,
+        service: &mut S,
+        carry: &mut Carry,
+    ) {
         match event.token() {
             WAKER_TOKEN => service.on_wake(&mut self.io),
             Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
@@ -116,7 +121,13 @@ impl<C> Reactor<C> {
         carry.accepts = true;
     }
 
-    fn admit<S: Service<Conn = C>>(&mut self, mut stream: TcpStream, peer: SocketAddr, port: usize, service: &mut S) {
+    fn admit<S: Service<Conn = C>>(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        port: usize,
+        service: &mut S,
+    ) {
         let _ = stream.set_nodelay(true);
         let io = &mut self.io;
         io.next_generation = (io.next_generation + 1) & 0x7fff_ffff;
@@ -178,7 +189,13 @@ impl<C> Reactor<C> {
         }
     }
 
-    fn read<S: Service<Conn = C>>(&mut self, key: ConnKey, service: &mut S, scratch: &mut [u8], carry: &mut Carry) {
+    fn read<S: Service<Conn = C>>(
+        &mut self,
+        key: ConnKey,
+        service: &mut S,
+        scratch: &mut [u8],
+        carry: &mut Carry,
+    ) {
         let Some(slot) = self.io.slot(key) else { return };
         if slot.close_reason.is_some() || slot.eof {
             return;

@@ -52,6 +52,13 @@ pub struct Subscription {
 
 impl Conn {
     pub fn new(port: Port) -> Conn {
-        Conn { port, phase: Phase::Reading, version: Version::Http11, keep_alive: true, peer_done: false, continue_sent: false }
+        Conn {
+            port,
+            phase: Phase::Reading,
+            version: Version::Http11,
+            keep_alive: true,
+            peer_done: false,
+            continue_sent: false,
+        }
     }
 }

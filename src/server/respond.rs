@@ -25,7 +25,11 @@ pub fn published(ack: &PublishAck, version: Version, keep_alive: bool) -> Vec<u8
     });
     let mut text = body.to_string();
     text.push('\n');
-    Response::new(200).header("Content-Type", "application/json").with_body(text.as_bytes(), version, keep_alive)
+    Response::new(200).header("Content-Type", "application/json").with_body(
+        text.as_bytes(),
+        version,
+        keep_alive,
+    )
 }
 
 pub fn health(version: Version, keep_alive: bool) -> Vec<u8> {
@@ -33,7 +37,13 @@ pub fn health(version: Version, keep_alive: bool) -> Vec<u8> {
 }
 
 /// The head of a streaming or long-poll response.
-pub fn subscriber_head(transport: Transport, body: BodyKind, gap: bool, version: Version, keep_alive: bool) -> Vec<u8> {
+pub fn subscriber_head(
+    transport: Transport,
+    body: BodyKind,
+    gap: bool,
+    version: Version,
+    keep_alive: bool,
+) -> Vec<u8> {
     let mut response = Response::new(200)
         .header("Content-Type", transport.content_type())
         .header("Cache-Control", "no-cache, no-store")

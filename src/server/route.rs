@@ -76,7 +76,10 @@ pub fn route(req: &Request, port: Port, limits: &RouteLimits) -> Result<Route, R
 
 fn route_public(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
     let Some(list) = req.path.strip_prefix("/sub/") else {
-        return Err(Refusal::new(404, format!("no such endpoint: {}; subscribe with GET /sub/{{channels}}", req.path)));
+        return Err(Refusal::new(
+            404,
+            format!("no such endpoint: {}; subscribe with GET /sub/{{channels}}", req.path),
+        ));
     };
     if req.method != Method::Get {
         return Err(Refusal::method("GET"));
@@ -101,7 +104,10 @@ fn route_public(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
 fn pick_transport(req: &Request) -> Result<Transport, Refusal> {
     if let Some(name) = req.query_param("transport").filter(|n| !n.is_empty()) {
         return Transport::from_name(&name).ok_or_else(|| {
-            Refusal::new(400, format!("unknown transport '{}'; use longpoll, jsonp, sse or stream", short(&name)))
+            Refusal::new(
+                400,
+                format!("unknown transport '{}'; use longpoll, jsonp, sse or stream", short(&name)),
+            )
         });
     }
     if req.header_has_token("upgrade", "websocket") {
@@ -133,7 +139,8 @@ fn start_point(req: &Request, limits: &RouteLimits) -> Result<Start, Refusal> {
         .filter(|s| !s.is_empty())
         .or_else(|| req.header_str("last-event-id").filter(|s| !s.is_empty()).map(String::from));
     if let Some(text) = resume {
-        let id: MessageId = text.parse().map_err(|e: crate::hub::id::BadId| Refusal::new(400, e.to_string()))?;
+        let id: MessageId =
+            text.parse().map_err(|e: crate::hub::id::BadId| Refusal::new(400, e.to_string()))?;
         return Ok(Start::After(id));
     }
     match req.query_param("backlog").filter(|s| !s.is_empty()) {
@@ -163,7 +170,10 @@ fn route_ingest(req: &Request) -> Result<Route, Refusal> {
         };
     }
     let Some(channel) = req.path.strip_prefix("/pub/") else {
-        return Err(Refusal::new(404, format!("no such endpoint: {}; publish with POST /pub/{{channel}}", req.path)));
+        return Err(Refusal::new(
+            404,
+            format!("no such endpoint: {}; publish with POST /pub/{{channel}}", req.path),
+        ));
     };
     if req.method != Method::Post {
         return Err(Refusal::method("POST"));

@@ -77,7 +77,12 @@ fn bind(addr: SocketAddr, backlog: u32) -> io::Result<StdListener> {
 
 /// Binds `threads` listeners on `addr`. With port 0 the first bind picks the
 /// port and the rest join it.
-fn bind_all(addr: &str, threads: usize, backlog: u32, what: &str) -> Result<(SocketAddr, Vec<StdListener>), String> {
+fn bind_all(
+    addr: &str,
+    threads: usize,
+    backlog: u32,
+    what: &str,
+) -> Result<(SocketAddr, Vec<StdListener>), String> {
     let mut addr: SocketAddr = addr.parse().map_err(|e| format!("{what} address '{addr}': {e}"))?;
     let mut listeners = Vec::with_capacity(threads);
     for _ in 0..threads {
@@ -116,10 +121,8 @@ pub fn start(config: &Config) -> Result<Running, String> {
     let (public_addr, public) = bind_all(&config.listen, threads, config.backlog, "public")?;
     let (ingest_addr, ingest) = bind_all(&config.ingest, threads, config.backlog, "ingest")?;
     let shared = Arc::new(shared(config));
-    let limits = ReactorLimits {
-        max_outbound: config.max_outbound_bytes,
-        default_input_cap: config.max_head_bytes,
-    };
+    let limits =
+        ReactorLimits { max_outbound: config.max_outbound_bytes, default_input_cap: config.max_head_bytes };
     let mut reactors = Vec::with_capacity(threads);
     let mut mailboxes = Vec::with_capacity(threads);
     let mut inboxes = Vec::with_capacity(threads);

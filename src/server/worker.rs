@@ -98,7 +98,12 @@ impl Worker {
                     let want_continue = !conn.continue_sent && expects_continue(input);
                     if full {
                         let limit = self.shared.max_message_bytes;
-                        self.refuse(io, key, &Refusal::new(413, format!("request body over {limit} bytes")), false);
+                        self.refuse(
+                            io,
+                            key,
+                            &Refusal::new(413, format!("request body over {limit} bytes")),
+                            false,
+                        );
                     } else if want_continue {
                         conn.continue_sent = true;
                         io.send(key, Chunk::Static(respond::CONTINUE));
@@ -117,7 +122,7 @@ impl Worker {
     fn handle(&mut self, io: &mut Io<Conn>, key: ConnKey, port: Port, request: crate::http::Request) {
         match route(&request, port, &self.shared.limits) {
             Err(refusal) => self.refuse(io, key, &refusal, true),
-            Ok(Route::Health) => self.answer(io, key, |v, k| respond::health(v, k)),
+            Ok(Route::Health) => self.answer(io, key, respond::health),
             Ok(Route::Publish { channel, event, data }) => {
                 let reply = Some(ReplyTo { loop_id: self.loop_id, conn: key.to_u64() });
                 match self.fanout.try_publish(Publish { channel, event, data, reply }) {
@@ -214,7 +219,13 @@ impl Worker {
         }
     }
 
-    fn start_stream(&mut self, io: &mut Io<Conn>, key: ConnKey, mut sub: Box<Subscription>, catchup: &[Arc<Message>]) {
+    fn start_stream(
+        &mut self,
+        io: &mut Io<Conn>,
+        key: ConnKey,
+        mut sub: Box<Subscription>,
+        catchup: &[Arc<Message>],
+    ) {
         let Some(conn) = io.conn(key) else { return };
         let (version, keep_alive) = (conn.version, conn.keep_alive);
         let body = if sub.chunked { BodyKind::Chunked } else { BodyKind::UntilClose };
@@ -238,7 +249,13 @@ impl Worker {
 
     /// Answers a long-poll with `messages` (as many as fit half the outbound
     /// cap; the rest come on the next poll) and returns to reading.
-    fn answer_poll(&mut self, io: &mut Io<Conn>, key: ConnKey, sub: Box<Subscription>, mut messages: Vec<Arc<Message>>) {
+    fn answer_poll(
+        &mut self,
+        io: &mut Io<Conn>,
+        key: ConnKey,
+        sub: Box<Subscription>,
+        mut messages: Vec<Arc<Message>>,
+    ) {
         let budget = self.shared.max_outbound / 2;
         let mut used = 0;
         let fit = messages
@@ -257,7 +274,13 @@ impl Worker {
             self.delist(key, &sub);
         }
         let Some(conn) = io.conn(key) else { return };
-        let head = respond::subscriber_head(sub.transport, BodyKind::Length(len), sub.gap, conn.version, conn.keep_alive);
+        let head = respond::subscriber_head(
+            sub.transport,
+            BodyKind::Length(len),
+            sub.gap,
+            conn.version,
+            conn.keep_alive,
+        );
         conn.phase = Phase::Reading;
         io.send_exempt(key, Chunk::Owned(head));
         for chunk in body {
