@@ -201,3 +201,121 @@ fn event_type(req: &Request) -> Result<Option<Box<str>>, Refusal> {
 fn short(s: &str) -> String {
     s.chars().take(40).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{parse_request, Parse};
+
+    fn req(raw: impl AsRef<[u8]>) -> Request {
+        let raw = raw.as_ref();
+        match parse_request(raw, 8192, &|_, _| 1 << 20) {
+            Ok(Parse::Complete { request, .. }) => request,
+            other => panic!("test request did not parse: {raw:?}: {:?}", other.err()),
+        }
+    }
+
+    fn limits() -> RouteLimits {
+        RouteLimits {
+            max_channels: 4,
+            history_size: 100,
+            longpoll_default: Duration::from_secs(30),
+            longpoll_max: Duration::from_secs(120),
+        }
+    }
+
+    fn sub(raw: &str) -> SubscribeRequest {
+        match route(&req(raw), Port::Public, &limits()) {
+            Ok(Route::Subscribe(s)) => s,
+            other => panic!("{raw:?} routed to {other:?}"),
+        }
+    }
+
+    fn refused(raw: &str, port: Port) -> (u16, String) {
+        match route(&req(raw), port, &limits()) {
+            Err(r) => (r.status, r.message),
+            Ok(other) => panic!("{raw:?} was accepted as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn picks_transports() {
+        let cases: &[(&str, Transport)] = &[
+            ("GET /sub/a HTTP/1.1\r\n\r\n", Transport::LongPoll),
+            ("GET /sub/a?transport=sse HTTP/1.1\r\n\r\n", Transport::Sse),
+            ("GET /sub/a?transport=stream HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n", Transport::Stream),
+            ("GET /sub/a HTTP/1.1\r\nAccept: text/html, text/event-stream\r\n\r\n", Transport::Sse),
+            ("GET /sub/a?callback=cb HTTP/1.1\r\n\r\n", Transport::Jsonp),
+            ("GET /sub/a?transport=jsonp HTTP/1.1\r\n\r\n", Transport::Jsonp),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(sub(raw).transport, *want, "{raw:?}");
+        }
+        assert_eq!(sub("GET /sub/a?transport=jsonp HTTP/1.1\r\n\r\n").callback.as_deref(), Some("callback"));
+    }
+
+    #[test]
+    fn reads_start_points_and_timeouts() {
+        let id = MessageId::new(17, 3);
+        let cases: &[(&str, Start)] = &[
+            ("GET /sub/a HTTP/1.1\r\n\r\n", Start::Now),
+            ("GET /sub/a?last_id=17-3 HTTP/1.1\r\n\r\n", Start::After(id)),
+            ("GET /sub/a?last_id= HTTP/1.1\r\n\r\n", Start::Now),
+            ("GET /sub/a HTTP/1.1\r\nLast-Event-ID: 17-3\r\n\r\n", Start::After(id)),
+            ("GET /sub/a?last_id=17-3 HTTP/1.1\r\nLast-Event-ID: 1-1\r\n\r\n", Start::After(id)),
+            ("GET /sub/a?backlog=5 HTTP/1.1\r\n\r\n", Start::Backlog(5)),
+            ("GET /sub/a?backlog=5000 HTTP/1.1\r\n\r\n", Start::Backlog(100)),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(sub(raw).start, *want, "{raw:?}");
+        }
+        assert_eq!(sub("GET /sub/a?timeout=5 HTTP/1.1\r\n\r\n").timeout, Duration::from_secs(5));
+        assert_eq!(sub("GET /sub/a?timeout=999 HTTP/1.1\r\n\r\n").timeout, Duration::from_secs(120));
+        assert_eq!(sub("GET /sub/a HTTP/1.1\r\n\r\n").timeout, Duration::from_secs(30));
+        let channels = sub("GET /sub/a/b,c:d,a/b HTTP/1.1\r\n\r\n").channels;
+        assert_eq!(channels.iter().map(|c| &**c).collect::<Vec<_>>(), ["a/b", "c:d"]);
+    }
+
+    #[test]
+    fn refuses_with_reasons() {
+        let cases: &[(&str, Port, u16, &str)] = &[
+            ("GET /nope HTTP/1.1\r\n\r\n", Port::Public, 404, "no such endpoint"),
+            ("POST /sub/a HTTP/1.1\r\n\r\n", Port::Public, 405, "use GET"),
+            ("GET /sub/a%20b HTTP/1.1\r\n\r\n", Port::Public, 400, "1 to 128 bytes"),
+            ("GET /sub/a,b,c,d,e HTTP/1.1\r\n\r\n", Port::Public, 400, "limit is 4"),
+            ("GET /sub/a?transport=pigeon HTTP/1.1\r\n\r\n", Port::Public, 400, "unknown transport"),
+            ("GET /sub/a?last_id=abc HTTP/1.1\r\n\r\n", Port::Public, 400, "malformed message id"),
+            ("GET /sub/a?backlog=x HTTP/1.1\r\n\r\n", Port::Public, 400, "backlog"),
+            ("GET /sub/a?timeout=-1 HTTP/1.1\r\n\r\n", Port::Public, 400, "timeout"),
+            ("GET /sub/a?callback=alert(1) HTTP/1.1\r\n\r\n", Port::Public, 400, "JavaScript identifier"),
+            ("GET /sub/a HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", Port::Public, 501, "WebSocket"),
+            ("GET /pub/a HTTP/1.1\r\n\r\n", Port::Ingest, 405, "use POST"),
+            ("POST /elsewhere HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Port::Ingest, 404, "no such endpoint"),
+            ("POST /pub//a HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", Port::Ingest, 400, "starts with /"),
+            ("POST /pub/a?event=a%0Ab HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", Port::Ingest, 400, "event"),
+        ];
+        for (raw, port, status, needle) in cases {
+            let (got, message) = refused(raw, *port);
+            assert_eq!(got, *status, "{raw:?}: {message}");
+            assert!(message.contains(needle), "{raw:?}: {message:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn routes_publishes() {
+        let r = route(
+            &req("POST /pub/a/b?event=up HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"),
+            Port::Ingest,
+            &limits(),
+        );
+        assert_eq!(
+            r,
+            Ok(Route::Publish { channel: Arc::from("a/b"), event: Some("up".into()), data: "hi".into() })
+        );
+        assert_eq!(route(&req("GET /healthz HTTP/1.1\r\n\r\n"), Port::Ingest, &limits()), Ok(Route::Health));
+        let not_utf8 = req(b"POST /pub/a HTTP/1.1\r\nContent-Length: 2\r\n\r\n\xff\xfe");
+        let refusal = route(&not_utf8, Port::Ingest, &limits()).unwrap_err();
+        assert_eq!(refusal.status, 400);
+        assert!(refusal.message.contains("UTF-8"), "{}", refusal.message);
+    }
+}

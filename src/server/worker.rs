@@ -209,7 +209,7 @@ impl Worker {
         sub.last_id = reply.last_id;
         if sub.transport.is_streaming() {
             self.start_stream(io, key, sub, &reply.catchup);
-        } else if !reply.catchup.is_empty() || reply.gap || sub.poll_timeout.is_zero() {
+        } else if !reply.catchup.is_empty() || reply.gap || sub.poll_timeout.is_zero() || io.shutting_down() {
             self.answer_poll(io, key, sub, reply.catchup);
         } else {
             let at = io.now() + sub.poll_timeout;
@@ -238,6 +238,19 @@ impl Worker {
             let frame = message.frame(encoding);
             io.send_exempt(key, if sub.chunked { Chunk::framed(frame) } else { Chunk::body(frame) });
             sub.last_id = message.id;
+        }
+        if io.shutting_down() {
+            // Subscribed while the loop drains: end at once, the client resumes elsewhere.
+            self.end_stream(io, key, &sub, EndReason::Shutdown);
+            if sub.registered {
+                self.fanout.control(Control::Unsubscribe {
+                    loop_id: self.loop_id,
+                    channels: sub.channels.clone(),
+                    encoding: sub.transport.encoding(),
+                });
+            }
+            set_phase(io, key, Phase::Closing);
+            return;
         }
         if sub.registered {
             self.enlist(key, &sub);
