@@ -239,7 +239,7 @@ fn setting_rows() -> Vec<(String, String)> {
         .filter_map(|(key, _)| table.get_key_value(key.trim()))
         .map(|(key, value)| {
             let flag = format!("--{} {}", key.replace('_', "-"), placeholder(value));
-            (flag, format!("default: {value}"))
+            (flag, format!("{} (default: {value})", Config::describe(key)))
         })
         .collect()
 }
@@ -440,7 +440,7 @@ mod tests {
             let mut words = line.split_whitespace();
             let flag = words.next().unwrap_or_default();
             let default = line.split("default: ").nth(1).unwrap_or_default();
-            let value = default.trim_matches('"');
+            let value = default.strip_suffix(')').unwrap_or(default).trim_matches('"');
             let arg = format!("{flag}={value}");
             assert_eq!(
                 parse_args_with_env(std::slice::from_ref(&arg), None),

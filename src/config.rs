@@ -201,6 +201,11 @@ impl Config {
         Ok(())
     }
 
+    /// A one-line description of a setting, for `--help`.
+    pub fn describe(key: &str) -> &'static str {
+        SETTING_HELP.iter().find(|(k, _)| *k == key).map_or("", |(_, d)| d)
+    }
+
     /// The names of all settings (alphabetical unless a crate in the build
     /// enables toml's `preserve_order`, which keeps declaration order).
     pub fn keys() -> Vec<String> {
@@ -611,5 +616,44 @@ mod tests {
         let mut config = Config { history_ttl_secs: u64::MAX, ..Config::default() };
         assert!(config.to_toml().starts_with('#'));
         assert!(config.set("threads", "1").is_err());
+    }
+}
+
+/// What each setting bounds, one line each, for `--help`.
+const SETTING_HELP: &[(&str, &str)] = &[
+    ("listen", "public (subscriber) address"),
+    ("ingest", "trusted publish/admin address"),
+    ("resp", "Redis-protocol publish address (reserved; not served yet)"),
+    ("threads", "event-loop threads; 0 = one per core"),
+    ("backlog", "listen backlog per listener"),
+    ("max_connections", "open connections per process, all ports"),
+    ("max_head_bytes", "request head size limit (431 over it)"),
+    ("max_body_bytes", "request body limit other than single publishes (413)"),
+    ("max_message_bytes", "published payload limit (413)"),
+    ("head_timeout_secs", "time to send a request head; also idle keep-alive time"),
+    ("longpoll_timeout_secs", "default long-poll hold"),
+    ("longpoll_timeout_max_secs", "cap on ?timeout="),
+    ("heartbeat_secs", "streaming heartbeat interval"),
+    ("sse_retry_ms", "SSE retry: hint sent to EventSource"),
+    ("max_channels_per_subscription", "channels in one /sub request"),
+    ("history_size", "messages retained per channel"),
+    ("history_ttl_secs", "age after which retained messages are dropped"),
+    ("batch_window_us", "fan-out batching window (one wake-up per loop per window)"),
+    ("batch_max", "publishes per fan-out batch"),
+    ("publish_queue", "publishes waiting for the fan-out thread (503 when full)"),
+    ("max_outbound_bytes", "unwritten bytes per connection before it is cut off"),
+    ("shutdown_grace_ms", "time to flush and close on SIGTERM"),
+    ("log_level", "error, warn, info, debug or trace"),
+];
+
+#[cfg(test)]
+mod help_tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_has_a_description() {
+        for key in Config::keys() {
+            assert!(!Config::describe(&key).is_empty(), "setting {key} has no --help description");
+        }
     }
 }
