@@ -266,10 +266,10 @@ impl<C> Io<C> {
         }
     }
 
-    /// Asks the loop to read again (after the service consumed input that had
-    /// paused reading, or to re-examine buffered input).
+    /// Asks the loop to read again if reading had paused on a full input
+    /// buffer (call it after consuming input).
     pub fn resume_read(&mut self, key: ConnKey) {
-        if self.slot(key).is_some() {
+        if self.slot(key).is_some_and(|s| s.read_paused) {
             self.to_read.push(key);
         }
     }

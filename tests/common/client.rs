@@ -271,3 +271,57 @@ pub fn poll(addr: SocketAddr, path: &str) -> (Response, serde_json::Value) {
 pub fn before_deadline(start: Instant) -> bool {
     start.elapsed() < DEADLINE
 }
+
+/// Asserts `resp` is a JSON error `{"error":"..."}` with `status` whose message
+/// mentions `needle` (case-insensitive); returns the message.
+pub fn assert_json_error(resp: &Response, status: u16, needle: &str, what: &str) -> String {
+    assert_eq!(resp.status, status, "{what}: want status {status}, got {} headers {:?} body {:?}", resp.status, resp.headers, resp.text());
+    let content_type = resp.header("content-type").unwrap_or("");
+    assert!(content_type.starts_with("application/json"), "{what}: error Content-Type is {content_type:?}, body {:?}", resp.text());
+    let json: serde_json::Value = serde_json::from_slice(&resp.body)
+        .unwrap_or_else(|e| panic!("{what}: error body is not JSON ({e}): {:?}", resp.text()));
+    let message = json["error"].as_str().unwrap_or_else(|| panic!("{what}: no \"error\" string in {json}"));
+    assert!(!message.trim().is_empty(), "{what}: empty error message in {json}");
+    assert!(
+        message.to_lowercase().contains(&needle.to_lowercase()),
+        "{what}: error message {message:?} does not mention {needle:?}"
+    );
+    message.to_string()
+}
+
+impl HttpConn {
+    /// Bytes received and not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Reads until `needle` has arrived; removes and returns everything up to
+    /// and including it. Panics on EOF or at the read timeout.
+    pub fn read_until(&mut self, needle: &[u8]) -> Vec<u8> {
+        loop {
+            if let Some(i) = find(&self.buf, needle) {
+                return self.buf.drain(..i + needle.len()).collect();
+            }
+            assert!(
+                self.fill(),
+                "closed before {:?} arrived; got {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(&self.buf)
+            );
+        }
+    }
+
+    /// Reads until the server closes (EOF or reset); returns every byte not yet
+    /// consumed. Panics if the read timeout passes first.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut tmp = [0u8; 65536];
+        loop {
+            match self.stream.read(&mut tmp) {
+                Ok(0) => return std::mem::take(&mut self.buf),
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return std::mem::take(&mut self.buf),
+                Err(e) => panic!("server did not close ({e}); got {:?}", String::from_utf8_lossy(&self.buf)),
+            }
+        }
+    }
+}
