@@ -346,6 +346,19 @@ fn parse_decimal(digits: &[u8]) -> Result<u64, HttpError> {
     Ok(digits.iter().fold(0u64, |acc, &d| acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))))
 }
 
+/// True when `buf` starts with a complete request head that carries
+/// `Expect: 100-continue` (curl sends it before bodies over 1 KiB and waits a
+/// second for the interim answer unless it gets one).
+pub fn expects_continue(buf: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    matches!(req.parse(buf), Ok(httparse::Status::Complete(_)))
+        && req
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue"))
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
@@ -638,17 +651,4 @@ mod tests {
         }
         assert_eq!(Method::from_token("get"), Method::Other("get".into()));
     }
-}
-
-/// True when `buf` starts with a complete request head that carries
-/// `Expect: 100-continue` (curl sends it before bodies over 1 KiB and waits a
-/// second for the interim answer unless it gets one).
-pub fn expects_continue(buf: &[u8]) -> bool {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    matches!(req.parse(buf), Ok(httparse::Status::Complete(_)))
-        && req
-            .headers
-            .iter()
-            .any(|h| h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue"))
 }

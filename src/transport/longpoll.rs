@@ -67,7 +67,8 @@ mod tests {
     fn builds_bodies() {
         let a = Arc::new(message(5, 0, "a", None, "1"));
         let b = Arc::new(message(5, 1, "b", Some("e"), "2"));
-        let cases: Vec<(Vec<Arc<Message>>, bool, Option<&str>, &str)> = vec![
+        type Case<'a> = (Vec<Arc<Message>>, bool, Option<&'a str>, &'a str);
+        let cases: Vec<Case> = vec![
             (vec![], false, None, "{\"messages\":[],\"last_id\":\"9-9\"}\n"),
             (
                 vec![a.clone(), b.clone()],

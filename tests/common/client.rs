@@ -49,7 +49,13 @@ pub fn format_request(method: &str, path: &str, headers: &[(&str, &str)], body: 
 }
 
 /// One request on a fresh connection.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut conn = HttpConn::new(addr);
     conn.send(&format_request(method, path, headers, body));
     conn.response()
@@ -107,14 +113,19 @@ impl HttpConn {
                 }
                 return (status, headers);
             }
-            assert!(self.fill(), "connection closed before a response head; got {:?}", String::from_utf8_lossy(&self.buf));
+            assert!(
+                self.fill(),
+                "connection closed before a response head; got {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
         }
     }
 
     /// Reads one whole response (Content-Length, chunked, or until close).
     pub fn response(&mut self) -> Response {
         let (status, headers) = self.head();
-        let get = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+        let get =
+            |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
         let body = if let Some(len) = get("content-length") {
             let len: usize = len.parse().unwrap();
             while self.buf.len() < len {
@@ -247,7 +258,9 @@ impl StreamClient {
         loop {
             let line = self.until("\n")?;
             if !line.trim().is_empty() {
-                return Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}")));
+                return Some(
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}")),
+                );
             }
         }
     }
@@ -275,9 +288,20 @@ pub fn before_deadline(start: Instant) -> bool {
 /// Asserts `resp` is a JSON error `{"error":"..."}` with `status` whose message
 /// mentions `needle` (case-insensitive); returns the message.
 pub fn assert_json_error(resp: &Response, status: u16, needle: &str, what: &str) -> String {
-    assert_eq!(resp.status, status, "{what}: want status {status}, got {} headers {:?} body {:?}", resp.status, resp.headers, resp.text());
+    assert_eq!(
+        resp.status,
+        status,
+        "{what}: want status {status}, got {} headers {:?} body {:?}",
+        resp.status,
+        resp.headers,
+        resp.text()
+    );
     let content_type = resp.header("content-type").unwrap_or("");
-    assert!(content_type.starts_with("application/json"), "{what}: error Content-Type is {content_type:?}, body {:?}", resp.text());
+    assert!(
+        content_type.starts_with("application/json"),
+        "{what}: error Content-Type is {content_type:?}, body {:?}",
+        resp.text()
+    );
     let json: serde_json::Value = serde_json::from_slice(&resp.body)
         .unwrap_or_else(|e| panic!("{what}: error body is not JSON ({e}): {:?}", resp.text()));
     let message = json["error"].as_str().unwrap_or_else(|| panic!("{what}: no \"error\" string in {json}"));
@@ -319,7 +343,9 @@ impl HttpConn {
             match self.stream.read(&mut tmp) {
                 Ok(0) => return std::mem::take(&mut self.buf),
                 Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return std::mem::take(&mut self.buf),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return std::mem::take(&mut self.buf)
+                }
                 Err(e) => panic!("server did not close ({e}); got {:?}", String::from_utf8_lossy(&self.buf)),
             }
         }
