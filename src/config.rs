@@ -97,6 +97,16 @@ pub struct Config {
     /// Milliseconds given to flush and close connections on SIGTERM before
     /// exit. 3 s is enough to flush queues yet short enough for deploys.
     pub shutdown_grace_ms: u64,
+    /// Seconds after which a streaming response ends cleanly with a reconnect
+    /// hint; proxies and firewalls cut long connections anyway, and a planned
+    /// end lets the client resume by id at a moment of our choosing. An hour
+    /// is past most idle cut-offs yet bounds how long any one stream lives.
+    pub max_stream_age_secs: u64,
+    /// Origins allowed to subscribe cross-origin (CORS): `*` for any, a
+    /// comma-separated list of origins (`https://a.example,https://b.example`),
+    /// or empty for none. Any by default: subscriber data is public by design
+    /// until auth is configured.
+    pub cors_origins: String,
     /// Log verbosity: one of error, warn, info, debug, trace. `info` logs
     /// lifecycle events without per-request noise.
     pub log_level: String,
@@ -127,6 +137,8 @@ impl Default for Config {
             publish_queue: 4096,
             max_outbound_bytes: 1_048_576,
             shutdown_grace_ms: 3000,
+            max_stream_age_secs: 3600,
+            cors_origins: "*".to_string(),
             log_level: "info".to_string(),
         }
     }
@@ -247,6 +259,7 @@ impl Config {
             check_range("publish_queue", self.publish_queue, 1, 1_000_000),
             check_range("max_outbound_bytes", self.max_outbound_bytes, 4 * KIB, GIB),
             check_range("shutdown_grace_ms", self.shutdown_grace_ms, 1, 600_000),
+            check_range("max_stream_age_secs", self.max_stream_age_secs, 1, 7 * 86_400),
             check_log_level("log_level", &self.log_level),
         ];
         let problems: Vec<String> = checks.into_iter().filter_map(Result::err).collect();
@@ -510,7 +523,7 @@ mod tests {
     #[test]
     fn keys_cover_every_field() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 23);
+        assert_eq!(keys.len(), 25);
         assert!(keys.iter().any(|k| k == "max_outbound_bytes"));
     }
 
@@ -643,6 +656,8 @@ const SETTING_HELP: &[(&str, &str)] = &[
     ("publish_queue", "publishes waiting for the fan-out thread (503 when full)"),
     ("max_outbound_bytes", "unwritten bytes per connection before it is cut off"),
     ("shutdown_grace_ms", "time to flush and close on SIGTERM"),
+    ("max_stream_age_secs", "streams end cleanly with a reconnect hint after this long"),
+    ("cors_origins", "origins allowed cross-origin: *, a comma-separated list, or empty"),
     ("log_level", "error, warn, info, debug or trace"),
 ];
 

@@ -17,6 +17,8 @@ pub struct Conn {
     pub peer_done: bool,
     /// `100 Continue` was sent for the request being read.
     pub continue_sent: bool,
+    /// `Access-Control-Allow-Origin` for the current request, if CORS allows it.
+    pub cors: Option<Arc<str>>,
 }
 
 pub enum Phase {
@@ -37,6 +39,8 @@ pub enum Phase {
 pub struct Subscription {
     pub channels: Vec<Arc<str>>,
     pub transport: Transport,
+    /// The shared encoding it reads (the transport's, refined by the callback).
+    pub encoding: crate::transport::Encoding,
     /// HTTP/1.1 chunked framing (else an HTTP/1.0 close-delimited body).
     pub chunked: bool,
     pub callback: Option<String>,
@@ -48,6 +52,8 @@ pub struct Subscription {
     pub registered: bool,
     /// Long-poll: messages gathered from the current batch.
     pub collected: Vec<Arc<Message>>,
+    /// Streams: when the stream ends with a reconnect hint (max stream age).
+    pub ends_at: Option<std::time::Instant>,
 }
 
 impl Conn {
@@ -59,6 +65,7 @@ impl Conn {
             keep_alive: true,
             peer_done: false,
             continue_sent: false,
+            cors: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! listeners and the fan-out thread together.
 
 mod conn;
+pub mod cors;
 mod respond;
 pub mod route;
 mod start;

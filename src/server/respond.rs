@@ -55,3 +55,32 @@ pub fn subscriber_head(
 }
 
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Inserts CORS headers into a finished response head (before its blank line).
+pub fn add_cors(response: &mut Vec<u8>, origin: &str) {
+    let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else { return };
+    let mut headers = format!(
+        "\r\nAccess-Control-Allow-Origin: {origin}\r\nAccess-Control-Expose-Headers: {}",
+        super::cors::EXPOSE
+    );
+    if origin != "*" {
+        headers.push_str("\r\nVary: Origin");
+    }
+    response.splice(end..end, headers.into_bytes());
+}
+
+/// The answer to a CORS preflight for a subscriber URL. Without an allowed
+/// origin it is a plain 204 and the browser refuses the real request.
+pub fn preflight(origin: Option<&str>, version: Version, keep_alive: bool) -> Vec<u8> {
+    let mut response = Response::new(204);
+    if origin.is_some() {
+        response = response
+            .header("Access-Control-Allow-Methods", "GET, OPTIONS")
+            .header(
+                "Access-Control-Allow-Headers",
+                "Last-Event-ID, Accept, Cache-Control, Content-Type, Authorization",
+            )
+            .header("Access-Control-Max-Age", "86400");
+    }
+    response.head(BodyKind::Length(0), version, keep_alive)
+}

@@ -41,8 +41,14 @@ pub struct SubscribeRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {
     Subscribe(SubscribeRequest),
-    Publish { channel: Arc<str>, event: Option<Box<str>>, data: Box<str> },
+    Publish {
+        channel: Arc<str>,
+        event: Option<Box<str>>,
+        data: Box<str>,
+    },
     Health,
+    /// A CORS preflight (`OPTIONS /sub/...`).
+    Preflight,
 }
 
 /// A request refused before it reaches the hub.
@@ -81,6 +87,9 @@ fn route_public(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
             format!("no such endpoint: {}; subscribe with GET /sub/{{channels}}", req.path),
         ));
     };
+    if req.method == Method::Options {
+        return Ok(Route::Preflight);
+    }
     if req.method != Method::Get {
         return Err(Refusal::method("GET"));
     }
@@ -88,7 +97,8 @@ fn route_public(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
         parse_channel_list(list, limits.max_channels).map_err(|e| Refusal::new(400, e.to_string()))?;
     let transport = pick_transport(req)?;
     let callback = match transport {
-        Transport::Jsonp => Some(jsonp_callback(req)?),
+        Transport::Jsonp => Some(callback(req, "callback")?),
+        Transport::Iframe => Some(callback(req, crate::transport::iframe::DEFAULT_CALLBACK)?),
         _ => None,
     };
     Ok(Route::Subscribe(SubscribeRequest {
@@ -102,20 +112,30 @@ fn route_public(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
 
 /// `?transport=` wins; then the headers; then `?callback=` means JSONP.
 fn pick_transport(req: &Request) -> Result<Transport, Refusal> {
+    let accept = req.header_str("accept").unwrap_or("");
+    let mixed = accept.contains("multipart/mixed");
     if let Some(name) = req.query_param("transport").filter(|n| !n.is_empty()) {
-        return Transport::from_name(&name).ok_or_else(|| {
-            Refusal::new(
+        return match Transport::from_name(&name) {
+            Some(Transport::Multipart) if mixed => Ok(Transport::MultipartMixed),
+            Some(t) => Ok(t),
+            None if name == "ws" => Err(Refusal::new(501, "WebSocket is not available yet")),
+            None => Err(Refusal::new(
                 400,
-                format!("unknown transport '{}'; use longpoll, jsonp, sse or stream", short(&name)),
-            )
-        });
+                format!(
+                    "unknown transport '{}'; use longpoll, jsonp, sse, stream, iframe or multipart",
+                    short(&name)
+                ),
+            )),
+        };
     }
     if req.header_has_token("upgrade", "websocket") {
         return Err(Refusal::new(501, "WebSocket is not available yet; use sse, stream or longpoll"));
     }
-    let accept = req.header_str("accept").unwrap_or("");
     if accept.contains("text/event-stream") {
         return Ok(Transport::Sse);
+    }
+    if mixed {
+        return Ok(Transport::MultipartMixed);
     }
     if req.query_param("callback").is_some() {
         return Ok(Transport::Jsonp);
@@ -123,8 +143,9 @@ fn pick_transport(req: &Request) -> Result<Transport, Refusal> {
     Ok(Transport::LongPoll)
 }
 
-fn jsonp_callback(req: &Request) -> Result<String, Refusal> {
-    let name = req.query_param("callback").unwrap_or_else(|| "callback".into());
+/// `?callback=`, or `default`; a JavaScript identifier of at most 64 characters.
+fn callback(req: &Request, default: &str) -> Result<String, Refusal> {
+    let name = req.query_param("callback").unwrap_or_else(|| default.into());
     if !longpoll::valid_callback(&name) {
         return Err(Refusal::new(400, "callback must be a JavaScript identifier of at most 64 characters"));
     }

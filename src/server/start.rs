@@ -110,6 +110,8 @@ fn shared(config: &Config) -> Shared {
         max_outbound: config.max_outbound_bytes,
         max_connections: config.max_connections,
         shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+        max_stream_age: Duration::from_secs(config.max_stream_age_secs),
+        cors: super::cors::CorsPolicy::parse(&config.cors_origins),
         connections: AtomicUsize::new(0),
         ports: vec![Port::Public, Port::Ingest],
     }

@@ -32,6 +32,8 @@ pub struct Shared {
     pub max_outbound: usize,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    pub max_stream_age: Duration,
+    pub cors: super::cors::CorsPolicy,
     /// Open connections across all loops, for `max_connections`.
     pub connections: AtomicUsize,
     /// Port index (as the reactor knows it) to what the port serves.
@@ -89,6 +91,10 @@ impl Worker {
                     conn.continue_sent = false;
                     conn.version = request.version;
                     conn.keep_alive = request.keep_alive && !conn.peer_done && !stopping;
+                    conn.cors = match port {
+                        Port::Public => shared.cors.allow(request.header_str("origin")),
+                        Port::Ingest => None,
+                    };
                     io.clear_deadline(key);
                     io.resume_read(key);
                     self.handle(io, key, port, request);
@@ -123,6 +129,10 @@ impl Worker {
         match route(&request, port, &self.shared.limits) {
             Err(refusal) => self.refuse(io, key, &refusal, true),
             Ok(Route::Health) => self.answer(io, key, respond::health),
+            Ok(Route::Preflight) => {
+                let cors = io.conn(key).and_then(|c| c.cors.clone());
+                self.answer(io, key, |v, k| respond::preflight(cors.as_deref(), v, k));
+            }
             Ok(Route::Publish { channel, event, data }) => {
                 let reply = Some(ReplyTo { loop_id: self.loop_id, conn: key.to_u64() });
                 match self.fanout.try_publish(Publish { channel, event, data, reply }) {
@@ -137,7 +147,10 @@ impl Worker {
     /// Sends a complete response built for the connection's version and keep-alive.
     fn answer(&mut self, io: &mut Io<Conn>, key: ConnKey, build: impl FnOnce(Version, bool) -> Vec<u8>) {
         let Some(conn) = io.conn(key) else { return };
-        let bytes = build(conn.version, conn.keep_alive);
+        let mut bytes = build(conn.version, conn.keep_alive);
+        if let Some(origin) = &conn.cors {
+            respond::add_cors(&mut bytes, origin);
+        }
         io.send_exempt(key, Chunk::Owned(bytes));
         self.response_done(io, key);
     }
@@ -165,9 +178,11 @@ impl Worker {
 
     fn subscribe(&mut self, io: &mut Io<Conn>, key: ConnKey, req: SubscribeRequest) {
         let Some(conn) = io.conn(key) else { return };
+        let encoding = req.transport.encoding(req.callback.as_deref());
         let sub = Subscription {
             channels: req.channels.clone(),
             transport: req.transport,
+            encoding,
             chunked: conn.version == Version::Http11,
             callback: req.callback,
             poll_timeout: req.timeout,
@@ -175,12 +190,13 @@ impl Worker {
             gap: false,
             registered: false,
             collected: Vec::new(),
+            ends_at: None,
         };
         conn.phase = Phase::Subscribing(Box::new(sub));
         self.fanout.control(Control::Subscribe(Subscribe {
             reply: ReplyTo { loop_id: self.loop_id, conn: key.to_u64() },
             channels: req.channels,
-            encoding: req.transport.encoding(),
+            encoding,
             start: req.start,
             only_if_nothing_to_send: !req.transport.is_streaming(),
         }));
@@ -228,12 +244,17 @@ impl Worker {
     ) {
         let Some(conn) = io.conn(key) else { return };
         let (version, keep_alive) = (conn.version, conn.keep_alive);
+        let conn = &*conn;
         let body = if sub.chunked { BodyKind::Chunked } else { BodyKind::UntilClose };
-        let head = respond::subscriber_head(sub.transport, body, sub.gap, version, keep_alive);
+        let mut head = respond::subscriber_head(sub.transport, body, sub.gap, version, keep_alive);
+        if let Some(origin) = &conn.cors {
+            respond::add_cors(&mut head, origin);
+        }
         io.send_exempt(key, Chunk::Owned(head));
-        let options = StreamOptions { retry_ms: self.shared.sse_retry_ms };
+        let options = StreamOptions { retry_ms: self.shared.sse_retry_ms, callback: sub.callback.clone() };
         io.send_exempt(key, Chunk::Owned(chunk_of(&sub.transport.preamble(&options), sub.chunked)));
-        let encoding = sub.transport.encoding();
+        let encoding = sub.encoding;
+        sub.ends_at = Some(io.now() + self.shared.max_stream_age);
         for message in catchup {
             let frame = message.frame(encoding);
             io.send_exempt(key, if sub.chunked { Chunk::framed(frame) } else { Chunk::body(frame) });
@@ -246,7 +267,7 @@ impl Worker {
                 self.fanout.control(Control::Unsubscribe {
                     loop_id: self.loop_id,
                     channels: sub.channels.clone(),
-                    encoding: sub.transport.encoding(),
+                    encoding: sub.encoding,
                 });
             }
             set_phase(io, key, Phase::Closing);
@@ -255,8 +276,8 @@ impl Worker {
         if sub.registered {
             self.enlist(key, &sub);
         }
+        let at = (io.now() + self.shared.heartbeat).min(sub.ends_at.unwrap_or_else(|| io.now()));
         set_phase(io, key, Phase::Streaming(sub));
-        let at = io.now() + self.shared.heartbeat;
         io.set_deadline(key, at);
     }
 
@@ -274,7 +295,7 @@ impl Worker {
         let fit = messages
             .iter()
             .take_while(|m| {
-                used += m.frame(sub.transport.encoding()).bytes.len() + 1;
+                used += m.frame(sub.encoding).bytes.len() + 1;
                 used <= budget
             })
             .count()
@@ -312,7 +333,7 @@ impl Worker {
                 let chunk = match &mut conn.phase {
                     Phase::Streaming(sub) if message.id > sub.last_id => {
                         sub.last_id = message.id;
-                        let frame = message.frame(sub.transport.encoding());
+                        let frame = message.frame(sub.encoding);
                         if sub.chunked {
                             Chunk::framed(frame)
                         } else {
@@ -370,7 +391,7 @@ impl Worker {
         self.fanout.control(Control::Unsubscribe {
             loop_id: self.loop_id,
             channels: sub.channels.clone(),
-            encoding: sub.transport.encoding(),
+            encoding: sub.encoding,
         });
     }
 
@@ -396,7 +417,7 @@ impl Worker {
     }
 
     fn end_stream(&mut self, io: &mut Io<Conn>, key: ConnKey, sub: &Subscription, reason: EndReason) {
-        io.send_exempt(key, Chunk::Owned(chunk_of(&sub.transport.finish(reason), sub.chunked)));
+        io.send_exempt(key, Chunk::Owned(chunk_of(&sub.transport.finish(reason, sub.encoding), sub.chunked)));
         if sub.chunked {
             io.send_exempt(key, Chunk::Static(crate::http::chunked::LAST_CHUNK));
         }
@@ -457,10 +478,16 @@ impl Service for Worker {
                 self.answer_poll(io, key, sub, messages);
             }
             Phase::Streaming(sub) => {
+                let now = io.now();
+                let ends_at = sub.ends_at.unwrap_or(now);
+                if now >= ends_at {
+                    self.end_stream(io, key, &sub, EndReason::MaxAge);
+                    self.delist(key, &sub);
+                    return;
+                }
                 io.send(key, Chunk::Owned(chunk_of(sub.transport.heartbeat(), sub.chunked)));
                 set_phase(io, key, Phase::Streaming(sub));
-                let at = io.now() + self.shared.heartbeat;
-                io.set_deadline(key, at);
+                io.set_deadline(key, (now + self.shared.heartbeat).min(ends_at));
             }
             other => set_phase(io, key, other),
         }

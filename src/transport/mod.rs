@@ -6,7 +6,9 @@
 //! [`Encoding`] (not per transport, not per subscriber) and the bytes shared.
 
 pub mod envelope;
+pub mod iframe;
 pub mod longpoll;
+pub mod multipart;
 pub mod sse;
 pub mod stream;
 
@@ -23,6 +25,12 @@ pub enum Transport {
     Sse,
     /// Chunked NDJSON, one envelope a line.
     Stream,
+    /// A hidden iframe's endless HTML document of `<script>` calls.
+    Iframe,
+    /// `multipart/x-mixed-replace`, one part per message.
+    Multipart,
+    /// The same parts as `multipart/mixed`, when the Accept header asks for it.
+    MultipartMixed,
 }
 
 impl Transport {
@@ -32,6 +40,8 @@ impl Transport {
             "jsonp" => Transport::Jsonp,
             "sse" => Transport::Sse,
             "stream" => Transport::Stream,
+            "iframe" => Transport::Iframe,
+            "multipart" => Transport::Multipart,
             _ => return None,
         })
     }
@@ -42,24 +52,38 @@ impl Transport {
             Transport::Jsonp => "jsonp",
             Transport::Sse => "sse",
             Transport::Stream => "stream",
+            Transport::Iframe => "iframe",
+            Transport::Multipart | Transport::MultipartMixed => "multipart",
         }
     }
 
     /// Every transport, for stats.
-    pub const ALL: [Transport; 4] =
-        [Transport::LongPoll, Transport::Jsonp, Transport::Sse, Transport::Stream];
+    pub const ALL: [Transport; 6] = [
+        Transport::LongPoll,
+        Transport::Jsonp,
+        Transport::Sse,
+        Transport::Stream,
+        Transport::Iframe,
+        Transport::Multipart,
+    ];
 
     /// Streaming transports keep one response open; the others answer per poll.
     pub fn is_streaming(self) -> bool {
-        matches!(self, Transport::Sse | Transport::Stream)
+        !matches!(self, Transport::LongPoll | Transport::Jsonp)
     }
 
-    /// The shared encoding this transport's subscribers read.
-    pub fn encoding(self) -> Encoding {
+    /// The shared encoding this transport's subscribers read; `callback` is
+    /// the iframe subscriber's callback (see `iframe` for why it matters).
+    pub fn encoding(self, callback: Option<&str>) -> Encoding {
         match self {
             Transport::LongPoll | Transport::Jsonp => Encoding::Envelope,
             Transport::Sse => Encoding::Sse,
             Transport::Stream => Encoding::Stream,
+            Transport::Iframe if callback.is_none_or(|c| c == iframe::DEFAULT_CALLBACK) => {
+                Encoding::IframePush
+            }
+            Transport::Iframe => Encoding::IframeLocal,
+            Transport::Multipart | Transport::MultipartMixed => Encoding::Multipart,
         }
     }
 
@@ -68,6 +92,9 @@ impl Transport {
         match self {
             Transport::Sse => sse::CONTENT_TYPE,
             Transport::Stream => stream::CONTENT_TYPE,
+            Transport::Iframe => iframe::CONTENT_TYPE,
+            Transport::Multipart => multipart::CONTENT_TYPE_REPLACE,
+            Transport::MultipartMixed => multipart::CONTENT_TYPE_MIXED,
             Transport::LongPoll => longpoll::CONTENT_TYPE,
             Transport::Jsonp => longpoll::JSONP_CONTENT_TYPE,
         }
@@ -77,6 +104,8 @@ impl Transport {
     pub fn preamble(self, options: &StreamOptions) -> Vec<u8> {
         match self {
             Transport::Sse => sse::preamble(options),
+            Transport::Iframe => iframe::preamble(options),
+            Transport::Multipart | Transport::MultipartMixed => multipart::preamble(),
             _ => Vec::new(),
         }
     }
@@ -85,14 +114,21 @@ impl Transport {
     pub fn heartbeat(self) -> &'static [u8] {
         match self {
             Transport::Sse => sse::HEARTBEAT,
+            Transport::Iframe => iframe::HEARTBEAT,
+            Transport::Multipart | Transport::MultipartMixed => multipart::HEARTBEAT,
             _ => stream::HEARTBEAT,
         }
     }
 
     /// The last body bytes of a stream that the server ends.
-    pub fn finish(self, reason: EndReason) -> Vec<u8> {
+    pub fn finish(self, reason: EndReason, encoding: Encoding) -> Vec<u8> {
         match self {
             Transport::Sse => sse::finish(reason),
+            Transport::Iframe if encoding == Encoding::IframePush => {
+                iframe::finish(reason, iframe::Callee::ParentPush)
+            }
+            Transport::Iframe => iframe::finish(reason, iframe::Callee::Local),
+            Transport::Multipart | Transport::MultipartMixed => multipart::finish(reason),
             _ => stream::finish(reason),
         }
     }
@@ -103,6 +139,8 @@ impl Transport {
 pub struct StreamOptions {
     /// SSE reconnection delay hint, in milliseconds.
     pub retry_ms: u64,
+    /// The iframe subscriber's callback name (already checked).
+    pub callback: Option<String>,
 }
 
 /// Why the server ends a stream; told to the client in the stream's last bytes.
@@ -133,11 +171,24 @@ pub enum Encoding {
     Sse = 1,
     /// An NDJSON line inside one HTTP chunk.
     Stream = 2,
+    /// `<script>parent.push(…)</script>` inside one chunk.
+    IframePush = 3,
+    /// `<script>c(…)</script>` inside one chunk (custom iframe callbacks).
+    IframeLocal = 4,
+    /// One multipart part and the boundary after it, inside one chunk.
+    Multipart = 5,
 }
 
 impl Encoding {
-    pub const COUNT: usize = 3;
-    pub const ALL: [Encoding; Encoding::COUNT] = [Encoding::Envelope, Encoding::Sse, Encoding::Stream];
+    pub const COUNT: usize = 6;
+    pub const ALL: [Encoding; Encoding::COUNT] = [
+        Encoding::Envelope,
+        Encoding::Sse,
+        Encoding::Stream,
+        Encoding::IframePush,
+        Encoding::IframeLocal,
+        Encoding::Multipart,
+    ];
 }
 
 /// Encodes `message` for `encoding`. Pure; called at most once per pair.
@@ -146,6 +197,9 @@ pub fn encode(encoding: Encoding, message: &Message) -> Frame {
         Encoding::Envelope => Frame::plain(envelope::encode(message)),
         Encoding::Sse => chunked(sse::frame(message)),
         Encoding::Stream => chunked(stream::frame(message)),
+        Encoding::IframePush => chunked(iframe::frame(message, iframe::Callee::ParentPush)),
+        Encoding::IframeLocal => chunked(iframe::frame(message, iframe::Callee::Local)),
+        Encoding::Multipart => chunked(multipart::frame(message)),
     }
 }
 

@@ -77,6 +77,6 @@ mod tests {
             let got = frame(&message(3, 0, "c", *event, data));
             assert_eq!(String::from_utf8(got).unwrap(), *want, "data {data:?}");
         }
-        assert_eq!(preamble(&StreamOptions { retry_ms: 1500 }), b"retry: 1500\n\n");
+        assert_eq!(preamble(&StreamOptions { retry_ms: 1500, callback: None }), b"retry: 1500\n\n");
     }
 }
