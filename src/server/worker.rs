@@ -308,13 +308,16 @@ impl Worker {
             self.delist(key, &sub);
         }
         let Some(conn) = io.conn(key) else { return };
-        let head = respond::subscriber_head(
+        let mut head = respond::subscriber_head(
             sub.transport,
             BodyKind::Length(len),
             sub.gap,
             conn.version,
             conn.keep_alive,
         );
+        if let Some(origin) = &conn.cors {
+            respond::add_cors(&mut head, origin);
+        }
         conn.phase = Phase::Reading;
         io.send_exempt(key, Chunk::Owned(head));
         for chunk in body {
