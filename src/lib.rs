@@ -17,3 +17,4 @@ pub mod log;
 pub mod reactor;
 pub mod server;
 pub mod transport;
+pub mod ws;
