@@ -54,6 +54,34 @@ pub struct Subscription {
     pub collected: Vec<Arc<Message>>,
     /// Streams: when the stream ends with a reconnect hint (max stream age).
     pub ends_at: Option<std::time::Instant>,
+    /// WebSocket connections' protocol state.
+    pub ws: Option<Box<WsSession>>,
+}
+
+/// A WebSocket connection's state beyond its subscription.
+pub struct WsSession {
+    /// `Sec-WebSocket-Accept` for the 101 answer.
+    pub accept: String,
+    /// Reassembles fragmented client messages (bounded).
+    pub assembler: crate::ws::Assembler,
+    /// Channels asked for with `subscribe` and not yet registered.
+    pub pending: Vec<Arc<str>>,
+    /// Pending channels unsubscribed before their registration came back.
+    pub cancelled: Vec<Arc<str>>,
+    /// A close frame was sent; input is ignored from now on.
+    pub closing: bool,
+}
+
+impl WsSession {
+    pub fn new(accept: String) -> WsSession {
+        WsSession {
+            accept,
+            assembler: crate::ws::Assembler::new(crate::ws::MAX_FRAME_PAYLOAD),
+            pending: Vec::new(),
+            cancelled: Vec::new(),
+            closing: false,
+        }
+    }
 }
 
 impl Conn {

@@ -6,6 +6,7 @@ pub mod cors;
 mod respond;
 pub mod route;
 mod start;
+mod websocket;
 mod worker;
 
 pub use start::{start, Running, Stopper};

@@ -84,3 +84,14 @@ pub fn preflight(origin: Option<&str>, version: Version, keep_alive: bool) -> Ve
     }
     response.head(BodyKind::Length(0), version, keep_alive)
 }
+
+/// The 101 answer to a WebSocket upgrade, with the gap signal when a resume
+/// point was older than history.
+pub fn ws_head(accept: &str, gap: bool) -> Vec<u8> {
+    let mut head = crate::ws::response_head(accept);
+    if gap {
+        let end = head.len() - 2;
+        head.splice(end..end, b"X-Halley-Gap: 1\r\n".iter().copied());
+    }
+    head
+}

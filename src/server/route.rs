@@ -34,8 +34,10 @@ pub struct SubscribeRequest {
     pub start: Start,
     /// Long-poll hold time.
     pub timeout: Duration,
-    /// JSONP callback name.
+    /// JSONP or iframe callback name.
     pub callback: Option<String>,
+    /// WebSocket: the `Sec-WebSocket-Accept` value for the 101 answer.
+    pub ws_accept: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +103,12 @@ fn route_public(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
         Transport::Iframe => Some(callback(req, crate::transport::iframe::DEFAULT_CALLBACK)?),
         _ => None,
     };
+    let ws_accept = match transport {
+        Transport::Ws => Some(websocket_accept(req)?),
+        _ => None,
+    };
     Ok(Route::Subscribe(SubscribeRequest {
+        ws_accept,
         channels,
         transport,
         start: start_point(req, limits)?,
@@ -118,18 +125,17 @@ fn pick_transport(req: &Request) -> Result<Transport, Refusal> {
         return match Transport::from_name(&name) {
             Some(Transport::Multipart) if mixed => Ok(Transport::MultipartMixed),
             Some(t) => Ok(t),
-            None if name == "ws" => Err(Refusal::new(501, "WebSocket is not available yet")),
             None => Err(Refusal::new(
                 400,
                 format!(
-                    "unknown transport '{}'; use longpoll, jsonp, sse, stream, iframe or multipart",
+                    "unknown transport '{}'; use longpoll, jsonp, sse, stream, iframe, multipart or ws",
                     short(&name)
                 ),
             )),
         };
     }
     if req.header_has_token("upgrade", "websocket") {
-        return Err(Refusal::new(501, "WebSocket is not available yet; use sse, stream or longpoll"));
+        return Ok(Transport::Ws);
     }
     if accept.contains("text/event-stream") {
         return Ok(Transport::Sse);
@@ -141,6 +147,13 @@ fn pick_transport(req: &Request) -> Result<Transport, Refusal> {
         return Ok(Transport::Jsonp);
     }
     Ok(Transport::LongPoll)
+}
+
+/// Checks the WebSocket opening handshake and computes the accept key.
+fn websocket_accept(req: &Request) -> Result<String, Refusal> {
+    let header = |name: &str| req.header_str(name).map(String::from);
+    crate::ws::check_upgrade(req.method == Method::Get, req.version == crate::http::Version::Http11, &header)
+        .map_err(|e| Refusal::new(e.status(), format!("WebSocket handshake: {}", e.reason())))
 }
 
 /// `?callback=`, or `default`; a JavaScript identifier of at most 64 characters.
@@ -309,7 +322,7 @@ mod tests {
             ("GET /sub/a?backlog=x HTTP/1.1\r\n\r\n", Port::Public, 400, "backlog"),
             ("GET /sub/a?timeout=-1 HTTP/1.1\r\n\r\n", Port::Public, 400, "timeout"),
             ("GET /sub/a?callback=alert(1) HTTP/1.1\r\n\r\n", Port::Public, 400, "JavaScript identifier"),
-            ("GET /sub/a HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", Port::Public, 501, "WebSocket"),
+            ("GET /sub/a HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", Port::Public, 400, "WebSocket handshake"),
             ("GET /pub/a HTTP/1.1\r\n\r\n", Port::Ingest, 405, "use POST"),
             ("POST /elsewhere HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Port::Ingest, 404, "no such endpoint"),
             ("POST /pub//a HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", Port::Ingest, 400, "starts with /"),

@@ -18,7 +18,7 @@ use crate::http::{parse_request, request::expects_continue, Method, Parse, Versi
 use crate::hub::Message;
 use crate::reactor::mailbox::Inbox;
 use crate::reactor::{begin_shutdown, CloseReason, ConnKey, Io, Service};
-use crate::transport::{chunk_of, longpoll, EndReason, StreamOptions};
+use crate::transport::{chunk_of, longpoll, Encoding, EndReason, StreamOptions};
 
 /// Settings every worker reads, and the one counter they share.
 pub struct Shared {
@@ -41,9 +41,9 @@ pub struct Shared {
 }
 
 pub struct Worker {
-    loop_id: usize,
-    shared: Arc<Shared>,
-    fanout: FanoutHandle,
+    pub(super) loop_id: usize,
+    pub(super) shared: Arc<Shared>,
+    pub(super) fanout: FanoutHandle,
     inbox: Inbox<LoopMsg>,
     /// Which of this loop's connections listen on which channel.
     index: HashMap<Arc<str>, HashSet<ConnKey>>,
@@ -80,6 +80,11 @@ impl Worker {
             let shared = self.shared.clone();
             let stopping = io.shutting_down();
             let Some((conn, input)) = io.conn_and_input(key) else { return };
+            if let Phase::Streaming(sub) = &conn.phase {
+                if sub.ws.is_some() {
+                    return self.ws_input(io, key);
+                }
+            }
             if !matches!(conn.phase, Phase::Reading) || input.is_empty() {
                 return;
             }
@@ -183,7 +188,7 @@ impl Worker {
             channels: req.channels.clone(),
             transport: req.transport,
             encoding,
-            chunked: conn.version == Version::Http11,
+            chunked: conn.version == Version::Http11 && req.transport != crate::transport::Transport::Ws,
             callback: req.callback,
             poll_timeout: req.timeout,
             last_id: Default::default(),
@@ -191,6 +196,7 @@ impl Worker {
             registered: false,
             collected: Vec::new(),
             ends_at: None,
+            ws: req.ws_accept.map(|accept| Box::new(super::conn::WsSession::new(accept))),
         };
         conn.phase = Phase::Subscribing(Box::new(sub));
         self.fanout.control(Control::Subscribe(Subscribe {
@@ -206,6 +212,9 @@ impl Worker {
         let key = ConnKey::from_u64(reply.conn);
         let sub = match io.conn(key).map(|c| mem::replace(&mut c.phase, Phase::Reading)) {
             Some(Phase::Subscribing(sub)) => sub,
+            Some(Phase::Streaming(sub)) if sub.ws.is_some() => {
+                return self.ws_subscribed(io, key, sub, reply)
+            }
             other => {
                 // The connection left (or moved on) while the fan-out thread
                 // worked: put its phase back and undo the registration.
@@ -246,8 +255,11 @@ impl Worker {
         let (version, keep_alive) = (conn.version, conn.keep_alive);
         let conn = &*conn;
         let body = if sub.chunked { BodyKind::Chunked } else { BodyKind::UntilClose };
-        let mut head = respond::subscriber_head(sub.transport, body, sub.gap, version, keep_alive);
-        if let Some(origin) = &conn.cors {
+        let mut head = match &sub.ws {
+            Some(ws) => respond::ws_head(&ws.accept, sub.gap),
+            None => respond::subscriber_head(sub.transport, body, sub.gap, version, keep_alive),
+        };
+        if let (Some(origin), None) = (&conn.cors, &sub.ws) {
             respond::add_cors(&mut head, origin);
         }
         io.send_exempt(key, Chunk::Owned(head));
@@ -376,14 +388,22 @@ impl Worker {
 
     /// Adds a connection to this loop's channel index.
     fn enlist(&mut self, key: ConnKey, sub: &Subscription) {
-        for channel in &sub.channels {
+        self.enlist_channels(key, &sub.channels);
+    }
+
+    pub(super) fn enlist_channels(&mut self, key: ConnKey, channels: &[Arc<str>]) {
+        for channel in channels {
             self.index.entry(channel.clone()).or_default().insert(key);
         }
     }
 
     /// Removes it from the index and tells the fan-out thread.
     fn delist(&mut self, key: ConnKey, sub: &Subscription) {
-        for channel in &sub.channels {
+        self.delist_channels(key, sub.channels.clone(), sub.encoding);
+    }
+
+    pub(super) fn delist_channels(&mut self, key: ConnKey, channels: Vec<Arc<str>>, encoding: Encoding) {
+        for channel in &channels {
             if let Some(keys) = self.index.get_mut(channel) {
                 keys.remove(&key);
                 if keys.is_empty() {
@@ -391,11 +411,9 @@ impl Worker {
                 }
             }
         }
-        self.fanout.control(Control::Unsubscribe {
-            loop_id: self.loop_id,
-            channels: sub.channels.clone(),
-            encoding: sub.encoding,
-        });
+        if !channels.is_empty() {
+            self.fanout.control(Control::Unsubscribe { loop_id: self.loop_id, channels, encoding });
+        }
     }
 
     /// Ends every stream cleanly, answers parked polls, and lets the loop drain.
@@ -428,7 +446,7 @@ impl Worker {
     }
 }
 
-fn set_phase(io: &mut Io<Conn>, key: ConnKey, phase: Phase) {
+pub(super) fn set_phase(io: &mut Io<Conn>, key: ConnKey, phase: Phase) {
     if let Some(conn) = io.conn(key) {
         conn.phase = phase;
     }

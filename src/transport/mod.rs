@@ -11,6 +11,7 @@ pub mod longpoll;
 pub mod multipart;
 pub mod sse;
 pub mod stream;
+pub mod ws;
 
 use crate::hub::{Frame, Message};
 
@@ -31,6 +32,9 @@ pub enum Transport {
     Multipart,
     /// The same parts as `multipart/mixed`, when the Accept header asks for it.
     MultipartMixed,
+    /// RFC 6455 WebSocket: envelopes as text frames; the client may change
+    /// its channels with `{"subscribe":[…]}` and `{"unsubscribe":[…]}`.
+    Ws,
 }
 
 impl Transport {
@@ -42,6 +46,7 @@ impl Transport {
             "stream" => Transport::Stream,
             "iframe" => Transport::Iframe,
             "multipart" => Transport::Multipart,
+            "ws" => Transport::Ws,
             _ => return None,
         })
     }
@@ -54,11 +59,13 @@ impl Transport {
             Transport::Stream => "stream",
             Transport::Iframe => "iframe",
             Transport::Multipart | Transport::MultipartMixed => "multipart",
+            Transport::Ws => "ws",
         }
     }
 
     /// Every transport, for stats.
-    pub const ALL: [Transport; 6] = [
+    pub const ALL: [Transport; 7] = [
+        Transport::Ws,
         Transport::LongPoll,
         Transport::Jsonp,
         Transport::Sse,
@@ -84,6 +91,7 @@ impl Transport {
             }
             Transport::Iframe => Encoding::IframeLocal,
             Transport::Multipart | Transport::MultipartMixed => Encoding::Multipart,
+            Transport::Ws => Encoding::Ws,
         }
     }
 
@@ -95,6 +103,7 @@ impl Transport {
             Transport::Iframe => iframe::CONTENT_TYPE,
             Transport::Multipart => multipart::CONTENT_TYPE_REPLACE,
             Transport::MultipartMixed => multipart::CONTENT_TYPE_MIXED,
+            Transport::Ws => "",
             Transport::LongPoll => longpoll::CONTENT_TYPE,
             Transport::Jsonp => longpoll::JSONP_CONTENT_TYPE,
         }
@@ -116,6 +125,7 @@ impl Transport {
             Transport::Sse => sse::HEARTBEAT,
             Transport::Iframe => iframe::HEARTBEAT,
             Transport::Multipart | Transport::MultipartMixed => multipart::HEARTBEAT,
+            Transport::Ws => ws::HEARTBEAT,
             _ => stream::HEARTBEAT,
         }
     }
@@ -129,6 +139,7 @@ impl Transport {
             }
             Transport::Iframe => iframe::finish(reason, iframe::Callee::Local),
             Transport::Multipart | Transport::MultipartMixed => multipart::finish(reason),
+            Transport::Ws => ws::finish(reason),
             _ => stream::finish(reason),
         }
     }
@@ -177,10 +188,12 @@ pub enum Encoding {
     IframeLocal = 4,
     /// One multipart part and the boundary after it, inside one chunk.
     Multipart = 5,
+    /// A WebSocket text frame holding the envelope (no HTTP chunking).
+    Ws = 6,
 }
 
 impl Encoding {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     pub const ALL: [Encoding; Encoding::COUNT] = [
         Encoding::Envelope,
         Encoding::Sse,
@@ -188,6 +201,7 @@ impl Encoding {
         Encoding::IframePush,
         Encoding::IframeLocal,
         Encoding::Multipart,
+        Encoding::Ws,
     ];
 }
 
@@ -200,6 +214,7 @@ pub fn encode(encoding: Encoding, message: &Message) -> Frame {
         Encoding::IframePush => chunked(iframe::frame(message, iframe::Callee::ParentPush)),
         Encoding::IframeLocal => chunked(iframe::frame(message, iframe::Callee::Local)),
         Encoding::Multipart => chunked(multipart::frame(message)),
+        Encoding::Ws => Frame::plain(ws::frame(message)),
     }
 }
 
