@@ -107,6 +107,11 @@ pub struct Config {
     /// or empty for none. Any by default: subscriber data is public by design
     /// until auth is configured.
     pub cors_origins: String,
+    /// The demo page's same-origin publish helper (`POST /demo/pub/{channel}`
+    /// on the public port): `auto` turns it on only when the public address is
+    /// a loopback address (a developer's machine), `on` or `off` say so. The
+    /// page at `/` is always served; without the helper it shows a curl line.
+    pub demo_publish: String,
     /// Log verbosity: one of error, warn, info, debug, trace. `info` logs
     /// lifecycle events without per-request noise.
     pub log_level: String,
@@ -139,6 +144,7 @@ impl Default for Config {
             shutdown_grace_ms: 3000,
             max_stream_age_secs: 3600,
             cors_origins: "*".to_string(),
+            demo_publish: "auto".to_string(),
             log_level: "info".to_string(),
         }
     }
@@ -260,6 +266,7 @@ impl Config {
             check_range("max_outbound_bytes", self.max_outbound_bytes, 4 * KIB, GIB),
             check_range("shutdown_grace_ms", self.shutdown_grace_ms, 1, 600_000),
             check_range("max_stream_age_secs", self.max_stream_age_secs, 1, 7 * 86_400),
+            check_one_of("demo_publish", &self.demo_publish, &["auto", "on", "off"]),
             check_log_level("log_level", &self.log_level),
         ];
         let problems: Vec<String> = checks.into_iter().filter_map(Result::err).collect();
@@ -523,7 +530,7 @@ mod tests {
     #[test]
     fn keys_cover_every_field() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 25);
+        assert_eq!(keys.len(), 26);
         assert!(keys.iter().any(|k| k == "max_outbound_bytes"));
     }
 
@@ -658,6 +665,7 @@ const SETTING_HELP: &[(&str, &str)] = &[
     ("shutdown_grace_ms", "time to flush and close on SIGTERM"),
     ("max_stream_age_secs", "streams end cleanly with a reconnect hint after this long"),
     ("cors_origins", "origins allowed cross-origin: *, a comma-separated list, or empty"),
+    ("demo_publish", "the demo page's publish helper: auto (on for loopback), on, off"),
     ("log_level", "error, warn, info, debug or trace"),
 ];
 
@@ -671,4 +679,11 @@ mod help_tests {
             assert!(!Config::describe(&key).is_empty(), "setting {key} has no --help description");
         }
     }
+}
+
+fn check_one_of(name: &str, value: &str, allowed: &[&str]) -> Result<(), String> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(format!("{name} must be one of {}, got '{value}'", allowed.join(", ")))
 }

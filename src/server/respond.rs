@@ -95,3 +95,11 @@ pub fn ws_head(accept: &str, gap: bool) -> Vec<u8> {
     }
     head
 }
+
+/// A static HTML page.
+pub fn page(html: &[u8], version: Version, keep_alive: bool) -> Vec<u8> {
+    Response::new(200)
+        .header("Content-Type", "text/html; charset=utf-8")
+        .header("Cache-Control", "no-cache")
+        .with_body(html, version, keep_alive)
+}

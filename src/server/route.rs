@@ -25,6 +25,8 @@ pub struct RouteLimits {
     pub history_size: usize,
     pub longpoll_default: Duration,
     pub longpoll_max: Duration,
+    /// Whether `POST /demo/pub/{channel}` publishes (see `demo_publish`).
+    pub demo_publish: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +53,8 @@ pub enum Route {
     Health,
     /// A CORS preflight (`OPTIONS /sub/...`).
     Preflight,
+    /// The demo page.
+    Demo,
 }
 
 /// A request refused before it reaches the hub.
@@ -83,6 +87,18 @@ pub fn route(req: &Request, port: Port, limits: &RouteLimits) -> Result<Route, R
 }
 
 fn route_public(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
+    if req.path == "/" || req.path == "/index.html" {
+        return match req.method {
+            Method::Get => Ok(Route::Demo),
+            _ => Err(Refusal::method("GET")),
+        };
+    }
+    if let Some(channel) = req.path.strip_prefix("/demo/pub/") {
+        if !limits.demo_publish {
+            return Err(Refusal::new(404, "demo publishing is off here; publish on the ingest port"));
+        }
+        return publish(req, channel);
+    }
     let Some(list) = req.path.strip_prefix("/sub/") else {
         return Err(Refusal::new(
             404,
@@ -209,6 +225,11 @@ fn route_ingest(req: &Request) -> Result<Route, Refusal> {
             format!("no such endpoint: {}; publish with POST /pub/{{channel}}", req.path),
         ));
     };
+    publish(req, channel)
+}
+
+/// `POST …/{channel}` with the payload as body.
+fn publish(req: &Request, channel: &str) -> Result<Route, Refusal> {
     if req.method != Method::Post {
         return Err(Refusal::method("POST"));
     }
@@ -255,6 +276,7 @@ mod tests {
             history_size: 100,
             longpoll_default: Duration::from_secs(30),
             longpoll_max: Duration::from_secs(120),
+            demo_publish: false,
         }
     }
 

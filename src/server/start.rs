@@ -93,13 +93,21 @@ fn bind_all(
     Ok((addr, listeners))
 }
 
-fn shared(config: &Config) -> Shared {
+/// The demo page, compiled into the binary.
+const DEMO_PAGE: &str = include_str!("demo/index.html");
+
+fn shared(config: &Config, public_addr: SocketAddr, ingest_addr: SocketAddr) -> Shared {
     Shared {
         limits: RouteLimits {
             max_channels: config.max_channels_per_subscription,
             history_size: config.history_size,
             longpoll_default: Duration::from_secs(config.longpoll_timeout_secs),
             longpoll_max: Duration::from_secs(config.longpoll_timeout_max_secs),
+            demo_publish: match config.demo_publish.as_str() {
+                "on" => true,
+                "off" => false,
+                _ => public_addr.ip().is_loopback(),
+            },
         },
         max_head_bytes: config.max_head_bytes,
         max_body_bytes: config.max_body_bytes,
@@ -112,6 +120,7 @@ fn shared(config: &Config) -> Shared {
         shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
         max_stream_age: Duration::from_secs(config.max_stream_age_secs),
         cors: super::cors::CorsPolicy::parse(&config.cors_origins),
+        demo_page: DEMO_PAGE.replace("{{INGEST}}", &ingest_addr.to_string()).into_bytes(),
         connections: AtomicUsize::new(0),
         ports: vec![Port::Public, Port::Ingest],
     }
@@ -122,7 +131,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
     let threads = config.threads_effective();
     let (public_addr, public) = bind_all(&config.listen, threads, config.backlog, "public")?;
     let (ingest_addr, ingest) = bind_all(&config.ingest, threads, config.backlog, "ingest")?;
-    let shared = Arc::new(shared(config));
+    let shared = Arc::new(shared(config, public_addr, ingest_addr));
     let limits =
         ReactorLimits { max_outbound: config.max_outbound_bytes, default_input_cap: config.max_head_bytes };
     let mut reactors = Vec::with_capacity(threads);

@@ -34,6 +34,8 @@ pub struct Shared {
     pub shutdown_grace: Duration,
     pub max_stream_age: Duration,
     pub cors: super::cors::CorsPolicy,
+    /// The demo page, with the ingest address filled in.
+    pub demo_page: Vec<u8>,
     /// Open connections across all loops, for `max_connections`.
     pub connections: AtomicUsize,
     /// Port index (as the reactor knows it) to what the port serves.
@@ -134,6 +136,10 @@ impl Worker {
         match route(&request, port, &self.shared.limits) {
             Err(refusal) => self.refuse(io, key, &refusal, true),
             Ok(Route::Health) => self.answer(io, key, respond::health),
+            Ok(Route::Demo) => {
+                let page = self.shared.clone();
+                self.answer(io, key, |v, k| respond::page(&page.demo_page, v, k));
+            }
             Ok(Route::Preflight) => {
                 let cors = io.conn(key).and_then(|c| c.cors.clone());
                 self.answer(io, key, |v, k| respond::preflight(cors.as_deref(), v, k));
