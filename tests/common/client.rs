@@ -126,7 +126,9 @@ impl HttpConn {
         let (status, headers) = self.head();
         let get =
             |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
-        let body = if let Some(len) = get("content-length") {
+        let body = if status == 204 || status == 304 {
+            Vec::new()
+        } else if let Some(len) = get("content-length") {
             let len: usize = len.parse().unwrap();
             while self.buf.len() < len {
                 assert!(self.fill(), "closed mid-body");
