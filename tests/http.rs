@@ -238,11 +238,13 @@ fn pipelined_requests_split_at_odd_byte_boundaries() {
 fn unknown_path_is_404_with_json_error_on_both_ports() {
     let server = Server::start(&[]);
     for (port, addr) in [("public", server.public), ("ingest", server.ingest)] {
-        for path in ["/nope", "/", "/subx/a", "/pubx/a"] {
+        for path in ["/nope", "/subx/a", "/pubx/a"] {
             let resp = get(addr, path);
             assert_json_error(&resp, 404, path, &format!("GET {path} on the {port} port"));
         }
     }
+    // `/` is the demo page on the public port only.
+    assert_json_error(&get(server.ingest, "/"), 404, "/", "GET / on the ingest port");
     // Subscribing on the ingest port or publishing on the public port is also unknown.
     assert_json_error(&get(server.ingest, "/sub/a"), 404, "/sub/a", "GET /sub/a on the ingest port");
     let resp = request(server.public, "POST", "/pub/a", &[], b"x");

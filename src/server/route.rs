@@ -109,7 +109,7 @@ fn route_public(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
         return Ok(Route::Preflight);
     }
     if req.method != Method::Get {
-        return Err(Refusal::method("GET"));
+        return Err(Refusal::method("GET, OPTIONS"));
     }
     let channels =
         parse_channel_list(list, limits.max_channels).map_err(|e| Refusal::new(400, e.to_string()))?;

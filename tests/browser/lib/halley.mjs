@@ -1,0 +1,529 @@
+// Shared harness for the browser tests: the real halley binary on ephemeral
+// ports, a small HTTP server for the test pages (a different origin from
+// halley, as on a real site), headless Chromium through playwright-core, and
+// a TCP proxy that can cut a browser's connections on demand.
+//
+// Every wait has a deadline and fails saying what it saw; nothing sleeps in
+// place of a condition. Everything started here is killed by its pid in the
+// file's `after` hook, and again (synchronously) if the process exits early.
+
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { createServer as createTcpServer, connect as tcpConnect } from 'node:net';
+import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { dirname, join, extname, normalize } from 'node:path';
+import { before, after } from 'node:test';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '..', '..', '..');
+const pagesDir = join(here, '..', 'pages');
+
+/** How long any single expected event may take on a loaded 2-core machine. */
+export const DEADLINE_MS = 20_000;
+
+/** The binary under test: $HALLEY_BIN, else the debug build `cargo build` leaves. */
+export const HALLEY_BIN = process.env.HALLEY_BIN || join(repo, 'target', 'debug', 'halley');
+
+/** Chromium: $CHROMIUM, else Debian's launcher. */
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+// Pids to SIGKILL if the test process exits before the `after` hooks ran
+// (an uncaught error, the runner's timeout). Chromium is killed by process
+// group, as playwright starts it detached.
+const live = new Map(); // pid -> { group: boolean }
+process.on('exit', () => {
+  for (const [pid, { group }] of live) {
+    try {
+      process.kill(group ? -pid : pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+/** Resolves with `promise`, or rejects saying `what` did not happen in `ms`. */
+export async function withDeadline(promise, what, ms = DEADLINE_MS) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Polls `check` (sync or async) until it returns a truthy value; returns it. */
+export async function until(check, what, ms = DEADLINE_MS) {
+  const end = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) {
+      throw new Error(`${what}: not true within ${ms} ms${last ? ` (last error: ${last.message})` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+// --- halley ---------------------------------------------------------------
+
+/**
+ * Starts halley on ephemeral ports (plus `extra` flags) and waits for its
+ * `listening public=ADDR ingest=ADDR ...` line.
+ */
+export async function startHalley(extra = []) {
+  if (!existsSync(HALLEY_BIN)) {
+    throw new Error(`${HALLEY_BIN} is missing: run \`cargo build\` first (or set HALLEY_BIN)`);
+  }
+  const args = ['--listen', '127.0.0.1:0', '--ingest', '127.0.0.1:0', '--resp', '127.0.0.1:0', ...extra];
+  const child = spawn(HALLEY_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  live.set(child.pid, { group: false });
+  const log = [];
+  let exited = null;
+  const exit = new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      exited = { code, signal };
+      live.delete(child.pid);
+      resolve(exited);
+    });
+  });
+  const listening = new Promise((resolve, reject) => {
+    child.on('error', reject);
+    createInterface({ input: child.stderr }).on('line', (line) => {
+      log.push(line);
+      if (line.includes('listening public=')) resolve(line);
+    });
+    exit.then((how) => reject(new Error(`halley exited before listening: ${JSON.stringify(how)}`)));
+  });
+  let line;
+  try {
+    line = await withDeadline(listening, 'halley printing its listening line');
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw new Error(`${e.message}\nhalley stderr:\n${log.join('\n')}`);
+  }
+  const field = (name) => {
+    const m = line.match(new RegExp(`${name}=(\\S+)`));
+    if (!m) throw new Error(`no ${name}= in: ${line}`);
+    return m[1];
+  };
+  const publicAddr = field('public');
+  const ingest = field('ingest');
+  return {
+    pid: child.pid,
+    public: publicAddr,
+    ingest,
+    /** Base URL of the public (subscriber) port. */
+    url: `http://${publicAddr}`,
+    log,
+    /** The last lines of halley's stderr, for failure messages. */
+    tail: (n = 30) => log.slice(-n).join('\n'),
+    /** Throws if halley exited on its own. */
+    assertAlive() {
+      if (exited) throw new Error(`halley exited during the test: ${JSON.stringify(exited)}\n${log.join('\n')}`);
+    },
+    /** Publishes `data` to `channel`; returns halley's `{id, channel, subscribers}`. */
+    publish: (channel, data, opts) => publish(ingest, channel, data, opts),
+    /** SIGTERM, then SIGKILL if it has not exited within the deadline. */
+    async stop() {
+      if (exited) return exited;
+      child.kill('SIGTERM');
+      try {
+        return await withDeadline(exit, 'halley exiting on SIGTERM', 10_000);
+      } catch {
+        child.kill('SIGKILL');
+        return withDeadline(exit, 'halley exiting on SIGKILL');
+      }
+    },
+  };
+}
+
+/** POST http://INGEST/pub/{channel}; returns `{id, channel, subscribers}`. */
+export async function publish(ingest, channel, data, { event } = {}) {
+  const query = event ? `?event=${encodeURIComponent(event)}` : '';
+  const res = await fetch(`http://${ingest}/pub/${channel}${query}`, {
+    method: 'POST',
+    body: data,
+    headers: { 'content-type': 'text/plain; charset=utf-8' },
+    signal: AbortSignal.timeout(DEADLINE_MS),
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`publish to ${channel}: ${res.status} ${text}`);
+  const body = JSON.parse(text);
+  if (typeof body.id !== 'string' || body.channel !== channel) {
+    throw new Error(`publish to ${channel}: unexpected answer ${text}`);
+  }
+  return body;
+}
+
+/** Publishes each payload in turn (so ids are in publish order); returns their ids. */
+export async function publishAll(halley, channel, payloads) {
+  const ids = [];
+  for (const p of payloads) {
+    const { data, event } = typeof p === 'string' ? { data: p } : p;
+    ids.push((await halley.publish(channel, data, { event })).id);
+  }
+  return ids;
+}
+
+/**
+ * `n` payloads that exercise encodings: plain text, non-ASCII, JSON-looking
+ * text, quotes and backslashes, U+2028/U+2029 (not valid in JS string
+ * literals before ES2019, a classic JSONP bug), `</script>`, embedded,
+ * leading and trailing newlines, a leading space (SSE strips one after
+ * `data:`), and the empty payload.
+ */
+export function payloads(prefix, n) {
+  const shapes = [
+    (i) => `${prefix} ${i}`,
+    (i) => `${prefix} ${i} héllo ✓ 日本 🚀`,
+    (i) => `{"${prefix}":${i},"nested":{"a":[1,2,3]}}`,
+    (i) => `${prefix} ${i} "quoted" back\\slash \u2028 \u2029 tab\t`,
+    (i) => `${prefix} ${i} </script><script>alert(1)</script>`,
+    (i) => `${prefix} ${i} line one\nline two\n\nline four`,
+    () => '',
+    (i) => `\n ${prefix} ${i} after a newline and a space, before a newline\n`,
+  ];
+  return Array.from({ length: n }, (_, i) => shapes[i % shapes.length](i));
+}
+
+// --- pages ------------------------------------------------------------------
+
+const types = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+};
+
+/** Serves tests/browser/pages/ on 127.0.0.1:0. Returns `{origin, close}`. */
+export async function servePages() {
+  const server = createServer(async (req, res) => {
+    const path = normalize(new URL(req.url, 'http://x').pathname).replace(/^([/\\])+/, '');
+    const type = types[extname(path)];
+    if (!type || path.startsWith('..')) {
+      res.writeHead(404).end();
+      return;
+    }
+    try {
+      const body = await readFile(join(pagesDir, path));
+      res.writeHead(200, { 'content-type': type, 'cache-control': 'no-store' }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    origin: `http://127.0.0.1:${server.address().port}`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+// --- a proxy that cuts connections ----------------------------------------
+
+/**
+ * A TCP proxy on 127.0.0.1:0 in front of `target` ("host:port"). `cutAll()`
+ * destroys every open connection (as a network failure or a restarting
+ * load balancer would). While `hold()` is on, new connections are accepted
+ * and read but not forwarded until `release()`. `heads` collects the request
+ * heads seen, in order (so a test can check what a reconnect asked for).
+ */
+export async function startCutProxy(target) {
+  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+  const open = new Set();
+  const held = [];
+  const heads = [];
+  let holding = false;
+
+  const forward = (client, buffered) => {
+    const upstream = tcpConnect(port, host);
+    const pair = { client, upstream };
+    open.add(pair);
+    const drop = () => {
+      open.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    upstream.on('error', drop).on('close', drop);
+    client.on('error', drop).on('close', drop);
+    for (const chunk of buffered) upstream.write(chunk);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  };
+
+  const server = createTcpServer((client) => {
+    const buffered = [];
+    // Every request head on the connection (keep-alive reuses them). Only
+    // for bodiless requests (GET, OPTIONS), which is all subscribers send.
+    let seen = '';
+    const sniff = (chunk) => {
+      seen += chunk.toString('latin1');
+      let end;
+      while ((end = seen.indexOf('\r\n\r\n')) >= 0) {
+        heads.push(seen.slice(0, end));
+        seen = seen.slice(end + 4);
+      }
+    };
+    client.on('data', sniff);
+    if (holding) {
+      const onData = (chunk) => buffered.push(chunk);
+      client.on('data', onData);
+      const entry = { client, buffered, onData };
+      held.push(entry);
+      client.on('error', () => {});
+      client.on('close', () => {
+        const i = held.indexOf(entry);
+        if (i >= 0) held.splice(i, 1);
+      });
+    } else {
+      forward(client, []);
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    heads,
+    /** How many connections are held, unforwarded. */
+    heldCount: () => held.length,
+    /** How many connections are being forwarded. */
+    openCount: () => open.size,
+    hold() {
+      holding = true;
+    },
+    release() {
+      holding = false;
+      for (const { client, buffered, onData } of held.splice(0)) {
+        client.pause();
+        client.off('data', onData);
+        forward(client, buffered);
+        client.resume();
+      }
+    },
+    cutAll() {
+      for (const { client, upstream } of open) {
+        client.destroy();
+        upstream.destroy();
+      }
+      open.clear();
+    },
+    close() {
+      this.cutAll();
+      for (const { client } of held.splice(0)) client.destroy();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+// --- the browser ----------------------------------------------------------
+
+/**
+ * Launches headless Chromium (a fresh temporary profile) and returns
+ * `{browser, pid, close}`. It is started as a browser server so its pid is
+ * known and can be killed even if the protocol connection hangs.
+ */
+export async function launchBrowser() {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (tests/run does)`);
+  // Playwright's own timeout (which kills what it started) fires first; ours
+  // is the backstop.
+  const server = await withDeadline(
+    chromium.launchServer({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, timeout: DEADLINE_MS }),
+    'chromium starting',
+    DEADLINE_MS + 10_000,
+  );
+  const pid = server.process().pid;
+  live.set(pid, { group: true });
+  server.process().on('exit', () => live.delete(pid));
+  let browser;
+  try {
+    browser = await withDeadline(chromium.connect(server.wsEndpoint(), { timeout: DEADLINE_MS }), 'connecting to chromium', DEADLINE_MS + 10_000);
+  } catch (e) {
+    await server.kill();
+    throw e;
+  }
+  return {
+    browser,
+    pid,
+    async close() {
+      try {
+        await withDeadline(browser.close(), 'closing the browser connection', 10_000);
+        await withDeadline(server.close(), 'closing chromium', 10_000);
+      } catch {
+        // fall through to the kill
+      }
+      await server.kill(); // the whole process group, by pid; a no-op once it exited
+      live.delete(pid);
+    },
+  };
+}
+
+/**
+ * Opens `url` in a new page and records its console errors and uncaught
+ * exceptions in `page.problems` (shown when a wait fails).
+ */
+export async function openPage(browser, url) {
+  const page = await browser.newPage();
+  page.problems = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') page.problems.push(`console.${m.type()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => page.problems.push(`pageerror: ${e.message}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) page.problems.push(`HTTP ${r.status()}: ${r.url()}`);
+  });
+  page.on('requestfailed', (r) => page.problems.push(`requestfailed: ${r.url()} ${r.failure()?.errorText}`));
+  await page.goto(url, { timeout: DEADLINE_MS, waitUntil: 'load' });
+  return page;
+}
+
+/**
+ * Waits until `fn(arg)` is truthy in the page (`page.waitForFunction` with
+ * the deadline). On timeout, fails with the page's recorded state
+ * (`window.t`), its problems and halley's last log lines.
+ */
+export async function waitInPage(ctx, what, fn, arg) {
+  try {
+    const handle = await ctx.page.waitForFunction(fn, arg, { timeout: DEADLINE_MS, polling: 50 });
+    return handle.jsonValue();
+  } catch (e) {
+    throw new Error(`${what}: ${e.message.split('\n')[0]}\n${await describe(ctx)}`);
+  }
+}
+
+/** The page's state, its problems and halley's log tail, for failure messages. */
+export async function describe(ctx) {
+  let state;
+  try {
+    state = JSON.stringify(await ctx.page.evaluate(() => window.t), null, 1).slice(0, 6000);
+  } catch (e) {
+    state = `(could not read window.t: ${e.message})`;
+  }
+  return [
+    `page state: ${state}`,
+    `page problems:\n  ${ctx.page.problems.join('\n  ') || '(none)'}`,
+    `halley stderr (last lines):\n${ctx.halley.tail()}`,
+  ].join('\n');
+}
+
+/**
+ * Registers `before`/`after` hooks for one test file: its own halley (with
+ * `flags`), page server and browser. Returns a context whose fields are
+ * filled in by `before`: `halley`, `pages`, `browser`, and `page` (set by
+ * `ctx.open(name, params)`).
+ */
+export function setup({ flags = [] } = {}) {
+  const ctx = {
+    halley: null,
+    pages: null,
+    chromium: null,
+    browser: null,
+    page: null,
+    extras: [],
+    /** Opens pages/{name} with the query `params` (halley's URL added as `halley`). */
+    async open(name, params = {}) {
+      if (ctx.page) await ctx.page.close().catch(() => {});
+      const query = new URLSearchParams({ halley: ctx.halley.url, ...params });
+      ctx.page = await openPage(ctx.browser, `${ctx.pages.origin}/${name}?${query}`);
+      return ctx.page;
+    },
+  };
+  before(async () => {
+    ctx.halley = await startHalley(flags);
+    ctx.pages = await servePages();
+    ctx.chromium = await launchBrowser();
+    ctx.browser = ctx.chromium.browser;
+  });
+  after(async () => {
+    const alive = ctx.halley && (() => ctx.halley.assertAlive());
+    const steps = [
+      () => ctx.page?.close(),
+      () => ctx.chromium?.close(),
+      ...ctx.extras.map((x) => () => x.close()),
+      () => ctx.pages?.close(),
+    ];
+    for (const step of steps) {
+      try {
+        await withDeadline(Promise.resolve(step()), 'cleanup step', 15_000);
+      } catch {
+        // keep cleaning up; the kills below are by pid
+      }
+    }
+    try {
+      alive?.();
+    } finally {
+      await ctx.halley?.stop();
+    }
+  });
+  return ctx;
+}
+
+/**
+ * The assertion every test ends with: `got` (what the page received, as
+ * `{id, data}`) is exactly `ids`/`datas` in order: nothing missing, nothing
+ * repeated, nothing reordered. The message names the first difference.
+ */
+export function assertExactSequence(got, ids, datas, label) {
+  const seen = new Map();
+  for (const [i, m] of got.entries()) {
+    if (seen.has(m.id)) throw new Error(`${label}: duplicate of ${m.id} at positions ${seen.get(m.id)} and ${i}`);
+    seen.set(m.id, i);
+  }
+  const missing = ids.filter((id) => !seen.has(id));
+  if (missing.length) throw new Error(`${label}: missing ${missing.length} of ${ids.length}: ${missing.join(' ')}`);
+  if (got.length !== ids.length) {
+    throw new Error(`${label}: received ${got.length} messages, published ${ids.length}: extra ${got.filter((m) => !ids.includes(m.id)).map((m) => m.id).join(' ')}`);
+  }
+  for (let i = 0; i < ids.length; i++) {
+    if (got[i].id !== ids[i]) throw new Error(`${label}: position ${i} has ${got[i].id}, expected ${ids[i]} (out of order)`);
+    if (got[i].data !== datas[i]) {
+      throw new Error(`${label}: message ${ids[i]} data ${JSON.stringify(got[i].data)}, published ${JSON.stringify(datas[i])}`);
+    }
+  }
+}
+
+/**
+ * Waits until the page has received as many messages as `ids`, then asserts
+ * they are exactly `ids`/`datas` in order. If they do not all come in time,
+ * fails naming what is missing or wrong, with the page's state.
+ */
+export async function waitForSequence(ctx, ids, datas, label) {
+  const read = () => ctx.page.evaluate(() => window.t.received);
+  try {
+    await ctx.page.waitForFunction((n) => window.t.received.length >= n, ids.length, { timeout: DEADLINE_MS, polling: 50 });
+  } catch (e) {
+    const got = await read().catch(() => []);
+    let diff = `received ${got.length} of ${ids.length}`;
+    try {
+      assertExactSequence(got, ids, datas, label);
+    } catch (d) {
+      diff = d.message;
+    }
+    throw new Error(`${label}: not all ${ids.length} messages within ${DEADLINE_MS} ms: ${diff}\n${await describe(ctx)}`);
+  }
+  const got = await read();
+  assertExactSequence(got, ids, datas, label);
+  return got;
+}
