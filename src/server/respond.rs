@@ -8,8 +8,8 @@ use crate::transport::Transport;
 use super::route::Refusal;
 
 pub fn refusal(r: &Refusal, version: Version, keep_alive: bool) -> Vec<u8> {
-    let allow: Vec<(&str, &str)> = r.allow.iter().map(|a| ("Allow", *a)).collect();
-    json_error(r.status, &r.message, &allow, version, keep_alive)
+    let headers: Vec<(&str, &str)> = r.header.iter().copied().collect();
+    json_error(r.status, &r.message, &headers, version, keep_alive)
 }
 
 /// 503 for a full publish queue: retry in a second.

@@ -62,17 +62,22 @@ pub enum Route {
 pub struct Refusal {
     pub status: u16,
     pub message: String,
-    /// For 405: the methods that would work.
-    pub allow: Option<&'static str>,
+    /// Headers the refusal must carry: `Allow` on a 405,
+    /// `Sec-WebSocket-Version` on a 426.
+    pub header: Option<(&'static str, &'static str)>,
 }
 
 impl Refusal {
     pub fn new(status: u16, message: impl Into<String>) -> Refusal {
-        Refusal { status, message: message.into(), allow: None }
+        Refusal { status, message: message.into(), header: None }
     }
 
     fn method(allow: &'static str) -> Refusal {
-        Refusal { status: 405, message: format!("method not allowed here; use {allow}"), allow: Some(allow) }
+        Refusal {
+            status: 405,
+            message: format!("method not allowed here; use {allow}"),
+            header: Some(("Allow", allow)),
+        }
     }
 }
 
@@ -169,7 +174,11 @@ fn pick_transport(req: &Request) -> Result<Transport, Refusal> {
 fn websocket_accept(req: &Request) -> Result<String, Refusal> {
     let header = |name: &str| req.header_str(name).map(String::from);
     crate::ws::check_upgrade(req.method == Method::Get, req.version == crate::http::Version::Http11, &header)
-        .map_err(|e| Refusal::new(e.status(), format!("WebSocket handshake: {}", e.reason())))
+        .map_err(|e| Refusal {
+            status: e.status(),
+            message: format!("WebSocket handshake: {}", e.reason()),
+            header: e.headers().first().copied(),
+        })
 }
 
 /// `?callback=`, or `default`; a JavaScript identifier of at most 64 characters.
