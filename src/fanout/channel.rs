@@ -66,7 +66,6 @@ impl Channel {
         self.history.range(self.history.len().saturating_sub(n)..)
     }
 
-    #[cfg(test)]
     pub fn retained(&self) -> usize {
         self.history.len()
     }

@@ -32,12 +32,19 @@ pub struct FanoutConfig {
 }
 
 /// One message to publish.
-#[derive(Debug)]
-pub struct Publish {
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
     pub channel: Arc<str>,
     pub event: Option<Box<str>>,
     pub data: Box<str>,
-    /// Where to send the acknowledgement, if anyone waits for it.
+}
+
+/// One publish request: one message, or an NDJSON batch that is queued (or
+/// refused) as a whole, so a publisher never sees half a batch accepted.
+#[derive(Debug)]
+pub struct Publish {
+    pub messages: Vec<NewMessage>,
+    /// Where to send the acknowledgements, if anyone waits for them.
     pub reply: Option<ReplyTo>,
 }
 
@@ -81,6 +88,29 @@ pub enum Control {
         channels: Vec<Arc<str>>,
         encoding: Encoding,
     },
+    /// Asks for one channel's counters.
+    ChannelInfo {
+        reply: ReplyTo,
+        channel: Arc<str>,
+    },
+    /// Drops a channel's history and ends its subscribers' streams.
+    DeleteChannel {
+        reply: ReplyTo,
+        channel: Arc<str>,
+    },
+}
+
+/// One channel's counters, as `GET /pub/{channel}` shows them.
+#[derive(Debug, Clone)]
+pub struct ChannelInfo {
+    pub channel: Arc<str>,
+    pub subscribers: usize,
+    pub peak_subscribers: usize,
+    /// Messages retained in history now.
+    pub retained: usize,
+    /// Messages published since the channel record was created.
+    pub published: u64,
+    pub last_id: Option<MessageId>,
 }
 
 /// The fan-out thread's answer to a subscribe.
@@ -116,10 +146,24 @@ pub enum LoopMsg {
     /// Messages for channels with subscribers on this loop, in id order.
     Batch(Vec<Arc<Message>>),
     Subscribed(Subscribed),
+    /// Acknowledgements for one `Publish`, in its order.
     Published {
         conn: u64,
-        ack: PublishAck,
+        acks: Vec<PublishAck>,
     },
+    /// The answer to `ChannelInfo`; `None` for an unknown channel.
+    ChannelInfo {
+        conn: u64,
+        info: Option<ChannelInfo>,
+    },
+    /// The answer to `DeleteChannel`: subscribers it had, `None` if unknown.
+    Deleted {
+        conn: u64,
+        channel: Arc<str>,
+        subscribers: Option<usize>,
+    },
+    /// A channel was deleted: end the streams of its subscribers here.
+    ChannelDeleted(Arc<str>),
     /// Stop accepting, end streams, exit.
     Shutdown,
 }

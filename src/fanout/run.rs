@@ -90,6 +90,18 @@ impl Fanout {
                         }
                     }
                 }
+                Ok(Control::ChannelInfo { reply, channel }) => {
+                    let info = self.channels.get(&channel).map(|ch| ChannelInfo {
+                        channel: channel.clone(),
+                        subscribers: ch.subscribers,
+                        peak_subscribers: ch.peak_subscribers,
+                        retained: ch.retained(),
+                        published: ch.published,
+                        last_id: ch.last_id(),
+                    });
+                    self.mail(reply.loop_id, LoopMsg::ChannelInfo { conn: reply.conn, info });
+                }
+                Ok(Control::DeleteChannel { reply, channel }) => self.delete(reply, channel),
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => return false,
             }
@@ -177,27 +189,14 @@ impl Fanout {
         let batch = mem::take(&mut self.pending);
         let mut per_loop: Vec<Vec<Arc<Message>>> = vec![Vec::new(); self.loops.len()];
         let now_ms = unix_ms();
-        let history_size = self.config.history_size;
         for publish in batch {
-            let id = self.ids.next(now_ms);
-            let name = publish.channel.clone();
-            let ch = self.channel(&name);
-            let message = Arc::new(Message::new(id, name, publish.event, publish.data));
-            for (encoding, used) in Encoding::ALL.iter().zip(ch.encodings_in_use()) {
-                if used {
-                    message.frame(*encoding);
-                }
-            }
-            for (batch, counts) in per_loop.iter_mut().zip(&ch.per_loop) {
-                if counts.iter().any(|c| *c > 0) {
-                    batch.push(message.clone());
-                }
-            }
-            let subscribers = ch.subscribers;
-            ch.push(message, history_size);
+            let acks: Vec<PublishAck> = publish
+                .messages
+                .into_iter()
+                .map(|new| self.publish_one(new, now_ms, &mut per_loop))
+                .collect();
             if let Some(reply) = publish.reply {
-                let ack = PublishAck { id, channel: publish.channel, subscribers };
-                self.mail(reply.loop_id, LoopMsg::Published { conn: reply.conn, ack });
+                self.mail(reply.loop_id, LoopMsg::Published { conn: reply.conn, acks });
             }
         }
         for (loop_id, batch) in per_loop.into_iter().enumerate() {
@@ -205,6 +204,50 @@ impl Fanout {
                 self.mail(loop_id, LoopMsg::Batch(batch));
             }
         }
+    }
+
+    /// Gives one message its id, stores it, encodes it once for each encoding
+    /// in use on its channel, and adds it to the batch of every loop that listens.
+    fn publish_one(
+        &mut self,
+        new: NewMessage,
+        now_ms: u64,
+        per_loop: &mut [Vec<Arc<Message>>],
+    ) -> PublishAck {
+        let id = self.ids.next(now_ms);
+        let history_size = self.config.history_size;
+        let ch = self.channel(&new.channel);
+        let message = Arc::new(Message::new(id, new.channel.clone(), new.event, new.data));
+        for (encoding, used) in Encoding::ALL.iter().zip(ch.encodings_in_use()) {
+            if used {
+                message.frame(*encoding);
+            }
+        }
+        for (batch, counts) in per_loop.iter_mut().zip(&ch.per_loop) {
+            if counts.iter().any(|c| *c > 0) {
+                batch.push(message.clone());
+            }
+        }
+        let subscribers = ch.subscribers;
+        ch.push(message, history_size);
+        PublishAck { id, channel: new.channel, subscribers }
+    }
+
+    /// Drops a channel record: its history goes, every loop with subscribers
+    /// on it is told to end their streams, and a later resume from before
+    /// reports a gap.
+    fn delete(&mut self, reply: ReplyTo, channel: Arc<str>) {
+        let removed = self.channels.remove(&channel);
+        let subscribers = removed.as_ref().map(|ch| ch.subscribers);
+        if let Some(ch) = removed {
+            self.forgotten_through = self.forgotten_through.max(ch.high_water());
+            for (loop_id, counts) in ch.per_loop.iter().enumerate() {
+                if counts.iter().any(|c| *c > 0) {
+                    self.mail(loop_id, LoopMsg::ChannelDeleted(channel.clone()));
+                }
+            }
+        }
+        self.mail(reply.loop_id, LoopMsg::Deleted { conn: reply.conn, channel, subscribers });
     }
 
     fn housekeep(&mut self, now: Instant) {

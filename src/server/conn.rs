@@ -24,8 +24,8 @@ pub struct Conn {
 pub enum Phase {
     /// Waiting for (the rest of) a request.
     Reading,
-    /// A publish is with the fan-out thread; the answer follows its ack.
-    Publishing,
+    /// A request is with the fan-out thread; the answer follows its reply.
+    Waiting(Awaiting),
     /// A subscribe is with the fan-out thread; the answer follows its reply.
     Subscribing(Box<Subscription>),
     /// A long-poll is parked until a message arrives or it times out.
@@ -34,6 +34,19 @@ pub enum Phase {
     Streaming(Box<Subscription>),
     /// The last response is written; the connection is closing.
     Closing,
+}
+
+/// What a connection in `Phase::Waiting` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaiting {
+    /// `POST /pub/{channel}`: answered with the one ack.
+    Publish,
+    /// `POST /pub` (NDJSON): answered with every id, in order.
+    Batch,
+    /// `GET /pub/{channel}`.
+    Info,
+    /// `DELETE /pub/{channel}`.
+    Delete,
 }
 
 pub struct Subscription {

@@ -1,6 +1,6 @@
 //! Response bytes the worker sends. Pure functions over the HTTP builder.
 
-use crate::fanout::PublishAck;
+use crate::fanout::{ChannelInfo, PublishAck};
 use crate::http::response::{json_error, BodyKind};
 use crate::http::{Response, Version};
 use crate::transport::Transport;
@@ -17,15 +17,51 @@ pub fn busy(version: Version, keep_alive: bool) -> Vec<u8> {
     json_error(503, "publish queue is full; retry shortly", &[("Retry-After", "1")], version, keep_alive)
 }
 
-pub fn published(ack: &PublishAck, version: Version, keep_alive: bool) -> Vec<u8> {
+/// One publish: `{"id","channel","subscribers"}`. A batch: `{"ids":[…]}` in
+/// line order, with each message's `subscribers` alongside.
+pub fn published(acks: &[PublishAck], batch: bool, version: Version, keep_alive: bool) -> Vec<u8> {
+    let body = match (batch, acks.first()) {
+        (false, Some(ack)) => serde_json::json!({
+            "id": ack.id.to_string(),
+            "channel": &*ack.channel,
+            "subscribers": ack.subscribers,
+        }),
+        _ => serde_json::json!({
+            "ids": acks.iter().map(|a| a.id.to_string()).collect::<Vec<_>>(),
+            "subscribers": acks.iter().map(|a| a.subscribers).collect::<Vec<_>>(),
+        }),
+    };
+    json(200, &body, version, keep_alive)
+}
+
+/// `GET /pub/{channel}`, or 404.
+pub fn channel_info(info: Option<&ChannelInfo>, version: Version, keep_alive: bool) -> Vec<u8> {
+    let Some(info) = info else { return json_error(404, "no such channel", &[], version, keep_alive) };
     let body = serde_json::json!({
-        "id": ack.id.to_string(),
-        "channel": &*ack.channel,
-        "subscribers": ack.subscribers,
+        "channel": &*info.channel,
+        "subscribers": info.subscribers,
+        "peak_subscribers": info.peak_subscribers,
+        "messages": info.retained,
+        "published": info.published,
+        "last_id": info.last_id.map(|id| id.to_string()),
     });
+    json(200, &body, version, keep_alive)
+}
+
+/// `DELETE /pub/{channel}`, or 404.
+pub fn deleted(channel: &str, subscribers: Option<usize>, version: Version, keep_alive: bool) -> Vec<u8> {
+    let Some(subscribers) = subscribers else {
+        return json_error(404, "no such channel", &[], version, keep_alive);
+    };
+    let body = serde_json::json!({ "channel": channel, "deleted": true, "subscribers": subscribers });
+    json(200, &body, version, keep_alive)
+}
+
+/// A JSON body and its newline.
+pub fn json(status: u16, body: &serde_json::Value, version: Version, keep_alive: bool) -> Vec<u8> {
     let mut text = body.to_string();
     text.push('\n');
-    Response::new(200).header("Content-Type", "application/json").with_body(
+    Response::new(status).header("Content-Type", "application/json").with_body(
         text.as_bytes(),
         version,
         keep_alive,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::fanout::Start;
+use crate::fanout::{NewMessage, Start};
 use crate::http::{Method, Request};
 use crate::hub::{parse_channel_list, validate_channel, MessageId};
 use crate::transport::{longpoll, Transport};
@@ -27,6 +27,8 @@ pub struct RouteLimits {
     pub longpoll_max: Duration,
     /// Whether `POST /demo/pub/{channel}` publishes (see `demo_publish`).
     pub demo_publish: bool,
+    /// One payload's limit (a batch line's too).
+    pub max_message_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,11 +47,15 @@ pub struct SubscribeRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {
     Subscribe(SubscribeRequest),
+    /// One message (`POST /pub/{channel}`) or an NDJSON batch (`POST /pub`).
     Publish {
-        channel: Arc<str>,
-        event: Option<Box<str>>,
-        data: Box<str>,
+        messages: Vec<NewMessage>,
+        batch: bool,
     },
+    /// `GET /pub/{channel}`.
+    ChannelInfo(Arc<str>),
+    /// `DELETE /pub/{channel}`.
+    DeleteChannel(Arc<str>),
     Health,
     /// A CORS preflight (`OPTIONS /sub/...`).
     Preflight,
@@ -87,7 +93,7 @@ const MAX_EVENT_LEN: usize = 64;
 pub fn route(req: &Request, port: Port, limits: &RouteLimits) -> Result<Route, Refusal> {
     match port {
         Port::Public => route_public(req, limits),
-        Port::Ingest => route_ingest(req),
+        Port::Ingest => route_ingest(req, limits),
     }
 }
 
@@ -221,7 +227,13 @@ fn poll_timeout(req: &Request, limits: &RouteLimits) -> Result<Duration, Refusal
     }
 }
 
-fn route_ingest(req: &Request) -> Result<Route, Refusal> {
+fn route_ingest(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
+    if req.path == "/pub" {
+        return match req.method {
+            Method::Post => batch(req, limits),
+            _ => Err(Refusal::method("POST")),
+        };
+    }
     if req.path == "/healthz" {
         return match req.method {
             Method::Get | Method::Head => Ok(Route::Health),
@@ -234,7 +246,65 @@ fn route_ingest(req: &Request) -> Result<Route, Refusal> {
             format!("no such endpoint: {}; publish with POST /pub/{{channel}}", req.path),
         ));
     };
-    publish(req, channel)
+    match req.method {
+        Method::Post => publish(req, channel),
+        Method::Get => {
+            validate_channel(channel).map_err(|e| Refusal::new(400, e.to_string()))?;
+            Ok(Route::ChannelInfo(Arc::from(channel)))
+        }
+        Method::Delete => {
+            validate_channel(channel).map_err(|e| Refusal::new(400, e.to_string()))?;
+            Ok(Route::DeleteChannel(Arc::from(channel)))
+        }
+        _ => Err(Refusal::method("POST, GET, DELETE")),
+    }
+}
+
+/// The most lines one NDJSON batch may hold: with 1 MiB bodies, small
+/// messages fit; the bound keeps one request from filling a whole fan-out batch many times over.
+const MAX_BATCH_LINES: usize = 10_000;
+
+/// `POST /pub` with NDJSON lines `{"channel":"…","data":"…","event":"…"}`.
+/// Every line is checked before anything is queued: all or nothing.
+fn batch(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
+    let body = std::str::from_utf8(&req.body).map_err(|e| {
+        Refusal::new(400, format!("body is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()))
+    })?;
+    let mut messages = Vec::new();
+    for (i, line) in body.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        if messages.len() == MAX_BATCH_LINES {
+            return Err(Refusal::new(413, format!("more than {MAX_BATCH_LINES} messages in one batch")));
+        }
+        messages.push(
+            batch_line(line, limits)
+                .map_err(|e| Refusal::new(e.status, format!("line {}: {}", i + 1, e.message)))?,
+        );
+    }
+    if messages.is_empty() {
+        return Err(Refusal::new(400, "empty batch: send one JSON object per line"));
+    }
+    Ok(Route::Publish { messages, batch: true })
+}
+
+fn batch_line(line: &str, limits: &RouteLimits) -> Result<NewMessage, Refusal> {
+    const SHAPE: &str = r#"expected {"channel":"…","data":"…"} with an optional "event""#;
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| Refusal::new(400, format!("invalid JSON ({e}); {SHAPE}")))?;
+    let field = |name: &str| value.get(name).and_then(|v| v.as_str());
+    let (Some(channel), Some(data)) = (field("channel"), field("data")) else {
+        return Err(Refusal::new(400, SHAPE));
+    };
+    validate_channel(channel).map_err(|e| Refusal::new(400, e.to_string()))?;
+    if data.len() > limits.max_message_bytes {
+        return Err(Refusal::new(413, format!("data over {} bytes", limits.max_message_bytes)));
+    }
+    let event = match value.get("event") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(e)) if e.is_empty() => None,
+        Some(serde_json::Value::String(e)) => Some(check_event(e)?),
+        Some(_) => return Err(Refusal::new(400, "event must be a string")),
+    };
+    Ok(NewMessage { channel: Arc::from(channel), event, data: data.into() })
 }
 
 /// `POST …/{channel}` with the payload as body.
@@ -246,19 +316,24 @@ fn publish(req: &Request, channel: &str) -> Result<Route, Refusal> {
     let data = std::str::from_utf8(&req.body).map_err(|e| {
         Refusal::new(400, format!("payload is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()))
     })?;
-    Ok(Route::Publish { channel: Arc::from(channel), event: event_type(req)?, data: data.into() })
+    let message = NewMessage { channel: Arc::from(channel), event: event_type(req)?, data: data.into() };
+    Ok(Route::Publish { messages: vec![message], batch: false })
 }
 
 /// `?event=TYPE`: 1 to 64 bytes of `A-Z a-z 0-9 _ - . :` (it becomes an SSE
 /// `event:` line, so no line breaks can get in).
 fn event_type(req: &Request) -> Result<Option<Box<str>>, Refusal> {
     let Some(event) = req.query_param("event").filter(|e| !e.is_empty()) else { return Ok(None) };
+    check_event(&event).map(Some)
+}
+
+fn check_event(event: &str) -> Result<Box<str>, Refusal> {
     let ok = event.len() <= MAX_EVENT_LEN
         && event.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
     if !ok {
         return Err(Refusal::new(400, "event must be 1 to 64 bytes of A-Z a-z 0-9 _ - . :"));
     }
-    Ok(Some(event.into()))
+    Ok(event.into())
 }
 
 /// At most 40 characters of user input, for echoing in an error.
@@ -286,6 +361,7 @@ mod tests {
             longpoll_default: Duration::from_secs(30),
             longpoll_max: Duration::from_secs(120),
             demo_publish: false,
+            max_message_bytes: 64,
         }
     }
 
@@ -354,7 +430,27 @@ mod tests {
             ("GET /sub/a?timeout=-1 HTTP/1.1\r\n\r\n", Port::Public, 400, "timeout"),
             ("GET /sub/a?callback=alert(1) HTTP/1.1\r\n\r\n", Port::Public, 400, "JavaScript identifier"),
             ("GET /sub/a HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", Port::Public, 400, "WebSocket handshake"),
-            ("GET /pub/a HTTP/1.1\r\n\r\n", Port::Ingest, 405, "use POST"),
+            ("PUT /pub/a HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Port::Ingest, 405, "use POST, GET, DELETE"),
+            ("GET /pub HTTP/1.1\r\n\r\n", Port::Ingest, 405, "use POST"),
+            ("POST /pub HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Port::Ingest, 400, "empty batch"),
+            (
+                "POST /pub HTTP/1.1\r\nContent-Length: 5\r\n\r\n\n\n{}\n",
+                Port::Ingest,
+                400,
+                "line 3: expected",
+            ),
+            (
+                "POST /pub HTTP/1.1\r\nContent-Length: 26\r\n\r\n{\"channel\":\"/x\",\"data\":\"\"}",
+                Port::Ingest,
+                400,
+                "line 1: channel name starts",
+            ),
+            (
+                "POST /pub HTTP/1.1\r\nContent-Length: 4\r\n\r\nnope",
+                Port::Ingest,
+                400,
+                "line 1: invalid JSON",
+            ),
             ("POST /elsewhere HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Port::Ingest, 404, "no such endpoint"),
             ("POST /pub//a HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", Port::Ingest, 400, "starts with /"),
             ("POST /pub/a?event=a%0Ab HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", Port::Ingest, 400, "event"),
@@ -373,10 +469,8 @@ mod tests {
             Port::Ingest,
             &limits(),
         );
-        assert_eq!(
-            r,
-            Ok(Route::Publish { channel: Arc::from("a/b"), event: Some("up".into()), data: "hi".into() })
-        );
+        let message = NewMessage { channel: Arc::from("a/b"), event: Some("up".into()), data: "hi".into() };
+        assert_eq!(r, Ok(Route::Publish { messages: vec![message], batch: false }));
         assert_eq!(route(&req("GET /healthz HTTP/1.1\r\n\r\n"), Port::Ingest, &limits()), Ok(Route::Health));
         let not_utf8 = req(b"POST /pub/a HTTP/1.1\r\nContent-Length: 2\r\n\r\n\xff\xfe");
         let refusal = route(&not_utf8, Port::Ingest, &limits()).unwrap_err();

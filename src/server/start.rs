@@ -103,6 +103,7 @@ fn shared(config: &Config, public_addr: SocketAddr, ingest_addr: SocketAddr) -> 
             history_size: config.history_size,
             longpoll_default: Duration::from_secs(config.longpoll_timeout_secs),
             longpoll_max: Duration::from_secs(config.longpoll_timeout_max_secs),
+            max_message_bytes: config.max_message_bytes,
             demo_publish: match config.demo_publish.as_str() {
                 "on" => true,
                 "off" => false,

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::conn::{Conn, Phase, Subscription};
+use super::conn::{Awaiting, Conn, Phase, Subscription};
 use super::respond;
 use super::route::{route, Port, Refusal, Route, RouteLimits, SubscribeRequest};
 use crate::chunk::Chunk;
-use crate::fanout::{Control, FanoutHandle, LoopMsg, Publish, PublishAck, ReplyTo, Subscribe, Subscribed};
+use crate::fanout::{Control, FanoutHandle, LoopMsg, Publish, ReplyTo, Subscribe, Subscribed};
 use crate::http::response::BodyKind;
 use crate::http::{parse_request, request::expects_continue, Method, Parse, Version};
 use crate::hub::Message;
@@ -144,12 +144,23 @@ impl Worker {
                 let cors = io.conn(key).and_then(|c| c.cors.clone());
                 self.answer(io, key, |v, k| respond::preflight(cors.as_deref(), v, k));
             }
-            Ok(Route::Publish { channel, event, data }) => {
+            Ok(Route::Publish { messages, batch }) => {
                 let reply = Some(ReplyTo { loop_id: self.loop_id, conn: key.to_u64() });
-                match self.fanout.try_publish(Publish { channel, event, data, reply }) {
-                    Ok(()) => set_phase(io, key, Phase::Publishing),
+                let awaiting = if batch { Awaiting::Batch } else { Awaiting::Publish };
+                match self.fanout.try_publish(Publish { messages, reply }) {
+                    Ok(()) => set_phase(io, key, Phase::Waiting(awaiting)),
                     Err(_) => self.answer(io, key, respond::busy),
                 }
+            }
+            Ok(Route::ChannelInfo(channel)) => {
+                let reply = ReplyTo { loop_id: self.loop_id, conn: key.to_u64() };
+                self.fanout.control(Control::ChannelInfo { reply, channel });
+                set_phase(io, key, Phase::Waiting(Awaiting::Info));
+            }
+            Ok(Route::DeleteChannel(channel)) => {
+                let reply = ReplyTo { loop_id: self.loop_id, conn: key.to_u64() };
+                self.fanout.control(Control::DeleteChannel { reply, channel });
+                set_phase(io, key, Phase::Waiting(Awaiting::Delete));
             }
             Ok(Route::Subscribe(req)) => self.subscribe(io, key, req),
         }
@@ -383,13 +394,40 @@ impl Worker {
         }
     }
 
-    fn on_published(&mut self, io: &mut Io<Conn>, conn_id: u64, ack: PublishAck) {
+    /// Answers a connection waiting for the fan-out thread, then reads on.
+    fn on_reply(
+        &mut self,
+        io: &mut Io<Conn>,
+        conn_id: u64,
+        build: impl FnOnce(Awaiting, Version, bool) -> Vec<u8>,
+    ) {
         let key = ConnKey::from_u64(conn_id);
-        if !matches!(io.conn(key).map(|c| &c.phase), Some(Phase::Publishing)) {
-            return;
-        }
-        self.answer(io, key, |v, k| respond::published(&ack, v, k));
+        let Some(Phase::Waiting(awaiting)) = io.conn(key).map(|c| &c.phase) else { return };
+        let awaiting = *awaiting;
+        self.answer(io, key, |v, k| build(awaiting, v, k));
         self.process(io, key);
+    }
+
+    /// Ends the streams (and answers the polls) of this loop's subscribers of
+    /// a deleted channel.
+    fn on_channel_deleted(&mut self, io: &mut Io<Conn>, channel: &Arc<str>) {
+        let keys: Vec<ConnKey> =
+            self.index.get(channel).map(|k| k.iter().copied().collect()).unwrap_or_default();
+        for key in keys {
+            let Some(conn) = io.conn(key) else { continue };
+            match mem::replace(&mut conn.phase, Phase::Closing) {
+                Phase::Streaming(sub) => {
+                    self.end_stream(io, key, &sub, EndReason::ChannelDeleted);
+                    self.delist(key, &sub);
+                }
+                Phase::Polling(mut sub) => {
+                    let messages = mem::take(&mut sub.collected);
+                    io.clear_deadline(key);
+                    self.answer_poll(io, key, sub, messages);
+                }
+                other => set_phase(io, key, other),
+            }
+        }
     }
 
     /// Adds a connection to this loop's channel index.
@@ -484,7 +522,7 @@ impl Service for Worker {
         conn.peer_done = true;
         match conn.phase {
             // A publish in flight is still answered; then the connection closes.
-            Phase::Publishing => conn.keep_alive = false,
+            Phase::Waiting(_) => conn.keep_alive = false,
             Phase::Closing => {}
             _ => io.close(key),
         }
@@ -527,7 +565,16 @@ impl Service for Worker {
             match msg {
                 LoopMsg::Batch(batch) => self.deliver(io, &batch),
                 LoopMsg::Subscribed(reply) => self.on_subscribed(io, reply),
-                LoopMsg::Published { conn, ack } => self.on_published(io, conn, ack),
+                LoopMsg::Published { conn, acks } => self.on_reply(io, conn, |awaiting, v, k| {
+                    respond::published(&acks, awaiting == Awaiting::Batch, v, k)
+                }),
+                LoopMsg::ChannelInfo { conn, info } => {
+                    self.on_reply(io, conn, |_, v, k| respond::channel_info(info.as_ref(), v, k))
+                }
+                LoopMsg::Deleted { conn, channel, subscribers } => {
+                    self.on_reply(io, conn, |_, v, k| respond::deleted(&channel, subscribers, v, k))
+                }
+                LoopMsg::ChannelDeleted(channel) => self.on_channel_deleted(io, &channel),
                 LoopMsg::Shutdown => self.shutdown(io),
             }
         }
