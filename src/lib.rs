@@ -16,5 +16,6 @@ pub mod hub;
 pub mod log;
 pub mod reactor;
 pub mod server;
+pub mod stats;
 pub mod transport;
 pub mod ws;

@@ -44,6 +44,8 @@ pub struct NewMessage {
 #[derive(Debug)]
 pub struct Publish {
     pub messages: Vec<NewMessage>,
+    /// When the request arrived, for the delivery-latency histogram.
+    pub received_at: std::time::Instant,
     /// Where to send the acknowledgements, if anyone waits for them.
     pub reply: Option<ReplyTo>,
 }

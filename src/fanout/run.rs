@@ -34,10 +34,15 @@ struct Fanout {
     outbox: Vec<Vec<LoopMsg>>,
     next_flush: Instant,
     next_housekeeping: Instant,
+    stats: Arc<crate::stats::Stats>,
 }
 
 /// Starts the fan-out thread. It runs until every loop has dropped its handle.
-pub fn spawn(config: FanoutConfig, loops: Loops) -> std::io::Result<(FanoutHandle, JoinHandle<()>)> {
+pub fn spawn(
+    config: FanoutConfig,
+    loops: Loops,
+    stats: Arc<crate::stats::Stats>,
+) -> std::io::Result<(FanoutHandle, JoinHandle<()>)> {
     let (handle, queues) = queues(config.publish_queue);
     let start = MessageId::new(unix_ms(), 0);
     let now = Instant::now();
@@ -52,6 +57,7 @@ pub fn spawn(config: FanoutConfig, loops: Loops) -> std::io::Result<(FanoutHandl
         pending: Vec::new(),
         next_flush: now,
         next_housekeeping: now + HOUSEKEEPING_EVERY,
+        stats,
     };
     let thread = std::thread::Builder::new().name("halley-fanout".into()).spawn(move || fanout.run())?;
     Ok((handle, thread))
@@ -190,11 +196,13 @@ impl Fanout {
         let mut per_loop: Vec<Vec<Arc<Message>>> = vec![Vec::new(); self.loops.len()];
         let now_ms = unix_ms();
         for publish in batch {
+            let at = publish.received_at;
             let acks: Vec<PublishAck> = publish
                 .messages
                 .into_iter()
-                .map(|new| self.publish_one(new, now_ms, &mut per_loop))
+                .map(|new| self.publish_one(new, at, now_ms, &mut per_loop))
                 .collect();
+            crate::stats::add(&self.stats.fanout.published, acks.len() as u64);
             if let Some(reply) = publish.reply {
                 self.mail(reply.loop_id, LoopMsg::Published { conn: reply.conn, acks });
             }
@@ -204,6 +212,8 @@ impl Fanout {
                 self.mail(loop_id, LoopMsg::Batch(batch));
             }
         }
+        crate::stats::inc(&self.stats.fanout.batches);
+        crate::stats::set(&self.stats.fanout.channels, self.channels.len() as u64);
     }
 
     /// Gives one message its id, stores it, encodes it once for each encoding
@@ -211,13 +221,15 @@ impl Fanout {
     fn publish_one(
         &mut self,
         new: NewMessage,
+        received_at: Instant,
         now_ms: u64,
         per_loop: &mut [Vec<Arc<Message>>],
     ) -> PublishAck {
         let id = self.ids.next(now_ms);
         let history_size = self.config.history_size;
         let ch = self.channel(&new.channel);
-        let message = Arc::new(Message::new(id, new.channel.clone(), new.event, new.data));
+        let message =
+            Arc::new(Message::new(id, new.channel.clone(), new.event, new.data).received(received_at));
         for (encoding, used) in Encoding::ALL.iter().zip(ch.encodings_in_use()) {
             if used {
                 message.frame(*encoding);
@@ -262,6 +274,9 @@ impl Fanout {
             keep
         });
         self.forgotten_through = forgotten;
+        crate::stats::set(&self.stats.fanout.channels, self.channels.len() as u64);
+        let retained: usize = self.channels.values().map(Channel::retained).sum();
+        crate::stats::set(&self.stats.fanout.retained, retained as u64);
     }
 
     fn mail(&mut self, loop_id: usize, msg: LoopMsg) {

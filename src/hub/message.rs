@@ -33,8 +33,10 @@ pub struct Message {
     pub event: Option<Box<str>>,
     /// The payload, checked UTF-8 at ingest.
     pub data: Box<str>,
-    /// When the fan-out thread accepted it; history expiry and latency use it.
+    /// When the fan-out thread accepted it; history expiry uses it.
     pub accepted_at: Instant,
+    /// When the publish request arrived; delivery latency is measured from it.
+    pub received_at: Instant,
     /// One lazily filled slot per encoding. The fan-out thread fills the slots
     /// that have subscribers before it hands the message out, so loops only read.
     frames: [OnceLock<Frame>; Encoding::COUNT],
@@ -42,7 +44,14 @@ pub struct Message {
 
 impl Message {
     pub fn new(id: MessageId, channel: Arc<str>, event: Option<Box<str>>, data: Box<str>) -> Message {
-        Message { id, channel, event, data, accepted_at: Instant::now(), frames: Default::default() }
+        let now = Instant::now();
+        Message { id, channel, event, data, accepted_at: now, received_at: now, frames: Default::default() }
+    }
+
+    /// The same, with the time the publish arrived at ingest.
+    pub fn received(mut self, at: Instant) -> Message {
+        self.received_at = at;
+        self
     }
 
     /// This message encoded for `encoding`, encoded at most once per process.

@@ -3,6 +3,7 @@
 
 mod conn;
 pub mod cors;
+mod report;
 mod respond;
 pub mod route;
 mod start;

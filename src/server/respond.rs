@@ -139,3 +139,12 @@ pub fn page(html: &[u8], version: Version, keep_alive: bool) -> Vec<u8> {
         .header("Cache-Control", "no-cache")
         .with_body(html, version, keep_alive)
 }
+
+/// Prometheus text exposition format, version 0.0.4.
+pub fn metrics(text: &str, version: Version, keep_alive: bool) -> Vec<u8> {
+    Response::new(200).header("Content-Type", "text/plain; version=0.0.4; charset=utf-8").with_body(
+        text.as_bytes(),
+        version,
+        keep_alive,
+    )
+}

@@ -56,6 +56,10 @@ pub enum Route {
     ChannelInfo(Arc<str>),
     /// `DELETE /pub/{channel}`.
     DeleteChannel(Arc<str>),
+    /// `GET /stats`.
+    Stats,
+    /// `GET /metrics`.
+    Metrics,
     Health,
     /// A CORS preflight (`OPTIONS /sub/...`).
     Preflight,
@@ -228,6 +232,17 @@ fn poll_timeout(req: &Request, limits: &RouteLimits) -> Result<Duration, Refusal
 }
 
 fn route_ingest(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
+    let report = match req.path.as_str() {
+        "/stats" => Some(Route::Stats),
+        "/metrics" => Some(Route::Metrics),
+        _ => None,
+    };
+    if let Some(report) = report {
+        return match req.method {
+            Method::Get => Ok(report),
+            _ => Err(Refusal::method("GET")),
+        };
+    }
     if req.path == "/pub" {
         return match req.method {
             Method::Post => batch(req, limits),

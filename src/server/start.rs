@@ -121,6 +121,8 @@ fn shared(config: &Config, public_addr: SocketAddr, ingest_addr: SocketAddr) -> 
         shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
         max_stream_age: Duration::from_secs(config.max_stream_age_secs),
         cors: super::cors::CorsPolicy::parse(&config.cors_origins),
+        stats: Arc::new(crate::stats::Stats::new(config.threads_effective())),
+        publish_queue: config.publish_queue,
         demo_page: DEMO_PAGE.replace("{{INGEST}}", &ingest_addr.to_string()).into_bytes(),
         connections: AtomicUsize::new(0),
         ports: vec![Port::Public, Port::Ingest],
@@ -156,8 +158,8 @@ pub fn start(config: &Config) -> Result<Running, String> {
         batch_max: config.batch_max,
         publish_queue: config.publish_queue,
     };
-    let (handle, fanout) =
-        fanout::spawn(fanout_config, mailboxes.clone()).map_err(|e| format!("fan-out thread: {e}"))?;
+    let (handle, fanout) = fanout::spawn(fanout_config, mailboxes.clone(), shared.stats.clone())
+        .map_err(|e| format!("fan-out thread: {e}"))?;
     let mut loops = Vec::with_capacity(threads);
     for (loop_id, (reactor, inbox)) in reactors.into_iter().zip(inboxes).enumerate() {
         let mut worker = Worker::new(loop_id, shared.clone(), handle.clone(), inbox);

@@ -34,10 +34,14 @@ pub struct Shared {
     pub shutdown_grace: Duration,
     pub max_stream_age: Duration,
     pub cors: super::cors::CorsPolicy,
+    /// The publish queue's capacity, for /stats.
+    pub publish_queue: usize,
     /// The demo page, with the ingest address filled in.
     pub demo_page: Vec<u8>,
     /// Open connections across all loops, for `max_connections`.
     pub connections: AtomicUsize,
+    /// Counters behind /stats and /metrics.
+    pub stats: Arc<crate::stats::Stats>,
     /// Port index (as the reactor knows it) to what the port serves.
     pub ports: Vec<Port>,
 }
@@ -51,11 +55,20 @@ pub struct Worker {
     index: HashMap<Arc<str>, HashSet<ConnKey>>,
     /// Long-polls that got messages in the batch being delivered.
     ready_polls: Vec<ConnKey>,
+    latency: crate::stats::LatencyRecorder,
 }
 
 impl Worker {
     pub fn new(loop_id: usize, shared: Arc<Shared>, fanout: FanoutHandle, inbox: Inbox<LoopMsg>) -> Worker {
-        Worker { loop_id, shared, fanout, inbox, index: HashMap::new(), ready_polls: Vec::new() }
+        Worker {
+            loop_id,
+            shared,
+            fanout,
+            inbox,
+            index: HashMap::new(),
+            ready_polls: Vec::new(),
+            latency: Default::default(),
+        }
     }
 
     fn body_limit(&self, port: Port, _method: &Method, path: &str) -> usize {
@@ -95,6 +108,7 @@ impl Worker {
             match parse_request(input, shared.max_head_bytes, &limit) {
                 Ok(Parse::Complete { request, consumed }) => {
                     input.drain(..consumed);
+                    crate::stats::inc(&self.my_stats().requests);
                     conn.continue_sent = false;
                     conn.version = request.version;
                     conn.keep_alive = request.keep_alive && !conn.peer_done && !stopping;
@@ -147,7 +161,8 @@ impl Worker {
             Ok(Route::Publish { messages, batch }) => {
                 let reply = Some(ReplyTo { loop_id: self.loop_id, conn: key.to_u64() });
                 let awaiting = if batch { Awaiting::Batch } else { Awaiting::Publish };
-                match self.fanout.try_publish(Publish { messages, reply }) {
+                let received_at = io.now();
+                match self.fanout.try_publish(Publish { messages, reply, received_at }) {
                     Ok(()) => set_phase(io, key, Phase::Waiting(awaiting)),
                     Err(_) => self.answer(io, key, respond::busy),
                 }
@@ -163,6 +178,15 @@ impl Worker {
                 set_phase(io, key, Phase::Waiting(Awaiting::Delete));
             }
             Ok(Route::Subscribe(req)) => self.subscribe(io, key, req),
+            Ok(Route::Stats) => {
+                let body =
+                    super::report::stats_json(&self.shared.stats, &self.fanout, self.shared.publish_queue);
+                self.answer(io, key, |v, k| respond::json(200, &body, v, k));
+            }
+            Ok(Route::Metrics) => {
+                let text = super::report::metrics_text(&self.shared.stats, &self.fanout);
+                self.answer(io, key, |v, k| respond::metrics(&text, v, k));
+            }
         }
     }
 
@@ -358,8 +382,12 @@ impl Worker {
 
     /// Hands a batch to this loop's subscribers: one shared frame each.
     fn deliver(&mut self, io: &mut Io<Conn>, batch: &[Arc<Message>]) {
+        let now = io.now();
+        let mut delivered = 0u64;
         for message in batch {
             let Some(keys) = self.index.get(&message.channel) else { continue };
+            self.latency.record(now.saturating_duration_since(message.received_at), keys.len() as u64);
+            delivered += keys.len() as u64;
             for &key in keys {
                 let Some(conn) = io.conn(key) else { continue };
                 let chunk = match &mut conn.phase {
@@ -384,6 +412,9 @@ impl Worker {
                 io.send(key, chunk);
             }
         }
+        let stats = &self.shared.stats.loops[self.loop_id.min(self.shared.stats.loops.len() - 1)];
+        crate::stats::add(&stats.deliveries, delivered);
+        self.latency.publish(&stats.latency);
         for key in mem::take(&mut self.ready_polls) {
             let Some(conn) = io.conn(key) else { continue };
             if let Phase::Polling(mut sub) = mem::replace(&mut conn.phase, Phase::Reading) {
@@ -432,7 +463,20 @@ impl Worker {
 
     /// Adds a connection to this loop's channel index.
     fn enlist(&mut self, key: ConnKey, sub: &Subscription) {
+        crate::stats::inc(&self.my_stats().subscribers[sub.transport.index()]);
         self.enlist_channels(key, &sub.channels);
+    }
+
+    /// This loop's counters.
+    fn my_stats(&self) -> &crate::stats::LoopStats {
+        let loops = &self.shared.stats.loops;
+        &loops[self.loop_id.min(loops.len() - 1)]
+    }
+
+    /// Whether the connection was enlisted (long-polls answered at once never are).
+    fn index_has(&self, key: ConnKey, sub: &Subscription) -> bool {
+        sub.channels.first().and_then(|c| self.index.get(c)).is_some_and(|keys| keys.contains(&key))
+            || (sub.ws.is_some() && sub.registered)
     }
 
     pub(super) fn enlist_channels(&mut self, key: ConnKey, channels: &[Arc<str>]) {
@@ -443,6 +487,9 @@ impl Worker {
 
     /// Removes it from the index and tells the fan-out thread.
     fn delist(&mut self, key: ConnKey, sub: &Subscription) {
+        if self.index_has(key, sub) {
+            crate::stats::dec(&self.my_stats().subscribers[sub.transport.index()]);
+        }
         self.delist_channels(key, sub.channels.clone(), sub.encoding);
     }
 
@@ -503,9 +550,12 @@ impl Service for Worker {
         let open = self.shared.connections.fetch_add(1, Ordering::Relaxed);
         if open >= self.shared.max_connections {
             self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+            crate::stats::inc(&self.my_stats().refused);
             crate::log::debug(format_args!("refusing {peer}: {open} connections open"));
             return None;
         }
+        crate::stats::inc(&self.my_stats().accepted);
+        crate::stats::inc(&self.my_stats().connections);
         let port = self.shared.ports.get(port).copied().unwrap_or(Port::Public);
         io.set_input_cap(key, self.input_cap(port));
         let at = io.now() + self.shared.head_timeout;
@@ -582,7 +632,9 @@ impl Service for Worker {
 
     fn on_closed(&mut self, _io: &mut Io<Conn>, key: ConnKey, conn: Conn, reason: CloseReason) {
         self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        crate::stats::dec(&self.my_stats().connections);
         if reason == CloseReason::SlowConsumer {
+            crate::stats::inc(&self.my_stats().slow_consumers);
             crate::log::debug(format_args!("closed a slow consumer"));
         }
         match conn.phase {

@@ -74,6 +74,12 @@ impl Transport {
         Transport::Multipart,
     ];
 
+    /// Position in `ALL` (both multipart flavours count as multipart).
+    pub fn index(self) -> usize {
+        let named = if self == Transport::MultipartMixed { Transport::Multipart } else { self };
+        Transport::ALL.iter().position(|t| *t == named).unwrap_or(0)
+    }
+
     /// Streaming transports keep one response open; the others answer per poll.
     pub fn is_streaming(self) -> bool {
         !matches!(self, Transport::LongPoll | Transport::Jsonp)

@@ -1,0 +1,133 @@
+//! `/stats` (JSON) and `/metrics` (Prometheus text format 0.0.4), built from
+//! the counters in `crate::stats`.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde_json::{json, Value};
+
+use crate::fanout::FanoutHandle;
+use crate::stats::Stats;
+use crate::transport::Transport;
+
+/// Latency quantiles reported in both forms, with their /stats names.
+const QUANTILES: [f64; 5] = [0.5, 0.9, 0.99, 0.999, 1.0];
+const QUANTILE_NAMES: [&str; 5] = ["p50", "p90", "p99", "p999", "max"];
+
+pub fn stats_json(stats: &Stats, fanout: &FanoutHandle, queue_capacity: usize) -> Value {
+    let by_transport: serde_json::Map<String, Value> = Transport::ALL
+        .iter()
+        .map(|t| (t.name().to_string(), json!(stats.total(|l| &l.subscribers[t.index()]))))
+        .collect();
+    let loops: Vec<Value> = stats
+        .loops
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            json!({
+                "loop": i,
+                "connections": l.connections.load(Relaxed),
+                "subscribers": l.subscribers.iter().map(|c| c.load(Relaxed)).sum::<u64>(),
+                "deliveries": l.deliveries.load(Relaxed),
+            })
+        })
+        .collect();
+    let latency = stats.latency();
+    let quantiles: serde_json::Map<String, Value> = QUANTILES
+        .iter()
+        .zip(QUANTILE_NAMES)
+        .map(|(q, n)| (n.to_string(), json!(latency.value_at_quantile(*q))))
+        .collect();
+    json!({
+        "uptime_secs": stats.started.elapsed().as_secs(),
+        "connections": {
+            "open": stats.total(|l| &l.connections),
+            "accepted": stats.total(|l| &l.accepted),
+            "refused": stats.total(|l| &l.refused),
+            "subscribers_by_transport": by_transport,
+        },
+        "requests": stats.total(|l| &l.requests),
+        "channels": stats.fanout.channels.load(Relaxed),
+        "retained_messages": stats.fanout.retained.load(Relaxed),
+        "publishes": stats.fanout.published.load(Relaxed),
+        "batches": stats.fanout.batches.load(Relaxed),
+        "deliveries": stats.total(|l| &l.deliveries),
+        "slow_consumers_dropped": stats.total(|l| &l.slow_consumers),
+        "queues": { "publish_depth": fanout.queue_depth(), "publish_capacity": queue_capacity },
+        "delivery_latency_us": { "count": latency.len(), "quantiles": quantiles },
+        "loops": loops,
+    })
+}
+
+pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
+    let mut out = String::with_capacity(4096);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+        let _ = writeln!(out, "# HELP halley_{name} {help}\n# TYPE halley_{name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "halley_{name}{labels} {value}");
+        }
+    };
+    let one = |v: u64| vec![(String::new(), v)];
+    metric("uptime_seconds", "gauge", "Seconds since start.", &one(stats.started.elapsed().as_secs()));
+    metric("connections", "gauge", "Open connections, all ports.", &one(stats.total(|l| &l.connections)));
+    metric(
+        "connections_accepted_total",
+        "counter",
+        "Connections accepted.",
+        &one(stats.total(|l| &l.accepted)),
+    );
+    metric(
+        "connections_refused_total",
+        "counter",
+        "Connections refused at max_connections.",
+        &one(stats.total(|l| &l.refused)),
+    );
+    let by_transport: Vec<(String, u64)> = Transport::ALL
+        .iter()
+        .map(|t| (format!("{{transport=\"{}\"}}", t.name()), stats.total(|l| &l.subscribers[t.index()])))
+        .collect();
+    metric("subscribers", "gauge", "Subscribers listening now, by transport.", &by_transport);
+    metric("requests_total", "counter", "HTTP requests parsed.", &one(stats.total(|l| &l.requests)));
+    metric("channels", "gauge", "Channel records held.", &one(stats.fanout.channels.load(Relaxed)));
+    metric(
+        "retained_messages",
+        "gauge",
+        "Messages held in history.",
+        &one(stats.fanout.retained.load(Relaxed)),
+    );
+    metric("publishes_total", "counter", "Messages published.", &one(stats.fanout.published.load(Relaxed)));
+    metric("batches_total", "counter", "Fan-out batches flushed.", &one(stats.fanout.batches.load(Relaxed)));
+    metric(
+        "deliveries_total",
+        "counter",
+        "Messages queued to subscribers.",
+        &one(stats.total(|l| &l.deliveries)),
+    );
+    metric(
+        "slow_consumers_total",
+        "counter",
+        "Subscribers cut off over max_outbound_bytes.",
+        &one(stats.total(|l| &l.slow_consumers)),
+    );
+    metric(
+        "publish_queue_depth",
+        "gauge",
+        "Publishes waiting for the fan-out thread.",
+        &one(fanout.queue_depth() as u64),
+    );
+    let latency = stats.latency();
+    let _ = writeln!(
+        out,
+        "# HELP halley_delivery_latency_seconds Publish received to message queued for the subscriber's socket.\n\
+         # TYPE halley_delivery_latency_seconds summary"
+    );
+    for q in QUANTILES {
+        let secs = latency.value_at_quantile(q) as f64 / 1e6;
+        let _ = writeln!(out, "halley_delivery_latency_seconds{{quantile=\"{q}\"}} {secs}");
+    }
+    let sum: f64 =
+        latency.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum();
+    let _ = writeln!(out, "halley_delivery_latency_seconds_sum {}", sum / 1e6);
+    let _ = writeln!(out, "halley_delivery_latency_seconds_count {}", latency.len());
+    out
+}

@@ -1,0 +1,146 @@
+//! Counters and the delivery-latency histogram behind `/stats` and `/metrics`.
+//!
+//! Every counter has one writer: a loop's counters are written by that loop,
+//! the fan-out's by the fan-out thread; readers (a stats request on any loop)
+//! load them with relaxed ordering, which is enough for monitoring. Latency
+//! is recorded into a loop-local histogram and merged into the shared one once
+//! per batch with `try_lock`, so a loop never waits for a reader.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::transport::Transport;
+
+/// Latency is recorded in microseconds up to a minute, three significant
+/// digits: a few tens of KiB per histogram.
+const LATENCY_MAX_US: u64 = 60_000_000;
+
+fn new_histogram() -> Histogram<u64> {
+    // Constant bounds that hdrhistogram accepts (low >= 1, high >= 2 * low,
+    // 3 significant figures): this cannot fail at run time.
+    #[allow(clippy::expect_used)]
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("constant histogram bounds are valid")
+}
+
+/// One event loop's counters.
+pub struct LoopStats {
+    pub connections: AtomicU64,
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    pub requests: AtomicU64,
+    /// Subscribers by transport (index: `Transport::index`).
+    pub subscribers: [AtomicU64; Transport::ALL.len()],
+    /// Messages queued to subscribers.
+    pub deliveries: AtomicU64,
+    pub slow_consumers: AtomicU64,
+    /// Publish-to-write latency merged from the loop's local histogram.
+    pub latency: Mutex<Histogram<u64>>,
+}
+
+impl Default for LoopStats {
+    fn default() -> Self {
+        LoopStats {
+            connections: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            subscribers: Default::default(),
+            deliveries: AtomicU64::new(0),
+            slow_consumers: AtomicU64::new(0),
+            latency: Mutex::new(new_histogram()),
+        }
+    }
+}
+
+/// The fan-out thread's counters.
+#[derive(Default)]
+pub struct FanoutStats {
+    pub published: AtomicU64,
+    pub batches: AtomicU64,
+    pub channels: AtomicU64,
+    pub retained: AtomicU64,
+}
+
+/// Everything `/stats` and `/metrics` read.
+pub struct Stats {
+    pub started: Instant,
+    pub loops: Vec<LoopStats>,
+    pub fanout: FanoutStats,
+}
+
+impl Stats {
+    pub fn new(loops: usize) -> Stats {
+        Stats {
+            started: Instant::now(),
+            loops: (0..loops).map(|_| LoopStats::default()).collect(),
+            fanout: FanoutStats::default(),
+        }
+    }
+
+    /// A sum over loops.
+    pub fn total(&self, field: impl Fn(&LoopStats) -> &AtomicU64) -> u64 {
+        self.loops.iter().map(|l| field(l).load(Relaxed)).sum()
+    }
+
+    /// The loops' latency histograms merged.
+    pub fn latency(&self) -> Histogram<u64> {
+        let mut all = new_histogram();
+        for l in &self.loops {
+            if let Ok(h) = l.latency.lock() {
+                let _ = all.add(&*h);
+            }
+        }
+        all
+    }
+}
+
+/// A loop's local latency recorder.
+pub struct LatencyRecorder {
+    local: Histogram<u64>,
+}
+
+impl Default for LatencyRecorder {
+    fn default() -> Self {
+        LatencyRecorder { local: new_histogram() }
+    }
+}
+
+impl LatencyRecorder {
+    /// Records `count` deliveries that took `latency`.
+    pub fn record(&mut self, latency: Duration, count: u64) {
+        let us = (latency.as_micros() as u64).clamp(1, LATENCY_MAX_US);
+        let _ = self.local.record_n(us, count);
+    }
+
+    /// Merges into the shared histogram unless a reader holds it (then next time).
+    pub fn publish(&mut self, shared: &Mutex<Histogram<u64>>) {
+        if self.local.is_empty() {
+            return;
+        }
+        if let Ok(mut h) = shared.try_lock() {
+            if h.add(&self.local).is_ok() {
+                self.local.reset();
+            }
+        }
+    }
+}
+
+/// Increments a counter (one writer: relaxed is enough).
+pub fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Relaxed);
+}
+
+pub fn dec(counter: &AtomicU64) {
+    counter.fetch_sub(1, Relaxed);
+}
+
+pub fn set(counter: &AtomicU64, n: u64) {
+    counter.store(n, Relaxed);
+}
