@@ -15,6 +15,7 @@ pub mod http;
 pub mod hub;
 pub mod log;
 pub mod reactor;
+pub mod resp;
 pub mod server;
 pub mod stats;
 pub mod transport;

@@ -54,9 +54,10 @@ fn run(config: Config) -> ExitCode {
         }
     };
     log::info(format_args!(
-        "listening public={} ingest={} threads={} max_connections={} max_message_bytes={} history={}x{}s",
+        "listening public={} ingest={} resp={} threads={} max_connections={} max_message_bytes={} history={}x{}s",
         running.public_addr,
-        running.ingest_addr,
+                running.ingest_addr,
+        running.resp_addr,
         running.threads,
         config.max_connections,
         config.max_message_bytes,

@@ -34,6 +34,8 @@ pub enum Phase {
     Streaming(Box<Subscription>),
     /// The last response is written; the connection is closing.
     Closing,
+    /// A Redis-protocol publisher connection.
+    Resp(Box<super::resp_conn::RespState>),
 }
 
 /// What a connection in `Phase::Waiting` waits for.

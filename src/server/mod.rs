@@ -4,6 +4,7 @@
 mod conn;
 pub mod cors;
 mod report;
+mod resp_conn;
 mod respond;
 pub mod route;
 mod start;

@@ -16,6 +16,8 @@ pub enum Port {
     Public,
     /// Publishers and operators, trusted side.
     Ingest,
+    /// Redis-protocol publishers, trusted side.
+    Resp,
 }
 
 /// The limits routing enforces.
@@ -98,6 +100,7 @@ pub fn route(req: &Request, port: Port, limits: &RouteLimits) -> Result<Route, R
     match port {
         Port::Public => route_public(req, limits),
         Port::Ingest => route_ingest(req, limits),
+        Port::Resp => Err(Refusal::new(400, "this port speaks the Redis protocol, not HTTP")),
     }
 }
 

@@ -21,6 +21,7 @@ use crate::reactor::{Listener, Reactor, ReactorLimits};
 pub struct Running {
     pub public_addr: SocketAddr,
     pub ingest_addr: SocketAddr,
+    pub resp_addr: SocketAddr,
     pub threads: usize,
     mailboxes: Vec<Mailbox<LoopMsg>>,
     loops: Vec<JoinHandle<()>>,
@@ -125,7 +126,7 @@ fn shared(config: &Config, public_addr: SocketAddr, ingest_addr: SocketAddr) -> 
         publish_queue: config.publish_queue,
         demo_page: DEMO_PAGE.replace("{{INGEST}}", &ingest_addr.to_string()).into_bytes(),
         connections: AtomicUsize::new(0),
-        ports: vec![Port::Public, Port::Ingest],
+        ports: vec![Port::Public, Port::Ingest, Port::Resp],
     }
 }
 
@@ -134,16 +135,18 @@ pub fn start(config: &Config) -> Result<Running, String> {
     let threads = config.threads_effective();
     let (public_addr, public) = bind_all(&config.listen, threads, config.backlog, "public")?;
     let (ingest_addr, ingest) = bind_all(&config.ingest, threads, config.backlog, "ingest")?;
+    let (resp_addr, resp) = bind_all(&config.resp, threads, config.backlog, "resp")?;
     let shared = Arc::new(shared(config, public_addr, ingest_addr));
     let limits =
         ReactorLimits { max_outbound: config.max_outbound_bytes, default_input_cap: config.max_head_bytes };
     let mut reactors = Vec::with_capacity(threads);
     let mut mailboxes = Vec::with_capacity(threads);
     let mut inboxes = Vec::with_capacity(threads);
-    for (p, i) in public.into_iter().zip(ingest) {
+    for ((p, i), r) in public.into_iter().zip(ingest).zip(resp) {
         let listeners = vec![
             Listener { port: 0, socket: mio::net::TcpListener::from_std(p) },
             Listener { port: 1, socket: mio::net::TcpListener::from_std(i) },
+            Listener { port: 2, socket: mio::net::TcpListener::from_std(r) },
         ];
         let reactor = Reactor::new(listeners, limits.clone()).map_err(|e| format!("event loop: {e}"))?;
         let (mb, inbox) = mailbox(reactor.waker());
@@ -173,5 +176,5 @@ pub fn start(config: &Config) -> Result<Running, String> {
             .map_err(|e| format!("event loop thread: {e}"))?;
         loops.push(thread);
     }
-    Ok(Running { public_addr, ingest_addr, threads, mailboxes, loops, fanout })
+    Ok(Running { public_addr, ingest_addr, resp_addr, threads, mailboxes, loops, fanout })
 }

@@ -84,7 +84,7 @@ impl Worker {
     fn input_cap(&self, port: Port) -> usize {
         let body = match port {
             Port::Ingest => self.shared.max_body_bytes.max(self.shared.max_message_bytes),
-            Port::Public => self.shared.max_message_bytes,
+            Port::Public | Port::Resp => self.shared.max_message_bytes,
         };
         self.shared.max_head_bytes + body * 2 + 4096
     }
@@ -100,6 +100,9 @@ impl Worker {
                     return self.ws_input(io, key);
                 }
             }
+            if let Phase::Resp(_) = &conn.phase {
+                return self.resp_input(io, key);
+            }
             if !matches!(conn.phase, Phase::Reading) || input.is_empty() {
                 return;
             }
@@ -114,7 +117,7 @@ impl Worker {
                     conn.keep_alive = request.keep_alive && !conn.peer_done && !stopping;
                     conn.cors = match port {
                         Port::Public => shared.cors.allow(request.header_str("origin")),
-                        Port::Ingest => None,
+                        Port::Ingest | Port::Resp => None,
                     };
                     io.clear_deadline(key);
                     io.resume_read(key);
@@ -467,6 +470,10 @@ impl Worker {
         self.enlist_channels(key, &sub.channels);
     }
 
+    fn is_resp(&self, io: &mut Io<Conn>, conn: u64) -> bool {
+        matches!(io.conn(ConnKey::from_u64(conn)).map(|c| &c.phase), Some(Phase::Resp(_)))
+    }
+
     /// This loop's counters.
     fn my_stats(&self) -> &crate::stats::LoopStats {
         let loops = &self.shared.stats.loops;
@@ -522,6 +529,11 @@ impl Worker {
                     self.answer_poll(io, key, sub, messages);
                 }
                 Phase::Reading => io.close_after_flush(key),
+                Phase::Resp(mut state) => {
+                    state.finish();
+                    set_phase(io, key, Phase::Resp(state));
+                    self.resp_flush(io, key);
+                }
                 other => set_phase(io, key, other),
             }
         }
@@ -558,6 +570,12 @@ impl Service for Worker {
         crate::stats::inc(&self.my_stats().connections);
         let port = self.shared.ports.get(port).copied().unwrap_or(Port::Public);
         io.set_input_cap(key, self.input_cap(port));
+        if port == Port::Resp {
+            // Publishers keep RESP connections open and idle, as with Redis.
+            let mut conn = Conn::new(port);
+            conn.phase = Phase::Resp(Box::default());
+            return Some(conn);
+        }
         let at = io.now() + self.shared.head_timeout;
         io.set_deadline(key, at);
         Some(Conn::new(port))
@@ -573,6 +591,8 @@ impl Service for Worker {
         match conn.phase {
             // A publish in flight is still answered; then the connection closes.
             Phase::Waiting(_) => conn.keep_alive = false,
+            // Pipelined publishes before the end are still answered (redis-cli --pipe).
+            Phase::Resp(ref mut state) if state.has_pending() => state.finish(),
             Phase::Closing => {}
             _ => io.close(key),
         }
@@ -615,6 +635,9 @@ impl Service for Worker {
             match msg {
                 LoopMsg::Batch(batch) => self.deliver(io, &batch),
                 LoopMsg::Subscribed(reply) => self.on_subscribed(io, reply),
+                LoopMsg::Published { conn, acks } if self.is_resp(io, conn) => {
+                    self.resp_ack(io, ConnKey::from_u64(conn), &acks)
+                }
                 LoopMsg::Published { conn, acks } => self.on_reply(io, conn, |awaiting, v, k| {
                     respond::published(&acks, awaiting == Awaiting::Batch, v, k)
                 }),
