@@ -54,15 +54,12 @@ fn run(config: Config) -> ExitCode {
         }
     };
     log::info(format_args!(
-        "listening public={} ingest={} resp={} threads={} max_connections={} max_message_bytes={} history={}x{}s",
+        "listening public={} ingest={} resp={} threads={} limits: {}",
         running.public_addr,
-                running.ingest_addr,
+        running.ingest_addr,
         running.resp_addr,
         running.threads,
-        config.max_connections,
-        config.max_message_bytes,
-        config.history_size,
-        config.history_ttl_secs,
+        limits_summary(&config),
     ));
     let stopper = running.stopper();
     std::thread::spawn(move || {
@@ -81,4 +78,17 @@ fn run(config: Config) -> ExitCode {
     running.wait();
     log::info(format_args!("stopped"));
     ExitCode::SUCCESS
+}
+
+/// Every limit on one line, `name=value`, for the startup log.
+fn limits_summary(config: &Config) -> String {
+    let skip = ["listen", "ingest", "resp", "threads", "log_level"];
+    config
+        .to_toml()
+        .lines()
+        .filter_map(|line| line.split_once(" = "))
+        .filter(|(key, _)| !skip.contains(key))
+        .map(|(key, value)| format!("{key}={}", value.trim_matches('"')))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -8,7 +8,7 @@
 // file's `after` hook, and again (synchronously) if the process exits early.
 
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import { createServer as createTcpServer, connect as tcpConnect } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -217,9 +217,21 @@ const types = {
   '.mjs': 'text/javascript; charset=utf-8',
 };
 
-/** Serves tests/browser/pages/ on 127.0.0.1:0. Returns `{origin, close}`. */
-export async function servePages() {
+/**
+ * Serves tests/browser/pages/ on 127.0.0.1:0. Returns `{origin, close}`.
+ *
+ * With `subUpstream` (a function returning halley's public "host:port"),
+ * requests for /sub/... are forwarded there and the answers streamed back as
+ * they come, as a site's reverse proxy would: the page and halley then share
+ * an origin (which the forever iframe needs; see iframe.test.mjs).
+ */
+export async function servePages({ subUpstream } = {}) {
+  const sockets = new Set(); // upstream sockets of proxied requests
   const server = createServer(async (req, res) => {
+    if (subUpstream && req.url.startsWith('/sub/')) {
+      proxySub(req, res, subUpstream());
+      return;
+    }
     const path = normalize(new URL(req.url, 'http://x').pathname).replace(/^([/\\])+/, '');
     const type = types[extname(path)];
     if (!type || path.startsWith('..')) {
@@ -237,10 +249,31 @@ export async function servePages() {
   return {
     origin: `http://127.0.0.1:${server.address().port}`,
     close: () => {
+      for (const s of sockets) s.destroy();
       server.closeAllConnections();
       return new Promise((resolve) => server.close(resolve));
     },
   };
+
+  function proxySub(req, res, upstream) {
+    const [host, port] = [upstream.slice(0, upstream.lastIndexOf(':')), Number(upstream.slice(upstream.lastIndexOf(':') + 1))];
+    const headers = { ...req.headers, host: upstream, connection: 'close' };
+    const up = httpRequest({ host, port, method: req.method, path: req.url, headers }, (upRes) => {
+      // Hop-by-hop framing is Node's to redo; everything else passes as is.
+      const { connection, 'transfer-encoding': te, 'keep-alive': ka, ...rest } = upRes.headers;
+      res.writeHead(upRes.statusCode, rest);
+      res.flushHeaders();
+      upRes.pipe(res);
+      upRes.on('error', () => res.destroy());
+    });
+    up.on('socket', (s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    });
+    up.on('error', () => res.destroy());
+    res.on('close', () => up.destroy());
+    req.pipe(up);
+  }
 }
 
 // --- a proxy that cuts connections ----------------------------------------
@@ -388,7 +421,9 @@ export async function openPage(browser, url) {
   const page = await browser.newPage();
   page.problems = [];
   page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') page.problems.push(`console.${m.type()}: ${m.text()}`);
+    if (m.type() !== 'error' && m.type() !== 'warning') return;
+    const at = m.location()?.url;
+    page.problems.push(`console.${m.type()}: ${m.text()}${at ? ` (at ${at})` : ''}`);
   });
   page.on('pageerror', (e) => page.problems.push(`pageerror: ${e.message}`));
   page.on('response', (r) => {
@@ -430,8 +465,11 @@ export async function describe(ctx) {
 
 /**
  * Registers `before`/`after` hooks for one test file: its own halley (with
- * `flags`), page server and browser. Returns a context whose fields are
- * filled in by `before`: `halley`, `pages`, `browser`, and `page` (set by
+ * `flags`: an array, or a function of the context called once `ctx.pages`
+ * exists, for flags naming the page origin), page server (which also
+ * forwards /sub/ to halley, so `ctx.pages.origin` can stand in for halley's
+ * URL on the page's own origin) and browser. Returns a context whose fields
+ * are filled in by `before`: `halley`, `pages`, `browser`, and `page` (set by
  * `ctx.open(name, params)`).
  */
 export function setup({ flags = [] } = {}) {
@@ -449,10 +487,30 @@ export function setup({ flags = [] } = {}) {
       ctx.page = await openPage(ctx.browser, `${ctx.pages.origin}/${name}?${query}`);
       return ctx.page;
     },
+    /**
+     * Opens pages/{name} served from `origin` as an extra page (ctx.page
+     * stays); `params` as for `open`. Closed with the browser.
+     */
+    async openAt(origin, name, params = {}) {
+      const query = new URLSearchParams({ halley: ctx.halley.url, ...params });
+      return openPage(ctx.browser, `${origin}/${name}?${query}`);
+    },
+    /**
+     * Another halley (with `flags`) and a page server forwarding /sub/ to it,
+     * both stopped in `after`. Returns `{halley, pages}`.
+     */
+    async another(flags = []) {
+      const halley = await startHalley(flags);
+      ctx.extras.push({ close: () => halley.stop() });
+      const pages = await servePages({ subUpstream: () => halley.public });
+      ctx.extras.push(pages);
+      return { halley, pages };
+    },
   };
   before(async () => {
-    ctx.halley = await startHalley(flags);
-    ctx.pages = await servePages();
+    // The pages first, so `flags` can name their origin.
+    ctx.pages = await servePages({ subUpstream: () => ctx.halley.public });
+    ctx.halley = await startHalley(typeof flags === 'function' ? flags(ctx) : flags);
     ctx.chromium = await launchBrowser();
     ctx.browser = ctx.chromium.browser;
   });
