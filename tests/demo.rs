@@ -51,3 +51,11 @@ fn demo_publish_helper_can_be_turned_off() {
     assert_json_error(&resp, 404, "ingest port", "helper off");
     assert_eq!(get(server.public, "/").status, 200, "the page itself stays");
 }
+
+#[test]
+fn favicon_is_an_empty_answer_so_the_page_logs_no_error() {
+    let server = Server::start(&[]);
+    let resp = get(server.public, "/favicon.ico");
+    assert_eq!(resp.status, 204, "{}", resp.text());
+    assert!(resp.body.is_empty());
+}

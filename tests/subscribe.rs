@@ -918,3 +918,22 @@ fn a_subscriber_that_never_reads_is_cut_off_while_others_get_everything() {
 fn count(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len()).filter(|w| *w == needle).count()
 }
+
+/// An EventSource opened with `?last_id=A` keeps that URL on its automatic
+/// reconnects while its `Last-Event-ID` header moves on: the later id wins,
+/// whichever carries it, so nothing is replayed.
+#[test]
+fn with_both_last_id_and_last_event_id_the_later_one_wins() {
+    let server = Server::start(&[]);
+    let a = server.publish_id("both", "one");
+    let b = server.publish_id("both", "two");
+    let c = server.publish_id("both", "three");
+    for (query, header) in [(&a, &b), (&b, &a)] {
+        let path = format!("/sub/both?transport=sse&last_id={query}");
+        let mut sub = StreamClient::open(server.public, &path, &[("Last-Event-ID", header.as_str())]);
+        assert_eq!(sub.status, 200);
+        let ev = sub.next_event().expect("an event");
+        assert_eq!(ev.id.as_deref(), Some(c.as_str()), "query {query}, header {header}: resume after {b}");
+        assert_eq!(ev.data, "three");
+    }
+}

@@ -1355,3 +1355,24 @@ fn shutdown_sends_close_1001_then_eof_and_exits_0() {
     let (status, took, log) = terminator.join().expect("terminate thread panicked");
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM ({took:?}); log:\n{log}");
 }
+
+#[test]
+fn origin_is_checked_against_a_cors_origins_list() {
+    let server = Server::start(&["--cors-origins", "https://ok.example"]);
+    let mut rng = Rng::new();
+    let key = rng.key();
+    let allowed = upgrade_request("/sub/o", &key, &[("Origin", "https://ok.example")]);
+    let _ws = Ws::open_raw(server.public, "/sub/o", &allowed, &key, rng);
+    let refused =
+        upgrade_request("/sub/o", "dGhlIHNhbXBsZSBub25jZQ==", &[("Origin", "https://evil.example")]);
+    let mut conn = HttpConn::new(server.public);
+    conn.send(&refused);
+    let resp = conn.response();
+    assert_json_error(&resp, 403, "origin", "WebSocket from an unlisted origin");
+    // With the default `*`, any origin may connect.
+    let open = Server::start(&[]);
+    let mut rng = Rng::new();
+    let key = rng.key();
+    let any = upgrade_request("/sub/o", &key, &[("Origin", "https://evil.example")]);
+    let _ws = Ws::open_raw(open.public, "/sub/o", &any, &key, rng);
+}

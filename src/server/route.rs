@@ -67,6 +67,8 @@ pub enum Route {
     Preflight,
     /// The demo page.
     Demo,
+    /// `204 No Content` (a browser's `/favicon.ico`, so the demo page logs no error).
+    NoContent,
 }
 
 /// A request refused before it reaches the hub.
@@ -105,6 +107,9 @@ pub fn route(req: &Request, port: Port, limits: &RouteLimits) -> Result<Route, R
 }
 
 fn route_public(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
+    if req.path == "/favicon.ico" {
+        return Ok(Route::NoContent);
+    }
     if req.path == "/" || req.path == "/index.html" {
         return match req.method {
             Method::Get => Ok(Route::Demo),
@@ -204,15 +209,19 @@ fn callback(req: &Request, default: &str) -> Result<String, Refusal> {
 }
 
 /// `last_id` (query) or `Last-Event-ID` (header) resume; else `backlog=N`; else now.
-/// An empty `last_id=` counts as absent.
+/// An empty value counts as absent. With both, the later id wins: an
+/// EventSource opened with `?last_id=` keeps that URL on every automatic
+/// reconnect while its header moves on, and replaying from the URL's id would
+/// deliver duplicates.
 fn start_point(req: &Request, limits: &RouteLimits) -> Result<Start, Refusal> {
-    let resume = req
-        .query_param("last_id")
-        .filter(|s| !s.is_empty())
-        .or_else(|| req.header_str("last-event-id").filter(|s| !s.is_empty()).map(String::from));
-    if let Some(text) = resume {
-        let id: MessageId =
-            text.parse().map_err(|e: crate::hub::id::BadId| Refusal::new(400, e.to_string()))?;
+    let parse = |text: &str| -> Result<MessageId, Refusal> {
+        text.parse().map_err(|e: crate::hub::id::BadId| Refusal::new(400, e.to_string()))
+    };
+    let query = req.query_param("last_id").filter(|s| !s.is_empty());
+    let header = req.header_str("last-event-id").filter(|s| !s.is_empty());
+    let query = query.as_deref().map(parse).transpose()?;
+    let header = header.map(parse).transpose()?;
+    if let Some(id) = query.max(header) {
         return Ok(Start::After(id));
     }
     match req.query_param("backlog").filter(|s| !s.is_empty()) {
@@ -422,6 +431,7 @@ mod tests {
             ("GET /sub/a?last_id= HTTP/1.1\r\n\r\n", Start::Now),
             ("GET /sub/a HTTP/1.1\r\nLast-Event-ID: 17-3\r\n\r\n", Start::After(id)),
             ("GET /sub/a?last_id=17-3 HTTP/1.1\r\nLast-Event-ID: 1-1\r\n\r\n", Start::After(id)),
+            ("GET /sub/a?last_id=1-1 HTTP/1.1\r\nLast-Event-ID: 17-3\r\n\r\n", Start::After(id)),
             ("GET /sub/a?backlog=5 HTTP/1.1\r\n\r\n", Start::Backlog(5)),
             ("GET /sub/a?backlog=5000 HTTP/1.1\r\n\r\n", Start::Backlog(100)),
         ];

@@ -157,6 +157,9 @@ impl Worker {
                 let page = self.shared.clone();
                 self.answer(io, key, |v, k| respond::page(&page.demo_page, v, k));
             }
+            Ok(Route::NoContent) => {
+                self.answer(io, key, |v, k| crate::http::Response::new(204).head(BodyKind::Length(0), v, k));
+            }
             Ok(Route::Preflight) => {
                 let cors = io.conn(key).and_then(|c| c.cors.clone());
                 self.answer(io, key, |v, k| respond::preflight(cors.as_deref(), v, k));
@@ -179,6 +182,10 @@ impl Worker {
                 let reply = ReplyTo { loop_id: self.loop_id, conn: key.to_u64() };
                 self.fanout.control(Control::DeleteChannel { reply, channel });
                 set_phase(io, key, Phase::Waiting(Awaiting::Delete));
+            }
+            Ok(Route::Subscribe(req)) if req.ws_accept.is_some() && !self.ws_origin_allowed(&request) => {
+                let refusal = Refusal::new(403, "WebSocket from an origin that cors_origins does not list");
+                self.refuse(io, key, &refusal, false);
             }
             Ok(Route::Subscribe(req)) => self.subscribe(io, key, req),
             Ok(Route::Stats) => {
@@ -468,6 +475,18 @@ impl Worker {
     fn enlist(&mut self, key: ConnKey, sub: &Subscription) {
         crate::stats::inc(&self.my_stats().subscribers[sub.transport.index()]);
         self.enlist_channels(key, &sub.channels);
+    }
+
+    /// Browsers send `Origin` with every WebSocket and apply no CORS to it, so
+    /// a `cors_origins` list is enforced here; `*` or empty lets any origin in.
+    fn ws_origin_allowed(&self, request: &crate::http::Request) -> bool {
+        match &self.shared.cors {
+            super::cors::CorsPolicy::List(_) => match request.header_str("origin") {
+                Some(origin) => self.shared.cors.allow(Some(origin)).is_some(),
+                None => true,
+            },
+            _ => true,
+        }
     }
 
     fn is_resp(&self, io: &mut Io<Conn>, conn: u64) -> bool {
