@@ -643,7 +643,7 @@ mod tests {
 const SETTING_HELP: &[(&str, &str)] = &[
     ("listen", "public (subscriber) address"),
     ("ingest", "trusted publish/admin address"),
-    ("resp", "Redis-protocol publish address (reserved; not served yet)"),
+    ("resp", "Redis-protocol publish address (trusted side)"),
     ("threads", "event-loop threads; 0 = one per core"),
     ("backlog", "listen backlog per listener"),
     ("max_connections", "open connections per process, all ports"),

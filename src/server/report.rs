@@ -125,8 +125,11 @@ pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
         let secs = latency.value_at_quantile(q) as f64 / 1e6;
         let _ = writeln!(out, "halley_delivery_latency_seconds{{quantile=\"{q}\"}} {secs}");
     }
-    let sum: f64 =
-        latency.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum();
+    let sum_us: u128 = latency
+        .iter_recorded()
+        .map(|v| u128::from(v.value_iterated_to()) * u128::from(v.count_at_value()))
+        .sum();
+    let sum = sum_us as f64;
     let _ = writeln!(out, "halley_delivery_latency_seconds_sum {}", sum / 1e6);
     let _ = writeln!(out, "halley_delivery_latency_seconds_count {}", latency.len());
     out

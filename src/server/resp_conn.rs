@@ -25,8 +25,10 @@ pub struct RespState {
     /// Replies in command order; a publish's slot fills when its ack arrives.
     replies: VecDeque<Pending>,
     in_flight: usize,
-    /// A protocol error or QUIT: close once the replies are written.
+    /// A protocol error or QUIT: parse nothing more, close once the replies are written.
     closing: bool,
+    /// The peer half-closed: answer every command already received, then close.
+    peer_done: bool,
 }
 
 enum Pending {
@@ -37,7 +39,12 @@ enum Pending {
 impl Worker {
     /// Parses and handles commands while publish slots are free.
     pub(super) fn resp_input(&mut self, io: &mut Io<Conn>, key: ConnKey) {
-        let limits = resp::Limits { max_bulk: self.shared.max_message_bytes, ..resp::Limits::default() };
+        // An inline command is a line: the payload plus room for the command
+        // and channel name. Tied to the message limit so that it always fits
+        // the connection's input buffer.
+        let max_message = self.shared.max_message_bytes;
+        let limits =
+            resp::Limits { max_bulk: max_message, max_inline: max_message + 1024, ..resp::Limits::default() };
         loop {
             let Some((conn, input)) = io.conn_and_input(key) else { return };
             let Phase::Resp(state) = &mut conn.phase else { return };
@@ -45,7 +52,11 @@ impl Worker {
                 break;
             }
             match resp::parse_command(input, &limits) {
-                Ok(Parsed::Partial) => break,
+                Ok(Parsed::Partial) => {
+                    // A command cut short by the peer's end will never complete.
+                    state.closing |= state.peer_done;
+                    break;
+                }
                 Ok(Parsed::Complete { command, consumed }) => {
                     input.drain(..consumed);
                     io.resume_read(key);
@@ -99,6 +110,9 @@ impl Worker {
             .map_err(|_| "ERR channel name is not UTF-8".to_string())
             .and_then(|c| validate_channel(c).map(|_| c).map_err(|e| format!("ERR {e}")))
             .and_then(|c| {
+                if data.len() > self.shared.max_message_bytes {
+                    return Err(format!("ERR message is over {} bytes", self.shared.max_message_bytes));
+                }
                 let data =
                     std::str::from_utf8(data).map_err(|_| "ERR message is not valid UTF-8".to_string())?;
                 Ok(NewMessage { channel: Arc::from(c), event: None, data: data.into() })
@@ -141,7 +155,8 @@ impl Worker {
                 out.extend_from_slice(&bytes);
             }
         }
-        let done = state.closing && state.replies.is_empty();
+        let all_read = state.in_flight == 0 && (state.closing || state.peer_done);
+        let done = all_read && state.replies.is_empty();
         if !out.is_empty() {
             io.send_exempt(key, Chunk::Owned(out));
         }
@@ -185,13 +200,8 @@ fn printable(bytes: &[u8]) -> String {
 }
 
 impl RespState {
-    /// Whether replies are still owed.
-    pub fn has_pending(&self) -> bool {
-        !self.replies.is_empty()
-    }
-
-    /// The peer is done sending: answer what is owed, then close.
+    /// The peer is done sending: answer everything received, then close.
     pub fn finish(&mut self) {
-        self.closing = true;
+        self.peer_done = true;
     }
 }

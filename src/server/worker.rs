@@ -610,8 +610,12 @@ impl Service for Worker {
         match conn.phase {
             // A publish in flight is still answered; then the connection closes.
             Phase::Waiting(_) => conn.keep_alive = false,
-            // Pipelined publishes before the end are still answered (redis-cli --pipe).
-            Phase::Resp(ref mut state) if state.has_pending() => state.finish(),
+            // Every command received before the end is still answered (a
+            // pipelining publisher may half-close right after its last write).
+            Phase::Resp(ref mut state) => {
+                state.finish();
+                self.resp_input(io, key);
+            }
             Phase::Closing => {}
             _ => io.close(key),
         }

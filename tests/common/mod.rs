@@ -20,6 +20,8 @@ pub struct Server {
     child: Option<Child>,
     pub public: SocketAddr,
     pub ingest: SocketAddr,
+    /// The Redis-protocol (RESP) publish port.
+    pub resp: SocketAddr,
     /// Everything the server wrote to stderr so far.
     pub log: Arc<Mutex<String>>,
 }
@@ -60,7 +62,13 @@ impl Server {
             let start = line.find(name).unwrap_or_else(|| panic!("no {name} in {line}")) + name.len();
             line[start..].split_whitespace().next().unwrap().parse().unwrap()
         };
-        Server { public: field("public="), ingest: field("ingest="), child: Some(child), log }
+        Server {
+            public: field("public="),
+            ingest: field("ingest="),
+            resp: field("resp="),
+            child: Some(child),
+            log,
+        }
     }
 
     /// Publishes over HTTP and returns the JSON answer (panics on non-200).
