@@ -112,6 +112,20 @@ pub struct Config {
     /// a loopback address (a developer's machine), `on` or `off` say so. The
     /// page at `/` is always served; without the helper it shows a curl line.
     pub demo_publish: String,
+    /// Bayeux: how long a `/meta/connect` is held (`advice.timeout`), ms.
+    /// CometD's default; under the 60 s idle cut-off of common proxies.
+    pub bayeux_timeout_ms: u64,
+    /// Bayeux: a session with no `/meta/connect` for this long after its last
+    /// connect answer expires (CometD's `maxInterval`), ms.
+    pub bayeux_max_interval_ms: u64,
+    /// Bayeux: messages one session may have queued before it is dropped.
+    pub bayeux_max_queue: usize,
+    /// Bayeux: channel patterns clients may publish to, comma-separated
+    /// (`/**` = every broadcast channel, CometD's default policy).
+    pub bayeux_publish_allow: String,
+    /// Bayeux: add `ext.halley` (publish time, subscriber count) to delivered
+    /// messages, as the seed application's chat did.
+    pub bayeux_add_fields: bool,
     /// Log verbosity: one of error, warn, info, debug, trace. `info` logs
     /// lifecycle events without per-request noise.
     pub log_level: String,
@@ -145,6 +159,11 @@ impl Default for Config {
             max_stream_age_secs: 3600,
             cors_origins: "*".to_string(),
             demo_publish: "auto".to_string(),
+            bayeux_timeout_ms: 30_000,
+            bayeux_max_interval_ms: 10_000,
+            bayeux_max_queue: 1000,
+            bayeux_publish_allow: "/**".to_string(),
+            bayeux_add_fields: false,
             log_level: "info".to_string(),
         }
     }
@@ -267,6 +286,9 @@ impl Config {
             check_range("shutdown_grace_ms", self.shutdown_grace_ms, 1, 600_000),
             check_range("max_stream_age_secs", self.max_stream_age_secs, 1, 7 * 86_400),
             check_one_of("demo_publish", &self.demo_publish, &["auto", "on", "off"]),
+            check_range("bayeux_timeout_ms", self.bayeux_timeout_ms, 0, 600_000),
+            check_range("bayeux_max_interval_ms", self.bayeux_max_interval_ms, 1000, 3_600_000),
+            check_range("bayeux_max_queue", self.bayeux_max_queue, 1, 1_000_000),
             check_log_level("log_level", &self.log_level),
         ];
         let problems: Vec<String> = checks.into_iter().filter_map(Result::err).collect();
@@ -530,7 +552,7 @@ mod tests {
     #[test]
     fn keys_cover_every_field() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 26);
+        assert_eq!(keys.len(), 31);
         assert!(keys.iter().any(|k| k == "max_outbound_bytes"));
     }
 
@@ -666,6 +688,11 @@ const SETTING_HELP: &[(&str, &str)] = &[
     ("max_stream_age_secs", "streams end cleanly with a reconnect hint after this long"),
     ("cors_origins", "origins allowed cross-origin: *, a comma-separated list, or empty"),
     ("demo_publish", "the demo page's publish helper: auto (on for loopback), on, off"),
+    ("bayeux_timeout_ms", "Bayeux: how long a /meta/connect is held"),
+    ("bayeux_max_interval_ms", "Bayeux: session expiry without /meta/connect"),
+    ("bayeux_max_queue", "Bayeux: messages queued per session before it is dropped"),
+    ("bayeux_publish_allow", "Bayeux: channel patterns clients may publish to, comma-separated"),
+    ("bayeux_add_fields", "Bayeux: add ext.halley (publish time, subscribers) to deliveries"),
     ("log_level", "error, warn, info, debug or trace"),
 ];
 

@@ -29,6 +29,8 @@ pub struct FanoutConfig {
     pub batch_window: Duration,
     pub batch_max: usize,
     pub publish_queue: usize,
+    /// Receives every published batch (the Bayeux thread matches wildcards itself).
+    pub tap: Option<crossbeam_channel::Sender<Vec<Arc<Message>>>>,
 }
 
 /// One message to publish.
@@ -166,6 +168,11 @@ pub enum LoopMsg {
     },
     /// A channel was deleted: end the streams of its subscribers here.
     ChannelDeleted(Arc<str>),
+    /// The Bayeux thread's answer for a connection: a JSON array of messages.
+    Bayeux {
+        conn: u64,
+        body: Vec<u8>,
+    },
     /// Stop accepting, end streams, exit.
     Shutdown,
 }

@@ -35,6 +35,8 @@ struct Fanout {
     next_flush: Instant,
     next_housekeeping: Instant,
     stats: Arc<crate::stats::Stats>,
+    /// This batch's messages, for the tap.
+    tapped: Vec<Arc<Message>>,
 }
 
 /// Starts the fan-out thread. It runs until every loop has dropped its handle.
@@ -58,6 +60,7 @@ pub fn spawn(
         next_flush: now,
         next_housekeeping: now + HOUSEKEEPING_EVERY,
         stats,
+        tapped: Vec::new(),
     };
     let thread = std::thread::Builder::new().name("halley-fanout".into()).spawn(move || fanout.run())?;
     Ok((handle, thread))
@@ -212,6 +215,9 @@ impl Fanout {
                 self.mail(loop_id, LoopMsg::Batch(batch));
             }
         }
+        if let Some(tap) = &self.config.tap {
+            let _ = tap.send(mem::take(&mut self.tapped));
+        }
         crate::stats::inc(&self.stats.fanout.batches);
         crate::stats::set(&self.stats.fanout.channels, self.channels.len() as u64);
     }
@@ -241,7 +247,10 @@ impl Fanout {
             }
         }
         let subscribers = ch.subscribers;
-        ch.push(message, history_size);
+        ch.push(message.clone(), history_size);
+        if self.config.tap.is_some() {
+            self.tapped.push(message);
+        }
         PublishAck { id, channel: new.channel, subscribers }
     }
 

@@ -19,6 +19,8 @@ pub struct Conn {
     pub continue_sent: bool,
     /// `Access-Control-Allow-Origin` for the current request, if CORS allows it.
     pub cors: Option<Arc<str>>,
+    /// The JSONP callback of a pending Bayeux callback-polling request.
+    pub jsonp: Option<String>,
 }
 
 pub enum Phase {
@@ -49,6 +51,8 @@ pub enum Awaiting {
     Info,
     /// `DELETE /pub/{channel}`.
     Delete,
+    /// A Bayeux request, answered by the Bayeux thread.
+    Bayeux,
 }
 
 pub struct Subscription {
@@ -85,6 +89,8 @@ pub struct WsSession {
     pub cancelled: Vec<Arc<str>>,
     /// A close frame was sent; input is ignored from now on.
     pub closing: bool,
+    /// The socket carries Bayeux messages instead of channel commands.
+    pub bayeux: bool,
 }
 
 impl WsSession {
@@ -95,6 +101,7 @@ impl WsSession {
             pending: Vec::new(),
             cancelled: Vec::new(),
             closing: false,
+            bayeux: false,
         }
     }
 }
@@ -109,6 +116,7 @@ impl Conn {
             peer_done: false,
             continue_sent: false,
             cors: None,
+            jsonp: None,
         }
     }
 }

@@ -111,7 +111,7 @@ pub fn preflight(origin: Option<&str>, version: Version, keep_alive: bool) -> Ve
     let mut response = Response::new(204);
     if origin.is_some() {
         response = response
-            .header("Access-Control-Allow-Methods", "GET, OPTIONS")
+            .header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
             .header(
                 "Access-Control-Allow-Headers",
                 "Last-Event-ID, Accept, Cache-Control, Content-Type, Authorization",
@@ -147,4 +147,26 @@ pub fn metrics(text: &str, version: Version, keep_alive: bool) -> Vec<u8> {
         version,
         keep_alive,
     )
+}
+
+/// A Bayeux answer over HTTP: the JSON array, or `callback([...]);` for
+/// callback-polling.
+pub fn bayeux(body: &[u8], jsonp: Option<&str>, version: Version, keep_alive: bool) -> Vec<u8> {
+    match jsonp {
+        None => Response::new(200)
+            .header("Content-Type", "application/json;charset=UTF-8")
+            .header("Cache-Control", "no-cache, no-store")
+            .with_body(body, version, keep_alive),
+        Some(callback) => {
+            let mut wrapped = Vec::with_capacity(body.len() + callback.len() + 4);
+            wrapped.extend_from_slice(callback.as_bytes());
+            wrapped.push(b'(');
+            wrapped.extend_from_slice(body);
+            wrapped.extend_from_slice(b");");
+            Response::new(200)
+                .header("Content-Type", "text/javascript;charset=UTF-8")
+                .header("Cache-Control", "no-cache, no-store")
+                .with_body(&wrapped, version, keep_alive)
+        }
+    }
 }

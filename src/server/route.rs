@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bayeux::message::{parse_body, Incoming, Unreadable};
 use crate::fanout::{NewMessage, Start};
 use crate::http::{Method, Request};
 use crate::hub::{parse_channel_list, validate_channel, MessageId};
@@ -69,6 +70,15 @@ pub enum Route {
     Demo,
     /// `204 No Content` (a browser's `/favicon.ico`, so the demo page logs no error).
     NoContent,
+    /// Bayeux messages by long-polling (POST) or callback-polling (GET, JSONP).
+    Bayeux {
+        messages: Vec<Result<Incoming, Unreadable>>,
+        jsonp: Option<String>,
+    },
+    /// A WebSocket carrying Bayeux.
+    BayeuxSocket {
+        accept: String,
+    },
 }
 
 /// A request refused before it reaches the hub.
@@ -107,6 +117,9 @@ pub fn route(req: &Request, port: Port, limits: &RouteLimits) -> Result<Route, R
 }
 
 fn route_public(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
+    if req.path == "/bayeux" || req.path.starts_with("/bayeux/") {
+        return bayeux(req);
+    }
     if req.path == "/favicon.ico" {
         return Ok(Route::NoContent);
     }
@@ -188,6 +201,35 @@ fn pick_transport(req: &Request) -> Result<Transport, Refusal> {
     Ok(Transport::LongPoll)
 }
 
+/// `/bayeux`: POST (long-polling), GET with `message=` (callback-polling,
+/// `jsonp=` naming the callback), a WebSocket upgrade, or a CORS preflight.
+fn bayeux(req: &Request) -> Result<Route, Refusal> {
+    if req.method == Method::Options {
+        return Ok(Route::Preflight);
+    }
+    if req.header_has_token("upgrade", "websocket") {
+        return Ok(Route::BayeuxSocket { accept: websocket_accept(req)? });
+    }
+    let bad_body = |e: crate::bayeux::message::BodyError| Refusal::new(400, e.0);
+    match req.method {
+        Method::Post => Ok(Route::Bayeux { messages: parse_body(&req.body).map_err(bad_body)?, jsonp: None }),
+        Method::Get => {
+            let Some(message) = req.query_param("message") else {
+                return Err(Refusal::new(
+                    400,
+                    "callback-polling needs message=[…] (URL-encoded Bayeux JSON)",
+                ));
+            };
+            let jsonp = callback(req, "jsonpcallback")?;
+            Ok(Route::Bayeux {
+                messages: parse_body(message.as_bytes()).map_err(bad_body)?,
+                jsonp: Some(jsonp),
+            })
+        }
+        _ => Err(Refusal::method("POST, GET, OPTIONS")),
+    }
+}
+
 /// Checks the WebSocket opening handshake and computes the accept key.
 fn websocket_accept(req: &Request) -> Result<String, Refusal> {
     let header = |name: &str| req.header_str(name).map(String::from);
@@ -201,7 +243,8 @@ fn websocket_accept(req: &Request) -> Result<String, Refusal> {
 
 /// `?callback=`, or `default`; a JavaScript identifier of at most 64 characters.
 fn callback(req: &Request, default: &str) -> Result<String, Refusal> {
-    let name = req.query_param("callback").unwrap_or_else(|| default.into());
+    let param = if default == "jsonpcallback" { "jsonp" } else { "callback" };
+    let name = req.query_param(param).unwrap_or_else(|| default.into());
     if !longpoll::valid_callback(&name) {
         return Err(Refusal::new(400, "callback must be a JavaScript identifier of at most 64 characters"));
     }

@@ -26,6 +26,7 @@ pub struct Running {
     mailboxes: Vec<Mailbox<LoopMsg>>,
     loops: Vec<JoinHandle<()>>,
     fanout: JoinHandle<()>,
+    bayeux_thread: JoinHandle<()>,
 }
 
 /// Stops a running gateway from another thread (a signal handler's).
@@ -59,6 +60,9 @@ impl Running {
             let _ = handle.join();
         }
         drop(self.mailboxes);
+        // The Bayeux thread ends when the loops' handles are gone, and then
+        // drops its fan-out handle, which lets the fan-out thread end.
+        let _ = self.bayeux_thread.join();
         let _ = self.fanout.join();
     }
 }
@@ -130,6 +134,22 @@ fn shared(config: &Config, public_addr: SocketAddr, ingest_addr: SocketAddr) -> 
     }
 }
 
+fn bayeux_config(config: &Config) -> crate::bayeux::engine::Config {
+    crate::bayeux::engine::Config {
+        timeout: Duration::from_millis(config.bayeux_timeout_ms),
+        interval: Duration::ZERO,
+        max_interval: Duration::from_millis(config.bayeux_max_interval_ms),
+        max_queue: config.bayeux_max_queue,
+        publish_allow: config
+            .bayeux_publish_allow
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
+        add_fields: config.bayeux_add_fields,
+    }
+}
+
 /// Starts the gateway described by `config` (already validated).
 pub fn start(config: &Config) -> Result<Running, String> {
     let threads = config.threads_effective();
@@ -154,18 +174,26 @@ pub fn start(config: &Config) -> Result<Running, String> {
         mailboxes.push(mb);
         inboxes.push(inbox);
     }
+    // Every published batch also goes to the Bayeux thread (wildcard
+    // subscriptions need to see every channel). Unbounded: one entry per
+    // batch, at most one batch per window.
+    let (tap_tx, tap_rx) = crossbeam_channel::unbounded();
     let fanout_config = FanoutConfig {
         history_size: config.history_size,
         history_ttl: Duration::from_secs(config.history_ttl_secs),
         batch_window: Duration::from_micros(config.batch_window_us),
         batch_max: config.batch_max,
         publish_queue: config.publish_queue,
+        tap: Some(tap_tx),
     };
     let (handle, fanout) = fanout::spawn(fanout_config, mailboxes.clone(), shared.stats.clone())
         .map_err(|e| format!("fan-out thread: {e}"))?;
+    let (bayeux, bayeux_thread) =
+        crate::bayeux::thread::spawn(bayeux_config(config), mailboxes.clone(), handle.clone(), tap_rx)
+            .map_err(|e| format!("Bayeux thread: {e}"))?;
     let mut loops = Vec::with_capacity(threads);
     for (loop_id, (reactor, inbox)) in reactors.into_iter().zip(inboxes).enumerate() {
-        let mut worker = Worker::new(loop_id, shared.clone(), handle.clone(), inbox);
+        let mut worker = Worker::new(loop_id, shared.clone(), handle.clone(), bayeux.clone(), inbox);
         let thread = std::thread::Builder::new()
             .name(format!("halley-loop-{loop_id}"))
             .spawn(move || {
@@ -176,5 +204,5 @@ pub fn start(config: &Config) -> Result<Running, String> {
             .map_err(|e| format!("event loop thread: {e}"))?;
         loops.push(thread);
     }
-    Ok(Running { public_addr, ingest_addr, resp_addr, threads, mailboxes, loops, fanout })
+    Ok(Running { public_addr, ingest_addr, resp_addr, threads, mailboxes, loops, fanout, bayeux_thread })
 }

@@ -53,7 +53,9 @@ impl Worker {
     }
 
     fn ws_event(&mut self, io: &mut Io<Conn>, key: ConnKey, event: Event) {
+        let bayeux = matches!(io.conn(key).map(|c| &c.phase), Some(Phase::Streaming(sub)) if sub.ws.as_ref().is_some_and(|w| w.bayeux));
         match event {
+            Event::Text(text) if bayeux => self.bayeux_frame(io, key, &text),
             Event::Text(text) => match parse_command(&text, self.shared.limits.max_channels) {
                 Ok(Command::Subscribe(channels)) => self.ws_subscribe(io, key, channels),
                 Ok(Command::Unsubscribe(channels)) => self.ws_unsubscribe(io, key, channels),

@@ -50,6 +50,7 @@ pub struct Worker {
     pub(super) loop_id: usize,
     pub(super) shared: Arc<Shared>,
     pub(super) fanout: FanoutHandle,
+    pub(super) bayeux: crate::bayeux::thread::BayeuxHandle,
     inbox: Inbox<LoopMsg>,
     /// Which of this loop's connections listen on which channel.
     index: HashMap<Arc<str>, HashSet<ConnKey>>,
@@ -59,11 +60,18 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(loop_id: usize, shared: Arc<Shared>, fanout: FanoutHandle, inbox: Inbox<LoopMsg>) -> Worker {
+    pub fn new(
+        loop_id: usize,
+        shared: Arc<Shared>,
+        fanout: FanoutHandle,
+        bayeux: crate::bayeux::thread::BayeuxHandle,
+        inbox: Inbox<LoopMsg>,
+    ) -> Worker {
         Worker {
             loop_id,
             shared,
             fanout,
+            bayeux,
             inbox,
             index: HashMap::new(),
             ready_polls: Vec::new(),
@@ -157,6 +165,12 @@ impl Worker {
                 let page = self.shared.clone();
                 self.answer(io, key, |v, k| respond::page(&page.demo_page, v, k));
             }
+            Ok(Route::Bayeux { messages, jsonp }) => self.bayeux_request(io, key, messages, jsonp),
+            Ok(Route::BayeuxSocket { .. }) if !self.ws_origin_allowed(&request) => {
+                let refusal = Refusal::new(403, "WebSocket from an origin that cors_origins does not list");
+                self.refuse(io, key, &refusal, false);
+            }
+            Ok(Route::BayeuxSocket { accept }) => self.bayeux_socket(io, key, accept),
             Ok(Route::NoContent) => {
                 self.answer(io, key, |v, k| crate::http::Response::new(204).head(BodyKind::Length(0), v, k));
             }
@@ -435,6 +449,17 @@ impl Worker {
         }
     }
 
+    /// Answers a waiting connection (phase already checked), then reads on.
+    pub(super) fn finish_waiting(
+        &mut self,
+        io: &mut Io<Conn>,
+        key: ConnKey,
+        build: impl FnOnce(Version, bool) -> Vec<u8>,
+    ) {
+        self.answer(io, key, build);
+        self.process(io, key);
+    }
+
     /// Answers a connection waiting for the fan-out thread, then reads on.
     fn on_reply(
         &mut self,
@@ -671,6 +696,7 @@ impl Service for Worker {
                     self.on_reply(io, conn, |_, v, k| respond::deleted(&channel, subscribers, v, k))
                 }
                 LoopMsg::ChannelDeleted(channel) => self.on_channel_deleted(io, &channel),
+                LoopMsg::Bayeux { conn, body } => self.on_bayeux(io, conn, body),
                 LoopMsg::Shutdown => self.shutdown(io),
             }
         }
@@ -684,6 +710,7 @@ impl Service for Worker {
             crate::log::debug(format_args!("closed a slow consumer"));
         }
         match conn.phase {
+            Phase::Streaming(sub) if sub.ws.as_ref().is_some_and(|w| w.bayeux) => self.bayeux_closed(key),
             Phase::Polling(sub) | Phase::Streaming(sub) if sub.registered => self.delist(key, &sub),
             _ => {}
         }

@@ -1,0 +1,524 @@
+//! The Bayeux session engine: handshakes, sessions and their subscriptions,
+//! held `/meta/connect` requests, per-session queues, expiry. Pure state
+//! machine: it is handed requests, hub messages and the time, and emits
+//! [`Output`]s; the Bayeux thread (`thread.rs`) does the I/O.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use super::channel;
+use super::message::{Incoming, Unreadable};
+use crate::fanout::NewMessage;
+use crate::hub::Message;
+
+/// Where an answer goes: a connection on an event loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnRef {
+    pub loop_id: usize,
+    pub conn: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    LongPolling,
+    CallbackPolling,
+    WebSocket,
+}
+
+const SUPPORTED: [&str; 3] = ["long-polling", "callback-polling", "websocket"];
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long a `/meta/connect` is held (`advice.timeout`).
+    pub timeout: Duration,
+    /// `advice.interval`: how long the client waits between connects.
+    pub interval: Duration,
+    /// A session with no `/meta/connect` for this long after its last
+    /// connect answer is dropped.
+    pub max_interval: Duration,
+    /// Messages a session may have queued; over it the session is dropped
+    /// (its client re-handshakes), as Pushlet and CometD bound theirs.
+    pub max_queue: usize,
+    /// Channel patterns clients may publish to (`/**` = every broadcast channel).
+    pub publish_allow: Vec<String>,
+    /// Add `ext.halley` to delivered messages: publish time and subscriber count.
+    pub add_fields: bool,
+}
+
+/// What the engine asks the thread to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Answer a polling request (the whole body) or send one WebSocket frame.
+    Reply { to: ConnRef, messages: Vec<Value> },
+}
+
+/// Hands a client's publish to the hub; false when the hub is busy.
+pub type PublishFn<'a> = &'a mut dyn FnMut(NewMessage) -> bool;
+
+/// One HTTP request's (or WebSocket frame's) messages.
+pub struct Request {
+    pub from: ConnRef,
+    pub transport: Transport,
+    pub messages: Vec<Result<Incoming, Unreadable>>,
+    pub remote: Option<IpAddr>,
+}
+
+/// A held `/meta/connect` and the replies that wait with it.
+struct Hold {
+    to: ConnRef,
+    transport: Transport,
+    deadline: Instant,
+    replies: Vec<Value>,
+    connect: Value,
+}
+
+struct Session {
+    subscriptions: HashSet<String>,
+    queue: VecDeque<Value>,
+    hold: Option<Hold>,
+    /// The WebSocket the client talks over, if any: deliveries go straight to it.
+    socket: Option<ConnRef>,
+    connected_once: bool,
+    /// Dropped if no connect arrives by then (none while a connect is held).
+    expires_at: Option<Instant>,
+}
+
+pub struct Engine {
+    config: Config,
+    sessions: HashMap<String, Session>,
+    /// Concrete channel → sessions subscribed to exactly it.
+    exact: HashMap<String, HashSet<String>>,
+    /// Wildcard pattern → sessions subscribed to it.
+    wildcards: HashMap<String, HashSet<String>>,
+    random: std::collections::hash_map::RandomState,
+    counter: u64,
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Engine {
+        Engine {
+            config,
+            sessions: HashMap::new(),
+            exact: HashMap::new(),
+            wildcards: HashMap::new(),
+            random: Default::default(),
+            counter: 0,
+        }
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// A random client id: 64 random bits (std's per-process SipHash keys,
+    /// fed a counter) and the counter, so ids never repeat in a process.
+    fn new_client_id(&mut self) -> String {
+        self.counter += 1;
+        let mut h = self.random.build_hasher();
+        h.write_u64(self.counter);
+        format!("{:016x}{:x}", h.finish(), self.counter)
+    }
+
+    fn advice(&self) -> Value {
+        json!({
+            "reconnect": "retry",
+            "interval": self.config.interval.as_millis() as u64,
+            "timeout": self.config.timeout.as_millis() as u64,
+        })
+    }
+
+    /// Handles one request's messages in order.
+    pub fn request(&mut self, req: Request, now: Instant, publish: PublishFn<'_>, out: &mut Vec<Output>) {
+        let mut replies = Vec::new();
+        let mut held: Option<(String, Value)> = None;
+        let from = req.from;
+        let transport = req.transport;
+        for message in req.messages {
+            let m = match message {
+                Ok(m) => m,
+                Err(u) => {
+                    replies.push(unreadable_reply(u));
+                    continue;
+                }
+            };
+            if let (Some(cid), Transport::WebSocket) = (&m.client_id, transport) {
+                if let Some(session) = self.sessions.get_mut(cid) {
+                    session.socket = Some(from);
+                }
+            }
+            match m.channel.as_str() {
+                "/meta/handshake" => replies.push(self.handshake(&m, from, transport)),
+                "/meta/connect" => match self.connect(&m, now, out) {
+                    Connect::Now(messages) => replies.extend(messages),
+                    Connect::Hold(cid, reply) => held = Some((cid, reply)),
+                },
+                "/meta/subscribe" => replies.push(self.subscribe(&m)),
+                "/meta/unsubscribe" => replies.push(self.unsubscribe(&m)),
+                "/meta/disconnect" => replies.push(self.disconnect(&m, now, out)),
+                other if channel::is_meta(other) => {
+                    replies.push(failure(&m, "400::unknown meta channel", None));
+                }
+                _ => replies.push(self.publish(m, publish)),
+            }
+        }
+        match held {
+            Some((cid, connect)) => {
+                let deadline = now + self.config.timeout;
+                let hold = Hold { to: from, transport, deadline, replies, connect };
+                self.hold(&cid, hold, now, out);
+            }
+            None if !replies.is_empty() => out.push(Output::Reply { to: from, messages: replies }),
+            None => {}
+        }
+    }
+
+    fn handshake(&mut self, m: &Incoming, from: ConnRef, transport: Transport) -> Value {
+        if !m.supported_connection_types.is_empty()
+            && !m.supported_connection_types.iter().any(|t| SUPPORTED.contains(&t.as_str()))
+        {
+            let mut reply =
+                failure(m, "301::no supported connection type", Some(json!({"reconnect": "none"})));
+            reply["supportedConnectionTypes"] = json!(SUPPORTED);
+            reply["version"] = json!("1.0");
+            return reply;
+        }
+        let cid = self.new_client_id();
+        let session = Session {
+            subscriptions: HashSet::new(),
+            queue: VecDeque::new(),
+            hold: None,
+            socket: (transport == Transport::WebSocket).then_some(from),
+            connected_once: false,
+            expires_at: None,
+        };
+        self.sessions.insert(cid.clone(), session);
+        let mut reply = json!({
+            "channel": "/meta/handshake",
+            "version": "1.0",
+            "supportedConnectionTypes": SUPPORTED,
+            "clientId": cid,
+            "successful": true,
+            "advice": self.advice(),
+        });
+        copy_id_ext(m, &mut reply);
+        reply
+    }
+
+    fn connect(&mut self, m: &Incoming, now: Instant, out: &mut Vec<Output>) -> Connect {
+        let Some(cid) = m.client_id.clone().filter(|c| self.sessions.contains_key(c)) else {
+            return Connect::Now(vec![unknown_client(m)]);
+        };
+        let advice = self.advice();
+        let mut reply =
+            json!({ "channel": "/meta/connect", "clientId": cid, "successful": true, "advice": advice });
+        copy_id_ext(m, &mut reply);
+        let Some(session) = self.sessions.get_mut(&cid) else { return Connect::Now(vec![unknown_client(m)]) };
+        // A newer connect releases an older one still held.
+        if let Some(old) = session.hold.take() {
+            out.push(release(old, &mut session.queue));
+        }
+        // The first connect after a handshake is answered at once, as CometD
+        // clients expect; so is one that finds messages waiting.
+        let first = !session.connected_once;
+        session.connected_once = true;
+        if first || !session.queue.is_empty() {
+            session.expires_at = Some(now + self.config.timeout + self.config.max_interval);
+            let mut messages: Vec<Value> = session.queue.drain(..).collect();
+            messages.push(reply);
+            return Connect::Now(messages);
+        }
+        Connect::Hold(cid, reply)
+    }
+
+    fn hold(&mut self, cid: &str, mut hold: Hold, now: Instant, out: &mut Vec<Output>) {
+        let Some(session) = self.sessions.get_mut(cid) else { return };
+        if hold.transport == Transport::WebSocket && !hold.replies.is_empty() {
+            out.push(Output::Reply { to: hold.to, messages: std::mem::take(&mut hold.replies) });
+        }
+        if let Some(old) = session.hold.take() {
+            out.push(release(old, &mut session.queue));
+        }
+        session.expires_at = None;
+        session.hold = Some(hold);
+        let _ = now;
+    }
+
+    fn subscribe(&mut self, m: &Incoming) -> Value {
+        let Some(cid) = self.known(m) else { return unknown_client(m) };
+        if let Err(e) = check_subscriptions(&m.subscription) {
+            return with_subscription(failure(m, &e, None), m);
+        }
+        for sub in &m.subscription {
+            let index = if channel::is_wildcard(sub) { &mut self.wildcards } else { &mut self.exact };
+            index.entry(sub.clone()).or_default().insert(cid.clone());
+            if let Some(session) = self.sessions.get_mut(&cid) {
+                session.subscriptions.insert(sub.clone());
+            }
+        }
+        let mut reply = json!({ "channel": "/meta/subscribe", "clientId": cid, "successful": true });
+        copy_id_ext(m, &mut reply);
+        with_subscription(reply, m)
+    }
+
+    fn unsubscribe(&mut self, m: &Incoming) -> Value {
+        let Some(cid) = self.known(m) else { return unknown_client(m) };
+        if let Err(e) = check_subscriptions(&m.subscription) {
+            return with_subscription(failure(m, &e, None), m);
+        }
+        for sub in &m.subscription {
+            self.forget_subscription(&cid, sub);
+        }
+        let mut reply = json!({ "channel": "/meta/unsubscribe", "clientId": cid, "successful": true });
+        copy_id_ext(m, &mut reply);
+        with_subscription(reply, m)
+    }
+
+    fn forget_subscription(&mut self, cid: &str, sub: &str) {
+        let index = if channel::is_wildcard(sub) { &mut self.wildcards } else { &mut self.exact };
+        if let Some(sessions) = index.get_mut(sub) {
+            sessions.remove(cid);
+            if sessions.is_empty() {
+                index.remove(sub);
+            }
+        }
+        if let Some(session) = self.sessions.get_mut(cid) {
+            session.subscriptions.remove(sub);
+        }
+    }
+
+    fn disconnect(&mut self, m: &Incoming, _now: Instant, out: &mut Vec<Output>) -> Value {
+        let Some(cid) = self.known(m) else { return unknown_client(m) };
+        self.drop_session(&cid, out);
+        let mut reply = json!({ "channel": "/meta/disconnect", "clientId": cid, "successful": true });
+        copy_id_ext(m, &mut reply);
+        reply
+    }
+
+    /// Removes a session; a held connect is answered so its request ends.
+    fn drop_session(&mut self, cid: &str, out: &mut Vec<Output>) {
+        let Some(mut session) = self.sessions.remove(cid) else { return };
+        for sub in std::mem::take(&mut session.subscriptions) {
+            let index = if channel::is_wildcard(&sub) { &mut self.wildcards } else { &mut self.exact };
+            if let Some(sessions) = index.get_mut(&sub) {
+                sessions.remove(cid);
+                if sessions.is_empty() {
+                    index.remove(&sub);
+                }
+            }
+        }
+        if let Some(mut hold) = session.hold.take() {
+            hold.connect["successful"] = json!(false);
+            hold.connect["error"] = json!("402::Unknown client");
+            hold.connect["advice"] = json!({"reconnect": "handshake", "interval": 0});
+            out.push(release(hold, &mut VecDeque::new()));
+        }
+    }
+
+    fn publish(&mut self, m: Incoming, publish: PublishFn<'_>) -> Value {
+        if self.known(&m).is_none() {
+            return unknown_client(&m);
+        }
+        if let Err(e) = channel::check(&m.channel) {
+            return failure(&m, &format!("400::{e}"), None);
+        }
+        if channel::is_wildcard(&m.channel) {
+            return failure(&m, "400::cannot publish to a wildcard channel", None);
+        }
+        let mut reply = json!({ "channel": m.channel, "successful": true });
+        copy_id_ext(&m, &mut reply);
+        if channel::is_service(&m.channel) {
+            // Service channels talk to the server only; nothing is broadcast.
+            return reply;
+        }
+        if !self.config.publish_allow.iter().any(|p| channel::matches(p, &m.channel) || *p == m.channel) {
+            return failure(&m, "403::publish denied", None);
+        }
+        let hub = match channel::to_hub(&m.channel) {
+            Ok(hub) => hub,
+            Err(e) => return failure(&m, &format!("400::{e}"), None),
+        };
+        let data = m.data.as_ref().map_or_else(|| "null".to_string(), Value::to_string);
+        if !publish(NewMessage { channel: Arc::from(hub), event: None, data: data.into() }) {
+            return failure(&m, "503::publish queue is full; retry shortly", None);
+        }
+        reply
+    }
+
+    fn known(&self, m: &Incoming) -> Option<String> {
+        m.client_id.clone().filter(|c| self.sessions.contains_key(c))
+    }
+
+    /// Hands hub messages to the sessions subscribed to their channels.
+    pub fn deliver(&mut self, messages: &[Arc<Message>], now: Instant, out: &mut Vec<Output>) {
+        let mut touched: HashMap<String, Vec<Value>> = HashMap::new();
+        for message in messages {
+            let name = channel::from_hub(&message.channel);
+            let mut targets: HashSet<&String> = HashSet::new();
+            if let Some(sessions) = self.exact.get(&name) {
+                targets.extend(sessions);
+            }
+            for (pattern, sessions) in &self.wildcards {
+                if channel::matches(pattern, &name) {
+                    targets.extend(sessions);
+                }
+            }
+            if targets.is_empty() {
+                continue;
+            }
+            let delivery = self.delivery(message, &name, targets.len());
+            for cid in targets {
+                touched.entry(cid.clone()).or_default().push(delivery.clone());
+            }
+        }
+        let mut overflowed = Vec::new();
+        for (cid, deliveries) in touched {
+            let Some(session) = self.sessions.get_mut(&cid) else { continue };
+            if let Some(socket) = session.socket {
+                out.push(Output::Reply { to: socket, messages: deliveries });
+                continue;
+            }
+            session.queue.extend(deliveries);
+            if session.queue.len() > self.config.max_queue {
+                overflowed.push(cid);
+                continue;
+            }
+            let polling = session.hold.as_ref().is_some_and(|h| h.transport != Transport::WebSocket);
+            if polling {
+                if let Some(hold) = session.hold.take() {
+                    out.push(release(hold, &mut session.queue));
+                    session.expires_at = Some(now + self.config.max_interval);
+                }
+            }
+        }
+        for cid in overflowed {
+            self.drop_session(&cid, out);
+        }
+    }
+
+    /// One hub message as Bayeux clients see it: JSON payloads as their value.
+    fn delivery(&self, message: &Message, name: &str, subscribers: usize) -> Value {
+        let data =
+            serde_json::from_str::<Value>(&message.data).unwrap_or_else(|_| Value::from(&*message.data));
+        let mut value = json!({ "channel": name, "data": data, "id": message.id.to_string() });
+        if self.config.add_fields {
+            let published = message.id.ms;
+            value["ext"] = json!({ "halley": { "published_ms": published, "subscribers": subscribers } });
+        }
+        value
+    }
+
+    /// Answers held connects whose time is up and drops expired sessions.
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let mut expired = Vec::new();
+        for (cid, session) in &mut self.sessions {
+            if session.hold.as_ref().is_some_and(|h| h.deadline <= now) {
+                if let Some(hold) = session.hold.take() {
+                    out.push(release(hold, &mut session.queue));
+                }
+                session.expires_at = Some(now + self.config.max_interval);
+            } else if session.hold.is_none() && session.expires_at.is_some_and(|at| at <= now) {
+                expired.push(cid.clone());
+            } else if session.hold.is_none() && session.expires_at.is_none() && !session.connected_once {
+                // Handshaken but never connected: give it the usual grace.
+                session.expires_at = Some(now + self.config.max_interval);
+            }
+        }
+        for cid in expired {
+            self.drop_session(&cid, out);
+        }
+    }
+
+    /// A WebSocket closed: its sessions go back to queueing (and expire
+    /// unless the client connects again).
+    pub fn closed(&mut self, conn: ConnRef, now: Instant) {
+        for session in self.sessions.values_mut() {
+            if session.socket == Some(conn) {
+                session.socket = None;
+                if session.hold.as_ref().is_some_and(|h| h.to == conn) {
+                    session.hold = None;
+                }
+                session.expires_at = Some(now + self.config.max_interval);
+            }
+        }
+    }
+}
+
+enum Connect {
+    /// Answer now: queued deliveries, then the connect reply.
+    Now(Vec<Value>),
+    Hold(String, Value),
+}
+
+/// Ends a hold: its waiting replies, the queued deliveries, then the connect reply.
+fn release(hold: Hold, queue: &mut VecDeque<Value>) -> Output {
+    let mut messages = hold.replies;
+    messages.extend(queue.drain(..));
+    messages.push(hold.connect);
+    Output::Reply { to: hold.to, messages }
+}
+
+fn copy_id_ext(m: &Incoming, reply: &mut Value) {
+    if let Some(id) = &m.id {
+        reply["id"] = id.clone();
+    }
+    if let Some(ext) = &m.ext {
+        reply["ext"] = ext.clone();
+    }
+}
+
+fn with_subscription(mut reply: Value, m: &Incoming) -> Value {
+    reply["subscription"] = match m.subscription.as_slice() {
+        [one] => json!(one),
+        many => json!(many),
+    };
+    reply
+}
+
+fn failure(m: &Incoming, error: &str, advice: Option<Value>) -> Value {
+    let mut reply = json!({ "channel": m.channel, "successful": false, "error": error });
+    if let Some(cid) = &m.client_id {
+        reply["clientId"] = json!(cid);
+    }
+    if let Some(advice) = advice {
+        reply["advice"] = advice;
+    }
+    copy_id_ext(m, &mut reply);
+    reply
+}
+
+fn unknown_client(m: &Incoming) -> Value {
+    failure(m, "402::Unknown client", Some(json!({ "reconnect": "handshake", "interval": 0 })))
+}
+
+fn unreadable_reply(u: Unreadable) -> Value {
+    let mut reply = Map::new();
+    reply.insert("channel".into(), json!(u.channel.unwrap_or_else(|| "/meta/unknown".into())));
+    reply.insert("successful".into(), json!(false));
+    reply.insert("error".into(), json!(u.error));
+    if let Some(id) = u.id {
+        reply.insert("id".into(), id);
+    }
+    Value::Object(reply)
+}
+
+fn check_subscriptions(subs: &[String]) -> Result<(), String> {
+    if subs.is_empty() {
+        return Err("400::no subscription given".into());
+    }
+    for sub in subs {
+        channel::check(sub).map_err(|e| format!("400::{e}"))?;
+        if channel::is_meta(sub) {
+            return Err(format!("403::cannot subscribe to meta channel {sub}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,110 @@
+//! The Bayeux thread: runs the session engine. Requests come from the event
+//! loops, every published batch comes from the fan-out thread's tap, answers
+//! go back through the loops' mailboxes. One thread owns all sessions, so a
+//! client's requests may land on any loop.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Select, Sender};
+
+use super::engine::{Config, ConnRef, Engine, Output, Request, Transport};
+use super::message::{Incoming, Unreadable};
+use crate::fanout::{FanoutHandle, LoopMsg, Loops, Publish};
+use crate::hub::Message;
+
+/// How often held connects and session expiry are checked. Timeouts are
+/// seconds long; a quarter second of slack is invisible.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Mail for the Bayeux thread.
+pub enum BayeuxIn {
+    Request {
+        from: ConnRef,
+        transport: Transport,
+        messages: Vec<Result<Incoming, Unreadable>>,
+        remote: Option<IpAddr>,
+    },
+    /// A WebSocket that carried Bayeux closed.
+    Closed(ConnRef),
+}
+
+/// What the loops hold to reach the Bayeux thread.
+#[derive(Clone)]
+pub struct BayeuxHandle {
+    tx: Sender<BayeuxIn>,
+}
+
+impl BayeuxHandle {
+    pub fn send(&self, msg: BayeuxIn) {
+        let _ = self.tx.send(msg);
+    }
+}
+
+/// Starts the thread. `taps` carries every batch the fan-out thread publishes.
+pub fn spawn(
+    config: Config,
+    loops: Loops,
+    fanout: FanoutHandle,
+    taps: Receiver<Vec<Arc<Message>>>,
+) -> std::io::Result<(BayeuxHandle, JoinHandle<()>)> {
+    // Unbounded: each connection has at most one Bayeux request in flight.
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let thread = std::thread::Builder::new()
+        .name("halley-bayeux".into())
+        .spawn(move || run(Engine::new(config), rx, taps, loops, fanout))?;
+    Ok((BayeuxHandle { tx }, thread))
+}
+
+fn run(
+    mut engine: Engine,
+    rx: Receiver<BayeuxIn>,
+    taps: Receiver<Vec<Arc<Message>>>,
+    loops: Loops,
+    fanout: FanoutHandle,
+) {
+    let mut out = Vec::new();
+    let mut next_tick = Instant::now() + TICK;
+    loop {
+        let mut select = Select::new();
+        let requests = select.recv(&rx);
+        let published = select.recv(&taps);
+        let ready = select.select_deadline(next_tick);
+        let now = Instant::now();
+        match ready {
+            Ok(op) if op.index() == requests => match op.recv(&rx) {
+                Ok(BayeuxIn::Request { from, transport, messages, remote }) => {
+                    let mut publish = |message| {
+                        let publish = Publish { messages: vec![message], reply: None, received_at: now };
+                        fanout.try_publish(publish).is_ok()
+                    };
+                    engine.request(
+                        Request { from, transport, messages, remote },
+                        now,
+                        &mut publish,
+                        &mut out,
+                    );
+                }
+                Ok(BayeuxIn::Closed(conn)) => engine.closed(conn, now),
+                Err(_) => return,
+            },
+            Ok(op) if op.index() == published => match op.recv(&taps) {
+                Ok(batch) => engine.deliver(&batch, now, &mut out),
+                Err(_) => return,
+            },
+            _ => {}
+        }
+        if now >= next_tick {
+            engine.tick(now, &mut out);
+            next_tick = now + TICK;
+        }
+        for Output::Reply { to, messages } in out.drain(..) {
+            let body = serde_json::to_vec(&messages).unwrap_or_else(|_| b"[]".to_vec());
+            if let Some(mailbox) = loops.get(to.loop_id) {
+                mailbox.send(LoopMsg::Bayeux { conn: to.conn, body });
+            }
+        }
+    }
+}
