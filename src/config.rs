@@ -126,6 +126,9 @@ pub struct Config {
     /// Bayeux: add `ext.halley` (publish time, subscriber count) to delivered
     /// messages, as the seed application's chat did.
     pub bayeux_add_fields: bool,
+    /// Bayeux: retained messages sent to a new subscriber of a channel (the
+    /// seed chat's "recent history"); 0 sends none, as CometD does.
+    pub bayeux_history_on_subscribe: usize,
     /// Log verbosity: one of error, warn, info, debug, trace. `info` logs
     /// lifecycle events without per-request noise.
     pub log_level: String,
@@ -164,6 +167,7 @@ impl Default for Config {
             bayeux_max_queue: 1000,
             bayeux_publish_allow: "/**".to_string(),
             bayeux_add_fields: false,
+            bayeux_history_on_subscribe: 0,
             log_level: "info".to_string(),
         }
     }
@@ -289,6 +293,7 @@ impl Config {
             check_range("bayeux_timeout_ms", self.bayeux_timeout_ms, 0, 600_000),
             check_range("bayeux_max_interval_ms", self.bayeux_max_interval_ms, 1000, 3_600_000),
             check_range("bayeux_max_queue", self.bayeux_max_queue, 1, 1_000_000),
+            check_range("bayeux_history_on_subscribe", self.bayeux_history_on_subscribe, 0, 100_000),
             check_log_level("log_level", &self.log_level),
         ];
         let problems: Vec<String> = checks.into_iter().filter_map(Result::err).collect();
@@ -552,7 +557,7 @@ mod tests {
     #[test]
     fn keys_cover_every_field() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 31);
+        assert_eq!(keys.len(), 32);
         assert!(keys.iter().any(|k| k == "max_outbound_bytes"));
     }
 
@@ -693,6 +698,7 @@ const SETTING_HELP: &[(&str, &str)] = &[
     ("bayeux_max_queue", "Bayeux: messages queued per session before it is dropped"),
     ("bayeux_publish_allow", "Bayeux: channel patterns clients may publish to, comma-separated"),
     ("bayeux_add_fields", "Bayeux: add ext.halley (publish time, subscribers) to deliveries"),
+    ("bayeux_history_on_subscribe", "Bayeux: retained messages sent to a new subscriber"),
     ("log_level", "error, warn, info, debug or trace"),
 ];
 

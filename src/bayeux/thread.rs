@@ -18,6 +18,9 @@ use crate::hub::Message;
 /// How often held connects and session expiry are checked. Timeouts are
 /// seconds long; a quarter second of slack is invisible.
 const TICK: Duration = Duration::from_millis(250);
+/// How long to wait for the fan-out thread's history answer; it answers
+/// control requests at once, so this is only a guard.
+const HISTORY_WAIT: Duration = Duration::from_secs(2);
 
 /// Mail for the Bayeux thread.
 pub enum BayeuxIn {
@@ -100,10 +103,24 @@ fn run(
             engine.tick(now, &mut out);
             next_tick = now + TICK;
         }
-        for Output::Reply { to, messages } in out.drain(..) {
-            let body = serde_json::to_vec(&messages).unwrap_or_else(|_| b"[]".to_vec());
-            if let Some(mailbox) = loops.get(to.loop_id) {
-                mailbox.send(LoopMsg::Bayeux { conn: to.conn, body });
+        // Replies first (a subscribe's answer before its history), then the
+        // history fetches, which may produce more replies.
+        while !out.is_empty() {
+            let mut histories = Vec::new();
+            for output in out.drain(..) {
+                match output {
+                    Output::Reply { to, messages } => {
+                        let body = serde_json::to_vec(&messages).unwrap_or_else(|_| b"[]".to_vec());
+                        if let Some(mailbox) = loops.get(to.loop_id) {
+                            mailbox.send(LoopMsg::Bayeux { conn: to.conn, body });
+                        }
+                    }
+                    Output::History { client, channel, n } => histories.push((client, channel, n)),
+                }
+            }
+            for (client, channel, n) in histories {
+                let messages = fanout.history(channel, n, HISTORY_WAIT);
+                engine.deliver_history(&client, &messages, now, &mut out);
             }
         }
     }

@@ -39,6 +39,8 @@ pub struct NewMessage {
     pub channel: Arc<str>,
     pub event: Option<Box<str>>,
     pub data: Box<str>,
+    /// Bayeux `ext` (a JSON object's text), carried to Bayeux subscribers.
+    pub ext: Option<Box<str>>,
 }
 
 /// One publish request: one message, or an NDJSON batch that is queued (or
@@ -101,6 +103,12 @@ pub enum Control {
     DeleteChannel {
         reply: ReplyTo,
         channel: Arc<str>,
+    },
+    /// The last `n` retained messages of a channel, for a thread that is not a loop.
+    History {
+        channel: Arc<str>,
+        n: usize,
+        reply: crossbeam_channel::Sender<Vec<Arc<Message>>>,
     },
 }
 
@@ -201,6 +209,13 @@ impl FanoutHandle {
     /// connection has at most one subscribe and one unsubscribe in flight.
     pub fn control(&self, control: Control) {
         let _ = self.control_tx.send(control);
+    }
+
+    /// The last `n` retained messages of `channel` (empty if it answers too late).
+    pub fn history(&self, channel: Arc<str>, n: usize, wait: std::time::Duration) -> Vec<Arc<Message>> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.control(Control::History { channel, n, reply });
+        answer.recv_timeout(wait).unwrap_or_default()
     }
 
     /// Publishes waiting in the queue now.

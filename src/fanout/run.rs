@@ -111,6 +111,10 @@ impl Fanout {
                     self.mail(reply.loop_id, LoopMsg::ChannelInfo { conn: reply.conn, info });
                 }
                 Ok(Control::DeleteChannel { reply, channel }) => self.delete(reply, channel),
+                Ok(Control::History { channel, n, reply }) => {
+                    let messages = self.channels.get(&channel).map(|ch| ch.last(n).cloned().collect());
+                    let _ = reply.send(messages.unwrap_or_default());
+                }
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => return false,
             }
@@ -234,8 +238,11 @@ impl Fanout {
         let id = self.ids.next(now_ms);
         let history_size = self.config.history_size;
         let ch = self.channel(&new.channel);
-        let message =
-            Arc::new(Message::new(id, new.channel.clone(), new.event, new.data).received(received_at));
+        let message = Arc::new(
+            Message::new(id, new.channel.clone(), new.event, new.data)
+                .received(received_at)
+                .with_ext(new.ext),
+        );
         for (encoding, used) in Encoding::ALL.iter().zip(ch.encodings_in_use()) {
             if used {
                 message.frame(*encoding);

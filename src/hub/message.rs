@@ -37,6 +37,8 @@ pub struct Message {
     pub accepted_at: Instant,
     /// When the publish request arrived; delivery latency is measured from it.
     pub received_at: Instant,
+    /// Bayeux `ext` of the publish, if any (a JSON object's text).
+    pub ext: Option<Box<str>>,
     /// One lazily filled slot per encoding. The fan-out thread fills the slots
     /// that have subscribers before it hands the message out, so loops only read.
     frames: [OnceLock<Frame>; Encoding::COUNT],
@@ -45,7 +47,22 @@ pub struct Message {
 impl Message {
     pub fn new(id: MessageId, channel: Arc<str>, event: Option<Box<str>>, data: Box<str>) -> Message {
         let now = Instant::now();
-        Message { id, channel, event, data, accepted_at: now, received_at: now, frames: Default::default() }
+        Message {
+            id,
+            channel,
+            event,
+            data,
+            accepted_at: now,
+            received_at: now,
+            ext: None,
+            frames: Default::default(),
+        }
+    }
+
+    /// The same, carrying a Bayeux `ext`.
+    pub fn with_ext(mut self, ext: Option<Box<str>>) -> Message {
+        self.ext = ext;
+        self
     }
 
     /// The same, with the time the publish arrived at ingest.

@@ -115,7 +115,7 @@ impl Worker {
                 }
                 let data =
                     std::str::from_utf8(data).map_err(|_| "ERR message is not valid UTF-8".to_string())?;
-                Ok(NewMessage { channel: Arc::from(c), event: None, data: data.into() })
+                Ok(NewMessage { channel: Arc::from(c), event: None, data: data.into(), ext: None })
             });
         let message = match checked {
             Ok(m) => m,

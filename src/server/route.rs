@@ -374,7 +374,7 @@ fn batch_line(line: &str, limits: &RouteLimits) -> Result<NewMessage, Refusal> {
         Some(serde_json::Value::String(e)) => Some(check_event(e)?),
         Some(_) => return Err(Refusal::new(400, "event must be a string")),
     };
-    Ok(NewMessage { channel: Arc::from(channel), event, data: data.into() })
+    Ok(NewMessage { channel: Arc::from(channel), event, data: data.into(), ext: None })
 }
 
 /// `POST …/{channel}` with the payload as body.
@@ -386,7 +386,8 @@ fn publish(req: &Request, channel: &str) -> Result<Route, Refusal> {
     let data = std::str::from_utf8(&req.body).map_err(|e| {
         Refusal::new(400, format!("payload is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()))
     })?;
-    let message = NewMessage { channel: Arc::from(channel), event: event_type(req)?, data: data.into() };
+    let message =
+        NewMessage { channel: Arc::from(channel), event: event_type(req)?, data: data.into(), ext: None };
     Ok(Route::Publish { messages: vec![message], batch: false })
 }
 
@@ -540,7 +541,8 @@ mod tests {
             Port::Ingest,
             &limits(),
         );
-        let message = NewMessage { channel: Arc::from("a/b"), event: Some("up".into()), data: "hi".into() };
+        let message =
+            NewMessage { channel: Arc::from("a/b"), event: Some("up".into()), data: "hi".into(), ext: None };
         assert_eq!(r, Ok(Route::Publish { messages: vec![message], batch: false }));
         assert_eq!(route(&req("GET /healthz HTTP/1.1\r\n\r\n"), Port::Ingest, &limits()), Ok(Route::Health));
         let not_utf8 = req(b"POST /pub/a HTTP/1.1\r\nContent-Length: 2\r\n\r\n\xff\xfe");

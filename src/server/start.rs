@@ -147,6 +147,7 @@ fn bayeux_config(config: &Config) -> crate::bayeux::engine::Config {
             .filter(|p| !p.is_empty())
             .collect(),
         add_fields: config.bayeux_add_fields,
+        history_on_subscribe: config.bayeux_history_on_subscribe,
     }
 }
 

@@ -47,8 +47,11 @@ pub struct Config {
     pub max_queue: usize,
     /// Channel patterns clients may publish to (`/**` = every broadcast channel).
     pub publish_allow: Vec<String>,
-    /// Add `ext.halley` to delivered messages: publish time and subscriber count.
+    /// Add `ext.halley` to delivered messages: publish time, subscriber
+    /// count and the publisher's address (the seed application's chat did).
     pub add_fields: bool,
+    /// Retained messages sent to a new subscriber of a channel (0 = none).
+    pub history_on_subscribe: usize,
 }
 
 /// What the engine asks the thread to do.
@@ -56,6 +59,9 @@ pub struct Config {
 pub enum Output {
     /// Answer a polling request (the whole body) or send one WebSocket frame.
     Reply { to: ConnRef, messages: Vec<Value> },
+    /// Fetch a channel's recent history for a new subscriber, then call
+    /// [`Engine::deliver_history`] (after the subscribe reply went out).
+    History { client: String, channel: Arc<str>, n: usize },
 }
 
 /// Hands a client's publish to the hub; false when the hub is busy.
@@ -87,6 +93,9 @@ struct Session {
     connected_once: bool,
     /// Dropped if no connect arrives by then (none while a connect is held).
     expires_at: Option<Instant>,
+    /// Per channel, the newest id already sent as history: the same message
+    /// arriving live is not sent twice.
+    history_upto: HashMap<String, crate::hub::MessageId>,
 }
 
 pub struct Engine {
@@ -139,6 +148,7 @@ impl Engine {
         let mut held: Option<(String, Value)> = None;
         let from = req.from;
         let transport = req.transport;
+        let remote = req.remote;
         for message in req.messages {
             let m = match message {
                 Ok(m) => m,
@@ -158,13 +168,13 @@ impl Engine {
                     Connect::Now(messages) => replies.extend(messages),
                     Connect::Hold(cid, reply) => held = Some((cid, reply)),
                 },
-                "/meta/subscribe" => replies.push(self.subscribe(&m)),
+                "/meta/subscribe" => replies.push(self.subscribe(&m, out)),
                 "/meta/unsubscribe" => replies.push(self.unsubscribe(&m)),
                 "/meta/disconnect" => replies.push(self.disconnect(&m, now, out)),
                 other if channel::is_meta(other) => {
                     replies.push(failure(&m, "400::unknown meta channel", None));
                 }
-                _ => replies.push(self.publish(m, publish)),
+                _ => replies.push(self.publish(m, remote, publish)),
             }
         }
         match held {
@@ -196,6 +206,7 @@ impl Engine {
             socket: (transport == Transport::WebSocket).then_some(from),
             connected_once: false,
             expires_at: None,
+            history_upto: HashMap::new(),
         };
         self.sessions.insert(cid.clone(), session);
         let mut reply = json!({
@@ -249,7 +260,7 @@ impl Engine {
         let _ = now;
     }
 
-    fn subscribe(&mut self, m: &Incoming) -> Value {
+    fn subscribe(&mut self, m: &Incoming, out: &mut Vec<Output>) -> Value {
         let Some(cid) = self.known(m) else { return unknown_client(m) };
         if let Err(e) = check_subscriptions(&m.subscription) {
             return with_subscription(failure(m, &e, None), m);
@@ -259,6 +270,12 @@ impl Engine {
             index.entry(sub.clone()).or_default().insert(cid.clone());
             if let Some(session) = self.sessions.get_mut(&cid) {
                 session.subscriptions.insert(sub.clone());
+            }
+            let n = self.config.history_on_subscribe;
+            if n > 0 && !channel::is_wildcard(sub) {
+                if let Ok(hub) = channel::to_hub(sub) {
+                    out.push(Output::History { client: cid.clone(), channel: Arc::from(hub), n });
+                }
             }
         }
         let mut reply = json!({ "channel": "/meta/subscribe", "clientId": cid, "successful": true });
@@ -320,7 +337,7 @@ impl Engine {
         }
     }
 
-    fn publish(&mut self, m: Incoming, publish: PublishFn<'_>) -> Value {
+    fn publish(&mut self, m: Incoming, remote: Option<IpAddr>, publish: PublishFn<'_>) -> Value {
         if self.known(&m).is_none() {
             return unknown_client(&m);
         }
@@ -344,7 +361,12 @@ impl Engine {
             Err(e) => return failure(&m, &format!("400::{e}"), None),
         };
         let data = m.data.as_ref().map_or_else(|| "null".to_string(), Value::to_string);
-        if !publish(NewMessage { channel: Arc::from(hub), event: None, data: data.into() }) {
+        let mut ext = m.ext.clone();
+        if let (true, Some(ip)) = (self.config.add_fields, remote) {
+            ext.get_or_insert_with(|| json!({}))["halley"] = json!({ "publisher_ip": ip.to_string() });
+        }
+        let ext = ext.map(|e| e.to_string().into_boxed_str());
+        if !publish(NewMessage { channel: Arc::from(hub), event: None, data: data.into(), ext }) {
             return failure(&m, "503::publish queue is full; retry shortly", None);
         }
         reply
@@ -373,9 +395,39 @@ impl Engine {
             }
             let delivery = self.delivery(message, &name, targets.len());
             for cid in targets {
-                touched.entry(cid.clone()).or_default().push(delivery.clone());
+                let sent_as_history = self
+                    .sessions
+                    .get(cid)
+                    .and_then(|s| s.history_upto.get(&name))
+                    .is_some_and(|upto| message.id <= *upto);
+                if !sent_as_history {
+                    touched.entry(cid.clone()).or_default().push(delivery.clone());
+                }
             }
         }
+        self.hand_over(touched, now, out);
+    }
+
+    /// A new subscriber's history, after its subscribe reply.
+    pub fn deliver_history(
+        &mut self,
+        client: &str,
+        messages: &[Arc<Message>],
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(last) = messages.last() else { return };
+        let name = channel::from_hub(&last.channel);
+        let subscribers = self.exact.get(&name).map_or(0, HashSet::len);
+        let deliveries: Vec<Value> = messages.iter().map(|m| self.delivery(m, &name, subscribers)).collect();
+        let Some(session) = self.sessions.get_mut(client) else { return };
+        session.history_upto.insert(name, last.id);
+        self.hand_over(HashMap::from([(client.to_string(), deliveries)]), now, out);
+    }
+
+    /// Gives each session its deliveries: pushed on its WebSocket, or queued
+    /// (answering a held long-poll). A queue over its bound drops the session.
+    fn hand_over(&mut self, touched: HashMap<String, Vec<Value>>, now: Instant, out: &mut Vec<Output>) {
         let mut overflowed = Vec::new();
         for (cid, deliveries) in touched {
             let Some(session) = self.sessions.get_mut(&cid) else { continue };
@@ -401,14 +453,24 @@ impl Engine {
         }
     }
 
-    /// One hub message as Bayeux clients see it: JSON payloads as their value.
+    /// One hub message as Bayeux clients see it: JSON payloads as their
+    /// value, others as a string; the publisher's `ext` carried through.
     fn delivery(&self, message: &Message, name: &str, subscribers: usize) -> Value {
         let data =
             serde_json::from_str::<Value>(&message.data).unwrap_or_else(|_| Value::from(&*message.data));
         let mut value = json!({ "channel": name, "data": data, "id": message.id.to_string() });
+        let mut ext = message
+            .ext
+            .as_deref()
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+            .filter(Value::is_object);
         if self.config.add_fields {
-            let published = message.id.ms;
-            value["ext"] = json!({ "halley": { "published_ms": published, "subscribers": subscribers } });
+            let halley = &mut ext.get_or_insert_with(|| json!({}))["halley"];
+            halley["published_ms"] = json!(message.id.ms);
+            halley["subscribers"] = json!(subscribers);
+        }
+        if let Some(ext) = ext {
+            value["ext"] = ext;
         }
         value
     }

@@ -13,6 +13,7 @@ fn engine() -> Engine {
         max_queue: 3,
         publish_allow: vec!["/**".into()],
         add_fields: false,
+        history_on_subscribe: 0,
     })
 }
 
@@ -39,7 +40,12 @@ fn send_publishing(
 }
 
 fn replies(out: &[Output]) -> Vec<(ConnRef, Vec<Value>)> {
-    out.iter().map(|Output::Reply { to, messages }| (*to, messages.clone())).collect()
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Reply { to, messages } => Some((*to, messages.clone())),
+            Output::History { .. } => None,
+        })
+        .collect()
 }
 
 fn handshake(e: &mut Engine, now: Instant) -> String {
@@ -235,4 +241,84 @@ fn a_connect_that_finds_queued_messages_returns_them_at_once() {
     assert_eq!(got.len(), 3, "{got:?}");
     assert_eq!((got[0]["data"].clone(), got[1]["data"].clone()), (json!(1), json!("two")));
     assert_eq!(got[2]["channel"], "/meta/connect");
+}
+
+#[test]
+fn ext_is_carried_and_server_fields_are_added() {
+    let t0 = Instant::now();
+    let mut e = engine();
+    e.config.add_fields = true;
+    let cid = handshake(&mut e, t0);
+    let mut published = Vec::new();
+    let body = format!(r#"[{{"channel":"/x","clientId":"{cid}","data":1,"ext":{{"k":"v"}}}}]"#);
+    let mut out = Vec::new();
+    let messages = parse_body(body.as_bytes()).unwrap();
+    let remote = Some("10.1.2.3".parse().unwrap());
+    let mut publish = |m: NewMessage| {
+        published.push(m);
+        true
+    };
+    e.request(
+        Request { from: A, transport: Transport::LongPolling, messages, remote },
+        t0,
+        &mut publish,
+        &mut out,
+    );
+    let ext: Value = serde_json::from_str(published[0].ext.as_deref().unwrap()).unwrap();
+    assert_eq!(ext, json!({"k":"v","halley":{"publisher_ip":"10.1.2.3"}}));
+    // Delivered with the publisher's ext plus the time and subscriber count.
+    send(
+        &mut e,
+        A,
+        Transport::LongPolling,
+        &format!(r#"[{{"channel":"/meta/subscribe","clientId":"{cid}","subscription":"/x"}}]"#),
+        t0,
+    );
+    let m = Message::new(MessageId::new(77, 0), Arc::from("x"), None, "1".into())
+        .with_ext(published[0].ext.clone());
+    let delivery = e.delivery(&m, "/x", 1);
+    assert_eq!(
+        delivery["ext"],
+        json!({"k":"v","halley":{"publisher_ip":"10.1.2.3","published_ms":77,"subscribers":1}})
+    );
+}
+
+#[test]
+fn history_on_subscribe_is_sent_once_even_when_the_same_message_arrives_live() {
+    let t0 = Instant::now();
+    let mut e = engine();
+    e.config.history_on_subscribe = 2;
+    let cid = handshake(&mut e, t0);
+    send(
+        &mut e,
+        A,
+        Transport::LongPolling,
+        &format!(r#"[{{"channel":"/meta/connect","clientId":"{cid}"}}]"#),
+        t0,
+    );
+    let out = send(
+        &mut e,
+        A,
+        Transport::LongPolling,
+        &format!(r#"[{{"channel":"/meta/subscribe","clientId":"{cid}","subscription":"/h"}}]"#),
+        t0,
+    );
+    assert!(
+        out.iter().any(|o| matches!(o, Output::History { channel, n: 2, .. } if &**channel == "h")),
+        "{out:?}"
+    );
+    let old = [hub("h", 1, "a"), hub("h", 2, "b")];
+    e.deliver_history(&cid, &old, t0, &mut Vec::new());
+    // The tap brings message 2 again (it was in flight during the fetch), then 3.
+    e.deliver(&[hub("h", 2, "b"), hub("h", 3, "c")], t0, &mut Vec::new());
+    let out = send(
+        &mut e,
+        B,
+        Transport::LongPolling,
+        &format!(r#"[{{"channel":"/meta/connect","clientId":"{cid}"}}]"#),
+        t0,
+    );
+    let data: Vec<Value> =
+        replies(&out)[0].1.iter().filter(|v| v["channel"] == "/h").map(|v| v["data"].clone()).collect();
+    assert_eq!(data, vec![json!("a"), json!("b"), json!("c")]);
 }
