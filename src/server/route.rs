@@ -215,10 +215,14 @@ fn bayeux(req: &Request) -> Result<Route, Refusal> {
         Method::Post => Ok(Route::Bayeux { messages: parse_body(&req.body).map_err(bad_body)?, jsonp: None }),
         Method::Get => {
             let Some(message) = req.query_param("message") else {
-                return Err(Refusal::new(
-                    400,
-                    "callback-polling needs message=[…] (URL-encoded Bayeux JSON)",
-                ));
+                let present = crate::http::query::params(&req.query).any(|(k, _)| k == "message")
+                    || req.query.contains("message=");
+                let why = if present {
+                    "message= is not valid percent-encoded UTF-8"
+                } else {
+                    "callback-polling needs message=[…] (URL-encoded Bayeux JSON)"
+                };
+                return Err(Refusal::new(400, why));
             };
             let jsonp = callback(req, "jsonpcallback")?;
             Ok(Route::Bayeux {

@@ -248,7 +248,13 @@ impl Engine {
     }
 
     fn hold(&mut self, cid: &str, mut hold: Hold, now: Instant, out: &mut Vec<Output>) {
-        let Some(session) = self.sessions.get_mut(cid) else { return };
+        let Some(session) = self.sessions.get_mut(cid) else {
+            // The session ended in the same request (a disconnect after the
+            // connect): answer everything now.
+            hold.connect["advice"] = json!({ "reconnect": "none", "interval": 0 });
+            out.push(release(hold, &mut VecDeque::new()));
+            return;
+        };
         if hold.transport == Transport::WebSocket && !hold.replies.is_empty() {
             out.push(Output::Reply { to: hold.to, messages: std::mem::take(&mut hold.replies) });
         }
@@ -311,6 +317,15 @@ impl Engine {
 
     fn disconnect(&mut self, m: &Incoming, _now: Instant, out: &mut Vec<Output>) -> Value {
         let Some(cid) = self.known(m) else { return unknown_client(m) };
+        // A connect still held is answered as CometD's server does: successful,
+        // with advice not to reconnect (not "handshake", which would make the
+        // client abort its own disconnect).
+        if let Some(session) = self.sessions.get_mut(&cid) {
+            if let Some(mut hold) = session.hold.take() {
+                hold.connect["advice"] = json!({ "reconnect": "none", "interval": 0 });
+                out.push(release(hold, &mut session.queue));
+            }
+        }
         self.drop_session(&cid, out);
         let mut reply = json!({ "channel": "/meta/disconnect", "clientId": cid, "successful": true });
         copy_id_ext(m, &mut reply);

@@ -1,0 +1,5 @@
+// The real CometD JavaScript client, configured to use only the callback-polling
+// transport, against halley's /bayeux (its own halley for this file).
+import { transportSuite } from './lib/suite.mjs';
+
+transportSuite('callback-polling');
