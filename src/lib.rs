@@ -7,6 +7,7 @@
 //! [`transport`] frames messages; [`http`] parses requests. Protocol code is
 //! sans-IO throughout.
 
+pub mod auth;
 pub mod bayeux;
 pub mod chunk;
 pub mod cli;
