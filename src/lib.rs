@@ -13,6 +13,7 @@ pub mod chunk;
 pub mod cli;
 pub mod config;
 pub mod fanout;
+pub mod guard;
 pub mod http;
 pub mod hub;
 pub mod log;
