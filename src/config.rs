@@ -129,6 +129,33 @@ pub struct Config {
     /// Bayeux: retained messages sent to a new subscriber of a channel (the
     /// seed chat's "recent history"); 0 sends none, as CometD does.
     pub bayeux_history_on_subscribe: usize,
+    /// HS256 secret for subscriber and public-side publisher tokens (JWT);
+    /// empty turns auth off. Use at least 32 random bytes.
+    pub auth_secret: String,
+    /// Channel name prefixes that need a token, comma-separated; `*` means
+    /// every channel (the default once a secret is set).
+    pub auth_required: String,
+    /// A key the ingest and RESP ports require (`Authorization: Bearer KEY`,
+    /// RESP `AUTH KEY`); empty means none (they are on a trusted network).
+    pub ingest_key: String,
+    /// CIDR blocks allowed / denied to subscribe (public port), comma-separated.
+    pub ip_allow_subscribers: String,
+    pub ip_deny_subscribers: String,
+    /// CIDR blocks allowed / denied to publish (every publish path).
+    pub ip_allow_publishers: String,
+    pub ip_deny_publishers: String,
+    /// Blocked words, comma-separated, filtered on every publish path.
+    pub blocked_words: String,
+    /// `mask` (replace with asterisks) or `reject` (422).
+    pub blocked_words_mode: String,
+    /// Connections per client address; 0 = no limit (the default: behind a
+    /// load balancer every connection comes from its address).
+    pub max_connections_per_ip: usize,
+    /// Public-side publishes (Bayeux, the demo helper) per second per
+    /// address; 0 = no limit.
+    pub publish_rate_per_ip: u32,
+    /// Publishes per second per ingest (HTTP or RESP) connection; 0 = no limit.
+    pub publish_rate_per_connection: u32,
     /// Log verbosity: one of error, warn, info, debug, trace. `info` logs
     /// lifecycle events without per-request noise.
     pub log_level: String,
@@ -168,6 +195,18 @@ impl Default for Config {
             bayeux_publish_allow: "/**".to_string(),
             bayeux_add_fields: false,
             bayeux_history_on_subscribe: 0,
+            auth_secret: String::new(),
+            auth_required: "*".to_string(),
+            ingest_key: String::new(),
+            ip_allow_subscribers: String::new(),
+            ip_deny_subscribers: String::new(),
+            ip_allow_publishers: String::new(),
+            ip_deny_publishers: String::new(),
+            blocked_words: String::new(),
+            blocked_words_mode: "mask".to_string(),
+            max_connections_per_ip: 0,
+            publish_rate_per_ip: 0,
+            publish_rate_per_connection: 0,
             log_level: "info".to_string(),
         }
     }
@@ -294,6 +333,13 @@ impl Config {
             check_range("bayeux_max_interval_ms", self.bayeux_max_interval_ms, 1000, 3_600_000),
             check_range("bayeux_max_queue", self.bayeux_max_queue, 1, 1_000_000),
             check_range("bayeux_history_on_subscribe", self.bayeux_history_on_subscribe, 0, 100_000),
+            check_one_of("blocked_words_mode", &self.blocked_words_mode, &["mask", "reject"]),
+            crate::guard::IpRules::parse(&self.ip_allow_subscribers, &self.ip_deny_subscribers)
+                .map(|_| ())
+                .map_err(|e| format!("ip_allow_subscribers / ip_deny_subscribers: {e}")),
+            crate::guard::IpRules::parse(&self.ip_allow_publishers, &self.ip_deny_publishers)
+                .map(|_| ())
+                .map_err(|e| format!("ip_allow_publishers / ip_deny_publishers: {e}")),
             check_log_level("log_level", &self.log_level),
         ];
         let problems: Vec<String> = checks.into_iter().filter_map(Result::err).collect();
@@ -557,7 +603,7 @@ mod tests {
     #[test]
     fn keys_cover_every_field() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 32);
+        assert_eq!(keys.len(), 44);
         assert!(keys.iter().any(|k| k == "max_outbound_bytes"));
     }
 
@@ -699,6 +745,18 @@ const SETTING_HELP: &[(&str, &str)] = &[
     ("bayeux_publish_allow", "Bayeux: channel patterns clients may publish to, comma-separated"),
     ("bayeux_add_fields", "Bayeux: add ext.halley (publish time, subscribers) to deliveries"),
     ("bayeux_history_on_subscribe", "Bayeux: retained messages sent to a new subscriber"),
+    ("auth_secret", "HS256 secret for tokens (JWT); empty turns auth off"),
+    ("auth_required", "channel prefixes that need a token, comma-separated; * = all"),
+    ("ingest_key", "key the ingest and RESP ports require; empty = none"),
+    ("ip_allow_subscribers", "CIDR blocks allowed to subscribe, comma-separated"),
+    ("ip_deny_subscribers", "CIDR blocks denied subscribing, comma-separated"),
+    ("ip_allow_publishers", "CIDR blocks allowed to publish, comma-separated"),
+    ("ip_deny_publishers", "CIDR blocks denied publishing, comma-separated"),
+    ("blocked_words", "blocked words, comma-separated, on every publish path"),
+    ("blocked_words_mode", "mask (asterisks) or reject (422)"),
+    ("max_connections_per_ip", "connections per client address; 0 = no limit"),
+    ("publish_rate_per_ip", "public-side publishes per second per address; 0 = no limit"),
+    ("publish_rate_per_connection", "publishes per second per ingest connection; 0 = no limit"),
     ("log_level", "error, warn, info, debug or trace"),
 ];
 

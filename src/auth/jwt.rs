@@ -53,7 +53,8 @@ pub fn verify(token: &str, secret: &[u8], now_secs: u64) -> Result<Claims, JwtEr
         return Err(JwtError::Malformed("longer than 8 KiB"));
     }
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JwtError::Malformed("expected three dot-separated parts"));
     };
@@ -61,7 +62,8 @@ pub fn verify(token: &str, secret: &[u8], now_secs: u64) -> Result<Claims, JwtEr
     if header.get("alg").and_then(Value::as_str) != Some("HS256") {
         return Err(JwtError::Algorithm);
     }
-    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| JwtError::Malformed("signature is not base64url"))?;
+    let signature =
+        URL_SAFE_NO_PAD.decode(signature).map_err(|_| JwtError::Malformed("signature is not base64url"))?;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| JwtError::Signature)?;
     let signed_len = token.len() - signature_len(token);
     mac.update(token.as_bytes().get(..signed_len).unwrap_or_default());
@@ -70,7 +72,9 @@ pub fn verify(token: &str, secret: &[u8], now_secs: u64) -> Result<Claims, JwtEr
     let time = |name: &'static str| -> Result<Option<u64>, JwtError> {
         match claims.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_f64().filter(|t| *t >= 0.0).map(|t| Some(t as u64)).ok_or(JwtError::Malformed(name)),
+            Some(v) => {
+                v.as_f64().filter(|t| *t >= 0.0).map(|t| Some(t as u64)).ok_or(JwtError::Malformed(name))
+            }
         }
     };
     let exp = time("exp")?;
@@ -106,10 +110,9 @@ fn patterns(claims: &serde_json::Map<String, Value>, name: &'static str) -> Resu
     match claims.get(name) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(s)) => Ok(vec![s.clone()]),
-        Some(Value::Array(items)) if items.len() <= 256 => items
-            .iter()
-            .map(|v| v.as_str().map(String::from).ok_or(JwtError::Malformed(name)))
-            .collect(),
+        Some(Value::Array(items)) if items.len() <= 256 => {
+            items.iter().map(|v| v.as_str().map(String::from).ok_or(JwtError::Malformed(name))).collect()
+        }
         Some(_) => Err(JwtError::Malformed(name)),
     }
 }

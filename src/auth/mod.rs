@@ -49,7 +49,8 @@ impl Policy {
         if secret.is_empty() {
             return None;
         }
-        let required = required.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect();
+        let required =
+            required.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect();
         Some(Policy { secret: secret.as_bytes().to_vec(), required })
     }
 
@@ -82,7 +83,10 @@ impl Policy {
         let claims = self.verify(token, now_secs)?;
         for channel in channels.into_iter().filter(|c| self.requires(c)) {
             if !claims.channels.iter().any(|p| pattern_matches(p, channel)) {
-                return Err(Denied { status: 403, reason: format!("the token does not grant channel '{channel}'") });
+                return Err(Denied {
+                    status: 403,
+                    reason: format!("the token does not grant channel '{channel}'"),
+                });
             }
         }
         Ok(Some(claims))

@@ -52,12 +52,13 @@ pub fn spawn(
     loops: Loops,
     fanout: FanoutHandle,
     taps: Receiver<Vec<Arc<Message>>>,
+    guard: Arc<crate::guard::Guard>,
 ) -> std::io::Result<(BayeuxHandle, JoinHandle<()>)> {
     // Unbounded: each connection has at most one Bayeux request in flight.
     let (tx, rx) = crossbeam_channel::unbounded();
     let thread = std::thread::Builder::new()
         .name("halley-bayeux".into())
-        .spawn(move || run(Engine::new(config), rx, taps, loops, fanout))?;
+        .spawn(move || run(Engine::new(config), rx, taps, loops, fanout, guard))?;
     Ok((BayeuxHandle { tx }, thread))
 }
 
@@ -67,6 +68,7 @@ fn run(
     taps: Receiver<Vec<Arc<Message>>>,
     loops: Loops,
     fanout: FanoutHandle,
+    guard: Arc<crate::guard::Guard>,
 ) {
     let mut out = Vec::new();
     let mut next_tick = Instant::now() + TICK;
@@ -79,9 +81,15 @@ fn run(
         match ready {
             Ok(op) if op.index() == requests => match op.recv(&rx) {
                 Ok(BayeuxIn::Request { from, transport, messages, remote }) => {
-                    let mut publish = |message| {
-                        let publish = Publish { messages: vec![message], reply: None, received_at: now };
-                        fanout.try_publish(publish).is_ok()
+                    let mut publish = |message: crate::fanout::NewMessage, remote: Option<IpAddr>| {
+                        let bayeux_error = |d: crate::auth::Denied| format!("{}::{}", d.status, d.reason);
+                        guard.public_publish(remote, now).map_err(bayeux_error)?;
+                        let mut messages = vec![message];
+                        guard.filter_messages(&mut messages).map_err(bayeux_error)?;
+                        let publish = Publish { messages, reply: None, received_at: now };
+                        fanout
+                            .try_publish(publish)
+                            .map_err(|_| "503::publish queue is full; retry shortly".to_string())
                     };
                     engine.request(
                         Request { from, transport, messages, remote },

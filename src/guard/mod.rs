@@ -9,3 +9,134 @@ pub mod words;
 pub use ip::IpRules;
 pub use rate::TokenBucket;
 pub use words::{WordFilter, WordMode};
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::auth::{Denied, Policy};
+use crate::config::Config;
+
+/// Every admission rule, built once from the config and shared.
+pub struct Guard {
+    pub auth: Option<Policy>,
+    pub ingest_key: Option<String>,
+    pub subscribers: IpRules,
+    pub publishers: IpRules,
+    pub words: WordFilter,
+    max_per_ip: usize,
+    rate_per_ip: u32,
+    pub rate_per_connection: u32,
+    /// Per-address state, touched on connect, close and public-side publish
+    /// only (never per delivered message).
+    per_ip: Mutex<HashMap<IpAddr, PerIp>>,
+}
+
+#[derive(Default)]
+struct PerIp {
+    connections: usize,
+    bucket: Option<TokenBucket>,
+}
+
+impl Guard {
+    pub fn from_config(config: &Config) -> Result<Guard, String> {
+        let mode = if config.blocked_words_mode == "reject" { WordMode::Reject } else { WordMode::Mask };
+        Ok(Guard {
+            auth: Policy::new(&config.auth_secret, &config.auth_required),
+            ingest_key: Some(config.ingest_key.clone()).filter(|k| !k.is_empty()),
+            subscribers: IpRules::parse(&config.ip_allow_subscribers, &config.ip_deny_subscribers)?,
+            publishers: IpRules::parse(&config.ip_allow_publishers, &config.ip_deny_publishers)?,
+            words: WordFilter::new(&config.blocked_words, mode),
+            max_per_ip: config.max_connections_per_ip,
+            rate_per_ip: config.publish_rate_per_ip,
+            rate_per_connection: config.publish_rate_per_connection,
+            per_ip: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Counts a new connection from `ip`; false when its limit is reached.
+    pub fn connect(&self, ip: IpAddr) -> bool {
+        if self.max_per_ip == 0 && self.rate_per_ip == 0 {
+            return true;
+        }
+        let Ok(mut map) = self.per_ip.lock() else { return true };
+        let entry = map.entry(ip).or_default();
+        if self.max_per_ip > 0 && entry.connections >= self.max_per_ip {
+            return false;
+        }
+        entry.connections += 1;
+        true
+    }
+
+    pub fn disconnect(&self, ip: IpAddr) {
+        if self.max_per_ip == 0 && self.rate_per_ip == 0 {
+            return;
+        }
+        let Ok(mut map) = self.per_ip.lock() else { return };
+        if let Some(entry) = map.get_mut(&ip) {
+            entry.connections = entry.connections.saturating_sub(1);
+            if entry.connections == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+
+    /// A publish from the public side (Bayeux, the demo helper): the
+    /// publisher address rules and the per-address rate.
+    pub fn public_publish(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), Denied> {
+        let Some(ip) = ip else { return Ok(()) };
+        if !self.publishers.admits(ip) {
+            return Err(Denied { status: 403, reason: format!("address {ip} may not publish") });
+        }
+        if self.rate_per_ip == 0 {
+            return Ok(());
+        }
+        let Ok(mut map) = self.per_ip.lock() else { return Ok(()) };
+        let bucket =
+            map.entry(ip).or_default().bucket.get_or_insert_with(|| TokenBucket::new(self.rate_per_ip, now));
+        bucket.take(now).map_err(|retry| Denied {
+            status: 429,
+            reason: format!(
+                "more than {} publishes per second from {ip}; retry in {retry} s",
+                self.rate_per_ip
+            ),
+        })
+    }
+
+    /// The blocked-word filter: the payload to publish, or a 422.
+    pub fn filter<'a>(&self, data: &'a str) -> Result<std::borrow::Cow<'a, str>, Denied> {
+        self.words
+            .apply(data)
+            .map_err(|_| Denied { status: 422, reason: "the message contains a blocked word".into() })
+    }
+
+    /// The word filter over messages about to be published: masks in
+    /// place, or refuses them all (422).
+    pub fn filter_messages(&self, messages: &mut [crate::fanout::NewMessage]) -> Result<(), Denied> {
+        if self.words.is_empty() {
+            return Ok(());
+        }
+        for m in messages.iter_mut() {
+            if let std::borrow::Cow::Owned(masked) = self.filter(&m.data)? {
+                m.data = masked.into_boxed_str();
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks an ingest request's `Authorization` (`Bearer KEY` or `KEY`).
+    pub fn ingest_authorized(&self, authorization: Option<&str>) -> bool {
+        let Some(key) = &self.ingest_key else { return true };
+        let given = authorization.map(|a| a.strip_prefix("Bearer ").unwrap_or(a).trim());
+        given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()))
+    }
+}
+
+/// Compares secrets without an early exit that would leak their length of match.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -54,6 +54,8 @@ impl Worker {
             registered: false,
             collected: Vec::new(),
             ends_at: Some(now + self.shared.max_stream_age),
+            end_reason: crate::transport::EndReason::MaxAge,
+            token_expires: None,
             ws: Some(Box::new(session)),
         };
         io.send_exempt(key, Chunk::Owned(respond::ws_head(&accept, false)));

@@ -21,6 +21,12 @@ pub struct Conn {
     pub cors: Option<Arc<str>>,
     /// The JSONP callback of a pending Bayeux callback-polling request.
     pub jsonp: Option<String>,
+    /// The client's address (rules, limits, Bayeux's publisher field).
+    pub ip: std::net::IpAddr,
+    /// Counted in the guard's per-address connection count.
+    pub ip_counted: bool,
+    /// Publishes per second on an ingest connection, when limited.
+    pub bucket: Option<crate::guard::TokenBucket>,
 }
 
 pub enum Phase {
@@ -71,8 +77,12 @@ pub struct Subscription {
     pub registered: bool,
     /// Long-poll: messages gathered from the current batch.
     pub collected: Vec<Arc<Message>>,
-    /// Streams: when the stream ends with a reconnect hint (max stream age).
+    /// Streams: when the stream ends with a reconnect hint (max stream age,
+    /// or the token's expiry if sooner), and why.
     pub ends_at: Option<std::time::Instant>,
+    pub end_reason: crate::transport::EndReason,
+    /// The token's expiry, when a token admitted the subscription.
+    pub token_expires: Option<std::time::Instant>,
     /// WebSocket connections' protocol state.
     pub ws: Option<Box<WsSession>>,
 }
@@ -91,6 +101,8 @@ pub struct WsSession {
     pub closing: bool,
     /// The socket carries Bayeux messages instead of channel commands.
     pub bayeux: bool,
+    /// The token that admitted the socket, for channels added later.
+    pub claims: Option<crate::auth::Claims>,
 }
 
 impl WsSession {
@@ -102,12 +114,13 @@ impl WsSession {
             cancelled: Vec::new(),
             closing: false,
             bayeux: false,
+            claims: None,
         }
     }
 }
 
 impl Conn {
-    pub fn new(port: Port) -> Conn {
+    pub fn new(port: Port, ip: std::net::IpAddr) -> Conn {
         Conn {
             port,
             phase: Phase::Reading,
@@ -117,6 +130,9 @@ impl Conn {
             continue_sent: false,
             cors: None,
             jsonp: None,
+            ip,
+            ip_counted: false,
+            bucket: None,
         }
     }
 }

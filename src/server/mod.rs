@@ -1,6 +1,7 @@
 //! The HTTP service the event loops run, and the start-up that wires loops,
 //! listeners and the fan-out thread together.
 
+mod admission;
 mod bayeux_conn;
 mod conn;
 pub mod cors;

@@ -29,6 +29,8 @@ pub struct RespState {
     closing: bool,
     /// The peer half-closed: answer every command already received, then close.
     peer_done: bool,
+    /// `AUTH` was given (or no key is configured).
+    authed: bool,
 }
 
 enum Pending {
@@ -79,7 +81,12 @@ impl Worker {
     fn resp_command(&mut self, io: &mut Io<Conn>, key: ConnKey, command: Command) {
         let name = command.name_upper();
         let args = &command.args[1..];
+        let authed = matches!(io.conn(key).map(|c| &c.phase), Some(Phase::Resp(state)) if state.authed);
+        if !authed && !matches!(name.as_str(), "AUTH" | "QUIT" | "HELLO") {
+            return push(io, key, Pending::Ready(error_reply("NOAUTH Authentication required.")));
+        }
         let ready = match (name.as_str(), args.len()) {
+            ("AUTH", 1 | 2) => self.resp_auth(io, key, args.last().map_or(&[][..], |a| a.as_slice())),
             ("PUBLISH", 2) => return self.resp_publish(io, key, &args[0], &args[1]),
             ("PING", 0) => simple("PONG"),
             ("PING", 1) | ("ECHO", 1) => bulk(&args[0]),
@@ -96,7 +103,7 @@ impl Worker {
                 reply::empty_array(&mut out);
                 out
             }
-            ("PUBLISH" | "PING" | "ECHO" | "QUIT", n) => error_reply(&format!(
+            ("PUBLISH" | "PING" | "ECHO" | "QUIT" | "AUTH", n) => error_reply(&format!(
                 "ERR wrong number of arguments for '{}' command ({n} given)",
                 name.to_lowercase()
             )),
@@ -117,10 +124,20 @@ impl Worker {
                     std::str::from_utf8(data).map_err(|_| "ERR message is not valid UTF-8".to_string())?;
                 Ok(NewMessage { channel: Arc::from(c), event: None, data: data.into(), ext: None })
             });
-        let message = match checked {
+        let mut message = match checked {
             Ok(m) => m,
             Err(text) => return push(io, key, Pending::Ready(error_reply(&text))),
         };
+        let now = io.now();
+        let rate = self.shared.guard.rate_per_connection;
+        if let Some(Err(retry)) = io.conn(key).and_then(|c| c.bucket.as_mut()).map(|b| b.take(now)) {
+            let text =
+                format!("ERR more than {rate} publishes per second on this connection; retry in {retry} s");
+            return push(io, key, Pending::Ready(error_reply(&text)));
+        }
+        if let Err(denied) = self.shared.guard.filter_messages(std::slice::from_mut(&mut message)) {
+            return push(io, key, Pending::Ready(error_reply(&format!("ERR {}", denied.reason))));
+        }
         let reply = Some(ReplyTo { loop_id: self.loop_id, conn: key.to_u64() });
         let publish = Publish { messages: vec![message], reply, received_at: io.now() };
         match self.fanout.try_publish(publish) {
@@ -131,6 +148,22 @@ impl Worker {
                 }
             }
             Err(_) => push(io, key, Pending::Ready(error_reply("BUSY publish queue is full; retry shortly"))),
+        }
+    }
+
+    /// `AUTH [user] key`: compared in constant time with the ingest key.
+    fn resp_auth(&mut self, io: &mut Io<Conn>, key: ConnKey, given: &[u8]) -> Vec<u8> {
+        let expected = self.shared.guard.ingest_key.as_deref();
+        let ok = expected.is_some_and(|k| crate::guard::constant_time_eq(given, k.as_bytes()));
+        if ok {
+            if let Some(Phase::Resp(state)) = io.conn(key).map(|c| &mut c.phase) {
+                state.authed = true;
+            }
+            return simple("OK");
+        }
+        match expected {
+            None => error_reply("ERR AUTH <password> called without any password configured"),
+            Some(_) => error_reply("WRONGPASS invalid username-password pair or user is disabled."),
         }
     }
 
@@ -200,6 +233,10 @@ fn printable(bytes: &[u8]) -> String {
 }
 
 impl RespState {
+    pub fn new(authed: bool) -> RespState {
+        RespState { authed, ..RespState::default() }
+    }
+
     /// The peer is done sending: answer everything received, then close.
     pub fn finish(&mut self) {
         self.peer_done = true;

@@ -101,8 +101,9 @@ fn bind_all(
 /// The demo page, compiled into the binary.
 const DEMO_PAGE: &str = include_str!("demo/index.html");
 
-fn shared(config: &Config, public_addr: SocketAddr, ingest_addr: SocketAddr) -> Shared {
-    Shared {
+fn shared(config: &Config, public_addr: SocketAddr, ingest_addr: SocketAddr) -> Result<Shared, String> {
+    let guard = Arc::new(crate::guard::Guard::from_config(config)?);
+    Ok(Shared {
         limits: RouteLimits {
             max_channels: config.max_channels_per_subscription,
             history_size: config.history_size,
@@ -127,11 +128,12 @@ fn shared(config: &Config, public_addr: SocketAddr, ingest_addr: SocketAddr) -> 
         max_stream_age: Duration::from_secs(config.max_stream_age_secs),
         cors: super::cors::CorsPolicy::parse(&config.cors_origins),
         stats: Arc::new(crate::stats::Stats::new(config.threads_effective())),
+        guard,
         publish_queue: config.publish_queue,
         demo_page: DEMO_PAGE.replace("{{INGEST}}", &ingest_addr.to_string()).into_bytes(),
         connections: AtomicUsize::new(0),
         ports: vec![Port::Public, Port::Ingest, Port::Resp],
-    }
+    })
 }
 
 fn bayeux_config(config: &Config) -> crate::bayeux::engine::Config {
@@ -148,6 +150,7 @@ fn bayeux_config(config: &Config) -> crate::bayeux::engine::Config {
             .collect(),
         add_fields: config.bayeux_add_fields,
         history_on_subscribe: config.bayeux_history_on_subscribe,
+        auth: crate::auth::Policy::new(&config.auth_secret, &config.auth_required),
     }
 }
 
@@ -157,7 +160,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
     let (public_addr, public) = bind_all(&config.listen, threads, config.backlog, "public")?;
     let (ingest_addr, ingest) = bind_all(&config.ingest, threads, config.backlog, "ingest")?;
     let (resp_addr, resp) = bind_all(&config.resp, threads, config.backlog, "resp")?;
-    let shared = Arc::new(shared(config, public_addr, ingest_addr));
+    let shared = Arc::new(shared(config, public_addr, ingest_addr)?);
     let limits =
         ReactorLimits { max_outbound: config.max_outbound_bytes, default_input_cap: config.max_head_bytes };
     let mut reactors = Vec::with_capacity(threads);
@@ -189,9 +192,14 @@ pub fn start(config: &Config) -> Result<Running, String> {
     };
     let (handle, fanout) = fanout::spawn(fanout_config, mailboxes.clone(), shared.stats.clone())
         .map_err(|e| format!("fan-out thread: {e}"))?;
-    let (bayeux, bayeux_thread) =
-        crate::bayeux::thread::spawn(bayeux_config(config), mailboxes.clone(), handle.clone(), tap_rx)
-            .map_err(|e| format!("Bayeux thread: {e}"))?;
+    let (bayeux, bayeux_thread) = crate::bayeux::thread::spawn(
+        bayeux_config(config),
+        mailboxes.clone(),
+        handle.clone(),
+        tap_rx,
+        shared.guard.clone(),
+    )
+    .map_err(|e| format!("Bayeux thread: {e}"))?;
     let mut loops = Vec::with_capacity(threads);
     for (loop_id, (reactor, inbox)) in reactors.into_iter().zip(inboxes).enumerate() {
         let mut worker = Worker::new(loop_id, shared.clone(), handle.clone(), bayeux.clone(), inbox);

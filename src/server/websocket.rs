@@ -98,6 +98,20 @@ impl Worker {
             let message = format!("a WebSocket may listen to at most {max} channels");
             return ws_send_json(io, key, &serde_json::json!({ "error": message }));
         }
+        // Channels that need a token must be granted by the one the socket opened with.
+        if let Some(policy) = &self.shared.guard.auth {
+            let now_secs = crate::hub::id::unix_ms() / 1000;
+            let claims = session.claims.as_ref().filter(|c| c.exp.is_none_or(|exp| now_secs < exp));
+            let denied = fresh.iter().find(|c| {
+                policy.requires(c)
+                    && !claims
+                        .is_some_and(|cl| cl.channels.iter().any(|p| crate::auth::pattern_matches(p, c)))
+            });
+            if let Some(channel) = denied {
+                let message = format!("the connection's token does not grant channel '{channel}'");
+                return ws_send_json(io, key, &serde_json::json!({ "error": message }));
+            }
+        }
         if fresh.is_empty() {
             return ws_send_json(io, key, &serde_json::json!({ "subscribed": names(&channels) }));
         }

@@ -40,6 +40,8 @@ pub struct Shared {
     pub demo_page: Vec<u8>,
     /// Open connections across all loops, for `max_connections`.
     pub connections: AtomicUsize,
+    /// Auth, address rules, word filter, limits.
+    pub guard: Arc<crate::guard::Guard>,
     /// Counters behind /stats and /metrics.
     pub stats: Arc<crate::stats::Stats>,
     /// Port index (as the reactor knows it) to what the port serves.
@@ -158,6 +160,9 @@ impl Worker {
     }
 
     fn handle(&mut self, io: &mut Io<Conn>, key: ConnKey, port: Port, request: crate::http::Request) {
+        if let Err(refusal) = self.admit(io, key, port, &request) {
+            return self.refuse(io, key, &refusal, true);
+        }
         match route(&request, port, &self.shared.limits) {
             Err(refusal) => self.refuse(io, key, &refusal, true),
             Ok(Route::Health) => self.answer(io, key, respond::health),
@@ -178,7 +183,10 @@ impl Worker {
                 let cors = io.conn(key).and_then(|c| c.cors.clone());
                 self.answer(io, key, |v, k| respond::preflight(cors.as_deref(), v, k));
             }
-            Ok(Route::Publish { messages, batch }) => {
+            Ok(Route::Publish { mut messages, batch }) => {
+                if let Err(refusal) = self.check_publish(io, key, port, &request, &mut messages) {
+                    return self.refuse(io, key, &refusal, true);
+                }
                 let reply = Some(ReplyTo { loop_id: self.loop_id, conn: key.to_u64() });
                 let awaiting = if batch { Awaiting::Batch } else { Awaiting::Publish };
                 let received_at = io.now();
@@ -201,7 +209,10 @@ impl Worker {
                 let refusal = Refusal::new(403, "WebSocket from an origin that cors_origins does not list");
                 self.refuse(io, key, &refusal, false);
             }
-            Ok(Route::Subscribe(req)) => self.subscribe(io, key, req),
+            Ok(Route::Subscribe(req)) => match self.check_subscribe(io, &request, &req) {
+                Ok(claims) => self.subscribe(io, key, req, claims),
+                Err(refusal) => self.refuse(io, key, &refusal, true),
+            },
             Ok(Route::Stats) => {
                 let body =
                     super::report::stats_json(&self.shared.stats, &self.fanout, self.shared.publish_queue);
@@ -246,7 +257,17 @@ impl Worker {
         }
     }
 
-    fn subscribe(&mut self, io: &mut Io<Conn>, key: ConnKey, req: SubscribeRequest) {
+    fn subscribe(
+        &mut self,
+        io: &mut Io<Conn>,
+        key: ConnKey,
+        req: SubscribeRequest,
+        claims: Option<crate::auth::Claims>,
+    ) {
+        let token_expires = claims.as_ref().and_then(|c| c.exp).map(|exp| {
+            let left = exp.saturating_sub(crate::hub::id::unix_ms() / 1000);
+            io.now() + Duration::from_secs(left)
+        });
         let Some(conn) = io.conn(key) else { return };
         let encoding = req.transport.encoding(req.callback.as_deref());
         let sub = Subscription {
@@ -261,7 +282,13 @@ impl Worker {
             registered: false,
             collected: Vec::new(),
             ends_at: None,
-            ws: req.ws_accept.map(|accept| Box::new(super::conn::WsSession::new(accept))),
+            end_reason: EndReason::MaxAge,
+            token_expires,
+            ws: req.ws_accept.map(|accept| {
+                let mut session = super::conn::WsSession::new(accept);
+                session.claims = claims;
+                Box::new(session)
+            }),
         };
         conn.phase = Phase::Subscribing(Box::new(sub));
         self.fanout.control(Control::Subscribe(Subscribe {
@@ -332,6 +359,10 @@ impl Worker {
         io.send_exempt(key, Chunk::Owned(chunk_of(&sub.transport.preamble(&options), sub.chunked)));
         let encoding = sub.encoding;
         sub.ends_at = Some(io.now() + self.shared.max_stream_age);
+        if let Some(expiry) = sub.token_expires.filter(|t| Some(*t) < sub.ends_at) {
+            sub.ends_at = Some(expiry);
+            sub.end_reason = EndReason::TokenExpired;
+        }
         for message in catchup {
             let frame = message.frame(encoding);
             io.send_exempt(key, if sub.chunked { Chunk::framed(frame) } else { Chunk::body(frame) });
@@ -604,25 +635,59 @@ impl Service for Worker {
 
     fn on_accept(&mut self, io: &mut Io<Conn>, key: ConnKey, port: usize, peer: SocketAddr) -> Option<Conn> {
         let open = self.shared.connections.fetch_add(1, Ordering::Relaxed);
-        if open >= self.shared.max_connections {
-            self.shared.connections.fetch_sub(1, Ordering::Relaxed);
-            crate::stats::inc(&self.my_stats().refused);
-            crate::log::debug(format_args!("refusing {peer}: {open} connections open"));
-            return None;
-        }
         crate::stats::inc(&self.my_stats().accepted);
         crate::stats::inc(&self.my_stats().connections);
         let port = self.shared.ports.get(port).copied().unwrap_or(Port::Public);
+        let mut conn = Conn::new(port, peer.ip());
+        conn.ip_counted = self.shared.guard.connect(peer.ip());
+        if port != Port::Public && self.shared.guard.rate_per_connection > 0 {
+            conn.bucket =
+                Some(crate::guard::TokenBucket::new(self.shared.guard.rate_per_connection, io.now()));
+        }
         io.set_input_cap(key, self.input_cap(port));
+        // Over a limit: answer at once and close (the client learns why and when to retry).
+        let refusal = if open >= self.shared.max_connections {
+            Some((
+                503,
+                format!(
+                    "server is at its limit of {} connections; retry shortly",
+                    self.shared.max_connections
+                ),
+            ))
+        } else if !conn.ip_counted {
+            Some((429, format!("too many connections from {}; retry shortly", peer.ip())))
+        } else if port == Port::Resp && !self.shared.guard.publishers.admits(peer.ip()) {
+            Some((403, format!("address {} may not publish", peer.ip())))
+        } else {
+            None
+        };
+        if let Some((status, message)) = refusal {
+            crate::stats::inc(&self.my_stats().refused);
+            crate::log::debug(format_args!("refusing {peer}: {message}"));
+            conn.phase = Phase::Closing;
+            let bytes = match port {
+                Port::Resp => format!("-ERR {message}\r\n").into_bytes(),
+                _ => crate::http::response::json_error(
+                    status,
+                    &message,
+                    &[("Retry-After", "1")],
+                    Version::Http11,
+                    false,
+                ),
+            };
+            io.send_exempt(key, Chunk::Owned(bytes));
+            io.close_after_flush(key);
+            return Some(conn);
+        }
         if port == Port::Resp {
             // Publishers keep RESP connections open and idle, as with Redis.
-            let mut conn = Conn::new(port);
-            conn.phase = Phase::Resp(Box::default());
+            let authed = self.shared.guard.ingest_key.is_none();
+            conn.phase = Phase::Resp(Box::new(super::resp_conn::RespState::new(authed)));
             return Some(conn);
         }
         let at = io.now() + self.shared.head_timeout;
         io.set_deadline(key, at);
-        Some(Conn::new(port))
+        Some(conn)
     }
 
     fn on_input(&mut self, io: &mut Io<Conn>, key: ConnKey) {
@@ -664,7 +729,7 @@ impl Service for Worker {
                 let now = io.now();
                 let ends_at = sub.ends_at.unwrap_or(now);
                 if now >= ends_at {
-                    self.end_stream(io, key, &sub, EndReason::MaxAge);
+                    self.end_stream(io, key, &sub, sub.end_reason);
                     self.delist(key, &sub);
                     return;
                 }
@@ -705,6 +770,9 @@ impl Service for Worker {
     fn on_closed(&mut self, _io: &mut Io<Conn>, key: ConnKey, conn: Conn, reason: CloseReason) {
         self.shared.connections.fetch_sub(1, Ordering::Relaxed);
         crate::stats::dec(&self.my_stats().connections);
+        if conn.ip_counted {
+            self.shared.guard.disconnect(conn.ip);
+        }
         if reason == CloseReason::SlowConsumer {
             crate::stats::inc(&self.my_stats().slow_consumers);
             crate::log::debug(format_args!("closed a slow consumer"));

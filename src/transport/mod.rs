@@ -166,6 +166,7 @@ pub enum EndReason {
     Shutdown,
     ChannelDeleted,
     MaxAge,
+    TokenExpired,
 }
 
 impl EndReason {
@@ -174,6 +175,7 @@ impl EndReason {
             EndReason::Shutdown => "shutdown",
             EndReason::ChannelDeleted => "channel-deleted",
             EndReason::MaxAge => "max-age",
+            EndReason::TokenExpired => "token-expired",
         }
     }
 }

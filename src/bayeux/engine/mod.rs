@@ -52,6 +52,8 @@ pub struct Config {
     pub add_fields: bool,
     /// Retained messages sent to a new subscriber of a channel (0 = none).
     pub history_on_subscribe: usize,
+    /// Tokens (`ext.token` in the handshake) for channels that need one.
+    pub auth: Option<crate::auth::Policy>,
 }
 
 /// What the engine asks the thread to do.
@@ -64,8 +66,9 @@ pub enum Output {
     History { client: String, channel: Arc<str>, n: usize },
 }
 
-/// Hands a client's publish to the hub; false when the hub is busy.
-pub type PublishFn<'a> = &'a mut dyn FnMut(NewMessage) -> bool;
+/// Hands a client's publish (and its address) to the hub; the error is a
+/// Bayeux error text (`429::…`, `503::…`) when it is refused.
+pub type PublishFn<'a> = &'a mut dyn FnMut(NewMessage, Option<IpAddr>) -> Result<(), String>;
 
 /// One HTTP request's (or WebSocket frame's) messages.
 pub struct Request {
@@ -96,6 +99,8 @@ struct Session {
     /// Per channel, the newest id already sent as history: the same message
     /// arriving live is not sent twice.
     history_upto: HashMap<String, crate::hub::MessageId>,
+    /// The handshake's token, when one was given and verified.
+    claims: Option<crate::auth::Claims>,
 }
 
 pub struct Engine {
@@ -198,6 +203,16 @@ impl Engine {
             reply["version"] = json!("1.0");
             return reply;
         }
+        let token = m.ext.as_ref().and_then(|e| e.get("token")).and_then(Value::as_str);
+        let claims = match (&self.config.auth, token) {
+            (Some(policy), Some(token)) => match policy.verify(Some(token), now_secs()) {
+                Ok(claims) => Some(claims),
+                Err(denied) => {
+                    return failure(m, &format!("401::{}", denied.reason), Some(json!({"reconnect": "none"})))
+                }
+            },
+            _ => None,
+        };
         let cid = self.new_client_id();
         let session = Session {
             subscriptions: HashSet::new(),
@@ -207,6 +222,7 @@ impl Engine {
             connected_once: false,
             expires_at: None,
             history_upto: HashMap::new(),
+            claims,
         };
         self.sessions.insert(cid.clone(), session);
         let mut reply = json!({
@@ -269,6 +285,9 @@ impl Engine {
     fn subscribe(&mut self, m: &Incoming, out: &mut Vec<Output>) -> Value {
         let Some(cid) = self.known(m) else { return unknown_client(m) };
         if let Err(e) = check_subscriptions(&m.subscription) {
+            return with_subscription(failure(m, &e, None), m);
+        }
+        if let Err(e) = self.granted(&cid, &m.subscription, |c| &c.channels) {
             return with_subscription(failure(m, &e, None), m);
         }
         for sub in &m.subscription {
@@ -375,16 +394,51 @@ impl Engine {
             Ok(hub) => hub,
             Err(e) => return failure(&m, &format!("400::{e}"), None),
         };
+        if let Some(cid) = &m.client_id {
+            if let Err(e) = self.granted(cid, std::slice::from_ref(&m.channel), |c| &c.publish) {
+                return failure(&m, &e, None);
+            }
+        }
         let data = m.data.as_ref().map_or_else(|| "null".to_string(), Value::to_string);
         let mut ext = m.ext.clone();
         if let (true, Some(ip)) = (self.config.add_fields, remote) {
             ext.get_or_insert_with(|| json!({}))["halley"] = json!({ "publisher_ip": ip.to_string() });
         }
         let ext = ext.map(|e| e.to_string().into_boxed_str());
-        if !publish(NewMessage { channel: Arc::from(hub), event: None, data: data.into(), ext }) {
-            return failure(&m, "503::publish queue is full; retry shortly", None);
+        if let Err(error) =
+            publish(NewMessage { channel: Arc::from(hub), event: None, data: data.into(), ext }, remote)
+        {
+            return failure(&m, &error, None);
         }
         reply
+    }
+
+    /// Whether the session's token grants `channels` (Bayeux names, maybe
+    /// wildcards) where the policy needs one; the Bayeux error text if not.
+    fn granted(
+        &self,
+        cid: &str,
+        channels: &[String],
+        claim: impl Fn(&crate::auth::Claims) -> &Vec<String>,
+    ) -> Result<(), String> {
+        let Some(policy) = &self.config.auth else { return Ok(()) };
+        let claims = self.sessions.get(cid).and_then(|s| s.claims.as_ref());
+        for name in channels {
+            let hub = name.strip_prefix('/').unwrap_or(name);
+            if !policy.requires(hub) {
+                continue;
+            }
+            let Some(claims) = claims else {
+                return Err(format!("401::channel {name} needs a token: send ext.token in the handshake"));
+            };
+            if claims.exp.is_some_and(|exp| now_secs() >= exp) {
+                return Err("401::token has expired".into());
+            }
+            if !claim(claims).iter().any(|p| crate::auth::pattern_matches(p, hub)) {
+                return Err(format!("403::the token does not grant {name}"));
+            }
+        }
+        Ok(())
     }
 
     fn known(&self, m: &Incoming) -> Option<String> {
@@ -506,6 +560,15 @@ impl Engine {
                 session.expires_at = Some(now + self.config.max_interval);
             }
         }
+        // A session whose token has expired ends: its client gets 402 and
+        // must handshake again with a fresh token.
+        let secs = now_secs();
+        expired.extend(
+            self.sessions
+                .iter()
+                .filter(|(_, s)| s.claims.as_ref().and_then(|c| c.exp).is_some_and(|exp| secs >= exp))
+                .map(|(cid, _)| cid.clone()),
+        );
         for cid in expired {
             self.drop_session(&cid, out);
         }
@@ -524,6 +587,10 @@ impl Engine {
             }
         }
     }
+}
+
+fn now_secs() -> u64 {
+    crate::hub::id::unix_ms() / 1000
 }
 
 enum Connect {

@@ -14,6 +14,7 @@ fn engine() -> Engine {
         publish_allow: vec!["/**".into()],
         add_fields: false,
         history_on_subscribe: 0,
+        auth: None,
     })
 }
 
@@ -31,9 +32,9 @@ fn send_publishing(
 ) -> Vec<Output> {
     let mut out = Vec::new();
     let messages = parse_body(body.as_bytes()).expect("test body parses");
-    let mut publish = |m: NewMessage| {
+    let mut publish = |m: NewMessage, _ip: Option<IpAddr>| {
         published.push(m);
-        true
+        Ok(())
     };
     e.request(Request { from, transport, messages, remote: None }, now, &mut publish, &mut out);
     out
@@ -254,9 +255,9 @@ fn ext_is_carried_and_server_fields_are_added() {
     let mut out = Vec::new();
     let messages = parse_body(body.as_bytes()).unwrap();
     let remote = Some("10.1.2.3".parse().unwrap());
-    let mut publish = |m: NewMessage| {
+    let mut publish = |m: NewMessage, _ip: Option<IpAddr>| {
         published.push(m);
-        true
+        Ok(())
     };
     e.request(
         Request { from: A, transport: Transport::LongPolling, messages, remote },
