@@ -1,5 +1,37 @@
-//! Placeholder until the load generator issue: prints what it will do.
+//! loadgen: the load generator of halley (and of the peers it is compared
+//! with). One run connects subscribers in worker processes, publishes at a
+//! fixed open-loop rate, measures every delivery and prints a summary.
+//! The command line is described in CONTRACT.md.
+
+mod cli;
+mod parent;
+mod parse;
+mod procfs;
+mod publisher;
+mod report;
+mod stats;
+mod worker;
+
 fn main() {
-    eprintln!("loadgen: not implemented yet (see the load generator issue)");
-    std::process::exit(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg = match cli::parse(&args) {
+        Ok(cli::Parsed::Run(cfg)) => cfg,
+        Ok(cli::Parsed::Help) => {
+            print!("{}", cli::USAGE);
+            return;
+        }
+        Ok(cli::Parsed::Version) => {
+            println!("loadgen {}", env!("CARGO_PKG_VERSION"));
+            return;
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(2);
+        }
+    };
+    let code = match cfg.worker {
+        Some((i, w)) => worker::run(&cfg, i, w),
+        None => parent::run(&cfg, &args),
+    };
+    std::process::exit(code);
 }

@@ -1,0 +1,182 @@
+//! A short smoke run of the load generator (loadgen/) against the real
+//! halley: a few seconds of SSE, RESP-published and WebSocket load, checking
+//! that every message reached every subscriber exactly once and in order.
+//! It builds nothing: `cargo build --workspace` (tests/run does) puts the
+//! loadgen binary next to halley's.
+mod common;
+use common::*;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn loadgen_bin() -> PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_halley")).with_file_name("loadgen");
+    assert!(path.exists(), "no loadgen binary at {} (run `cargo build --workspace` first)", path.display());
+    path
+}
+
+/// Runs loadgen with `args` plus --json, within a deadline; returns its JSON.
+fn run_loadgen(args: &[String]) -> serde_json::Value {
+    let mut child = Command::new(loadgen_bin())
+        .args(args)
+        .args(["--json", "--connect-timeout", "10"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn loadgen");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let limit = Duration::from_secs(40);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("loadgen {args:?} still running after {limit:?}; stderr:\n{}", err.join().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    assert!(status.success(), "loadgen {args:?} exited with {status}; stderr:\n{err}\nstdout:\n{out}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("loadgen printed no JSON ({e}): {out}\n{err}"))
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Checks the one step of a run: every subscriber got every message once, in order.
+fn assert_complete(out: &serde_json::Value, subscribers: u64, published: u64, per_message: u64) {
+    let what = out.to_string();
+    assert_eq!(out["connected"], subscribers, "{what}");
+    assert_eq!(out["disconnected"], 0, "{what}");
+    let steps = out["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 1, "{what}");
+    let s = &steps[0];
+    assert_eq!(s["published"], published, "{what}");
+    assert_eq!(s["publish_errors"], 0, "{what}");
+    assert_eq!(s["expected_deliveries"], published * per_message, "{what}");
+    assert_eq!(s["deliveries"], s["expected_deliveries"], "{what}");
+    for field in ["lost", "duplicated", "out_of_order"] {
+        assert_eq!(s[field], 0, "{field}: {what}");
+    }
+    assert!(s["latency_ms"]["p99"].as_f64().is_some_and(|p| p > 0.0), "{what}");
+    assert!(out["loadgen"]["cpu_secs"].as_f64().is_some_and(|c| c > 0.0), "{what}");
+}
+
+#[test]
+fn sse_subscribers_get_every_message_over_http_publishing() {
+    let server = Server::start(&[]);
+    let sub = format!("http://{}/sub/{{ch}}", server.public);
+    let publ = format!("http://{}/pub/{{ch}}", server.ingest);
+    let out = run_loadgen(&args(&[
+        "--sub-url",
+        &sub,
+        "--transport",
+        "sse",
+        "--subscribers",
+        "200",
+        "--channels",
+        "4",
+        "--pub-url",
+        &publ,
+        "--rate",
+        "200",
+        "--duration",
+        "3",
+        "--target",
+        "all",
+        "--settle",
+        "5",
+        "--label",
+        "smoke-sse",
+    ]));
+    assert_eq!(out["label"], "smoke-sse");
+    assert_eq!(out["transport"], "sse");
+    // 600 messages round-robin over 4 channels of 50 subscribers each.
+    assert_complete(&out, 200, 600, 50);
+    assert!(out["connect_ms"]["all_connected_ms"].as_f64().is_some(), "{out}");
+}
+
+#[test]
+fn sse_subscribers_get_every_message_published_over_resp() {
+    let server = Server::start(&[]);
+    let sub = format!("http://{}/sub/{{ch}}", server.public);
+    let out = run_loadgen(&args(&[
+        "--sub-url",
+        &sub,
+        "--subscribers",
+        "100",
+        "--channels",
+        "2",
+        "--pub-resp",
+        &server.resp.to_string(),
+        "--rate",
+        "200",
+        "--duration",
+        "2",
+        "--target",
+        "all",
+        "--settle",
+        "5",
+    ]));
+    assert_complete(&out, 100, 400, 50);
+}
+
+#[test]
+fn websocket_subscribers_get_every_message() {
+    let server = Server::start(&[]);
+    let sub = format!("http://{}/sub/{{ch}}", server.public);
+    let publ = format!("http://{}/pub/{{ch}}", server.ingest);
+    let out = run_loadgen(&args(&[
+        "--sub-url",
+        &sub,
+        "--transport",
+        "ws",
+        "--subscribers",
+        "100",
+        "--channels",
+        "2",
+        "--pub-url",
+        &publ,
+        "--rate",
+        "200",
+        "--duration",
+        "2",
+        "--target",
+        "all",
+        "--settle",
+        "5",
+    ]));
+    assert_eq!(out["transport"], "ws");
+    assert_complete(&out, 100, 400, 50);
+}
+
+#[test]
+fn usage_errors_exit_2_and_nothing_leaves_loopback() {
+    for bad in [
+        &["--sub-url", "http://10.1.2.3:80/sub/{ch}", "--no-publish"][..],
+        &["--sub-url", "http://127.0.0.1:1/sub/{ch}", "--no-publish", "--source-addrs", "192.168.0.1"],
+        &["--sub-url", "http://127.0.0.1:1/sub/{ch}"],
+        &["--bogus"],
+    ] {
+        let out = Command::new(loadgen_bin()).args(bad).output().expect("run loadgen");
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
