@@ -930,3 +930,45 @@ fn http10_sse_streams_unchunked_until_close() {
     let rest = String::from_utf8_lossy(&rest);
     assert!(!rest.contains("\r\n"), "chunk framing at the end of an HTTP/1.0 body: {rest:?}");
 }
+
+/// Publishes pipelined on one connection are with the fan-out thread
+/// together, yet every answer comes back in request order, interleaved with
+/// answers that need no fan-out (a 404, /healthz, a channel query).
+#[test]
+fn pipelined_publishes_are_in_flight_together_and_answered_in_order() {
+    let server = Server::start(&[]);
+    let mut conn = HttpConn::new(server.ingest);
+    let mut bytes = Vec::new();
+    for i in 0..300 {
+        bytes.extend(format_request("POST", "/pub/pipe", &[], format!("m{i}").as_bytes()));
+        match i {
+            100 => bytes.extend(format_request("GET", "/nope", &[], b"")),
+            150 => bytes.extend(format_request("GET", "/healthz", &[], b"")),
+            200 => bytes.extend(format_request("GET", "/pub/pipe", &[], b"")),
+            _ => {}
+        }
+    }
+    conn.send(&bytes);
+    let mut last: Option<(u64, u64)> = None;
+    for i in 0..300 {
+        let resp = conn.response();
+        assert_eq!(resp.status, 200, "publish #{i}: {}", resp.text());
+        let id = resp.json()["id"].as_str().expect("id").to_string();
+        let (ms, seq) = id.split_once('-').expect("ms-seq");
+        let key = (ms.parse().unwrap(), seq.parse().unwrap());
+        assert!(last.is_none_or(|l| key > l), "publish #{i}: id {id} not after the previous one");
+        last = Some(key);
+        match i {
+            100 => assert_eq!(conn.response().status, 404, "the 404 keeps its place"),
+            150 => assert_eq!(conn.response().text(), "ok\n", "healthz keeps its place"),
+            200 => {
+                let info = conn.response().json();
+                assert_eq!(
+                    info["published"], 201,
+                    "the channel query sees the 201 publishes before it: {info}"
+                );
+            }
+            _ => {}
+        }
+    }
+}

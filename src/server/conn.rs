@@ -27,6 +27,11 @@ pub struct Conn {
     pub ip_counted: bool,
     /// Publishes per second on an ingest connection, when limited.
     pub bucket: Option<crate::guard::TokenBucket>,
+    /// Responses in request order while requests are with the fan-out
+    /// thread: pipelined publishes need not wait for each other's acks.
+    pub pipeline: std::collections::VecDeque<Slot>,
+    /// Close once the pipeline has drained (the last request asked for it).
+    pub close_when_drained: bool,
 }
 
 pub enum Phase {
@@ -45,6 +50,30 @@ pub enum Phase {
     /// A Redis-protocol publisher connection.
     Resp(Box<super::resp_conn::RespState>),
 }
+
+/// One response slot of a pipelined connection.
+pub enum Slot {
+    /// Waiting for the fan-out thread; answered in the request's version.
+    Waiting { awaiting: Awaiting, version: crate::http::Version, keep_alive: bool },
+    /// Built, waiting for the responses before it.
+    Ready(Vec<u8>),
+    /// A channel query or delete behind publishes still in flight: sent to
+    /// the fan-out thread only once they are answered, so that it sees them
+    /// (queries travel on the control queue, which overtakes publishes).
+    Deferred { query: Query, version: crate::http::Version, keep_alive: bool },
+}
+
+/// A request on a channel that must see the publishes before it.
+#[derive(Debug, Clone)]
+pub enum Query {
+    Info(Arc<str>),
+    Delete(Arc<str>),
+}
+
+/// The most requests one connection may have with the fan-out thread at once.
+/// Enough to keep batches full for a pipelining publisher (as on RESP),
+/// without letting one connection take the whole publish queue.
+pub const MAX_PIPELINE: usize = 64;
 
 /// What a connection in `Phase::Waiting` waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +162,8 @@ impl Conn {
             ip,
             ip_counted: false,
             bucket: None,
+            pipeline: Default::default(),
+            close_when_drained: false,
         }
     }
 }

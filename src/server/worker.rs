@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::conn::{Awaiting, Conn, Phase, Subscription};
+use super::conn::{Awaiting, Conn, Phase, Query, Slot, Subscription, MAX_PIPELINE};
 use super::respond;
 use super::route::{route, Port, Refusal, Route, RouteLimits, SubscribeRequest};
 use crate::chunk::Chunk;
@@ -113,7 +113,12 @@ impl Worker {
             if let Phase::Resp(_) = &conn.phase {
                 return self.resp_input(io, key);
             }
-            if !matches!(conn.phase, Phase::Reading) || input.is_empty() {
+            let deferred = conn.pipeline.iter().any(|s| matches!(s, Slot::Deferred { .. }));
+            if !matches!(conn.phase, Phase::Reading)
+                || input.is_empty()
+                || conn.pipeline.len() >= MAX_PIPELINE
+                || deferred
+            {
                 return;
             }
             let port = conn.port;
@@ -191,20 +196,12 @@ impl Worker {
                 let awaiting = if batch { Awaiting::Batch } else { Awaiting::Publish };
                 let received_at = io.now();
                 match self.fanout.try_publish(Publish { messages, reply, received_at }) {
-                    Ok(()) => set_phase(io, key, Phase::Waiting(awaiting)),
+                    Ok(()) => self.await_reply(io, key, awaiting),
                     Err(_) => self.answer(io, key, respond::busy),
                 }
             }
-            Ok(Route::ChannelInfo(channel)) => {
-                let reply = ReplyTo { loop_id: self.loop_id, conn: key.to_u64() };
-                self.fanout.control(Control::ChannelInfo { reply, channel });
-                set_phase(io, key, Phase::Waiting(Awaiting::Info));
-            }
-            Ok(Route::DeleteChannel(channel)) => {
-                let reply = ReplyTo { loop_id: self.loop_id, conn: key.to_u64() };
-                self.fanout.control(Control::DeleteChannel { reply, channel });
-                set_phase(io, key, Phase::Waiting(Awaiting::Delete));
-            }
+            Ok(Route::ChannelInfo(channel)) => self.query(io, key, Query::Info(channel)),
+            Ok(Route::DeleteChannel(channel)) => self.query(io, key, Query::Delete(channel)),
             Ok(Route::Subscribe(req)) if req.ws_accept.is_some() && !self.ws_origin_allowed(&request) => {
                 let refusal = Refusal::new(403, "WebSocket from an origin that cors_origins does not list");
                 self.refuse(io, key, &refusal, false);
@@ -232,8 +229,109 @@ impl Worker {
         if let Some(origin) = &conn.cors {
             respond::add_cors(&mut bytes, origin);
         }
+        if !conn.pipeline.is_empty() {
+            // Earlier requests are still with the fan-out thread: queue behind them.
+            conn.pipeline.push_back(Slot::Ready(bytes));
+            if !conn.keep_alive {
+                // Nothing after this request is read; close once all are answered.
+                conn.close_when_drained = true;
+                conn.phase = Phase::Closing;
+            }
+            return;
+        }
         io.send_exempt(key, Chunk::Owned(bytes));
         self.response_done(io, key);
+    }
+
+    /// Sends a channel query or delete, or defers it behind publishes in flight.
+    fn query(&mut self, io: &mut Io<Conn>, key: ConnKey, query: Query) {
+        let Some(conn) = io.conn(key) else { return };
+        if !conn.pipeline.is_empty() {
+            let (version, keep_alive) = (conn.version, conn.keep_alive);
+            conn.pipeline.push_back(Slot::Deferred { query, version, keep_alive });
+            conn.close_when_drained |= !keep_alive;
+            return;
+        }
+        let awaiting = self.dispatch_query(key, query);
+        self.await_reply(io, key, awaiting);
+    }
+
+    fn dispatch_query(&self, key: ConnKey, query: Query) -> Awaiting {
+        let reply = ReplyTo { loop_id: self.loop_id, conn: key.to_u64() };
+        match query {
+            Query::Info(channel) => {
+                self.fanout.control(Control::ChannelInfo { reply, channel });
+                Awaiting::Info
+            }
+            Query::Delete(channel) => {
+                self.fanout.control(Control::DeleteChannel { reply, channel });
+                Awaiting::Delete
+            }
+        }
+    }
+
+    /// A request went to the fan-out thread: its answer gets a slot, and the
+    /// connection reads on (up to `MAX_PIPELINE` requests in flight).
+    fn await_reply(&mut self, io: &mut Io<Conn>, key: ConnKey, awaiting: Awaiting) {
+        let Some(conn) = io.conn(key) else { return };
+        let slot = Slot::Waiting { awaiting, version: conn.version, keep_alive: conn.keep_alive };
+        conn.pipeline.push_back(slot);
+        conn.close_when_drained |= !conn.keep_alive;
+        conn.phase = Phase::Reading;
+        io.clear_deadline(key);
+    }
+
+    /// Fills the oldest slot waiting for `kinds` and writes every answer
+    /// that is now in order.
+    fn fill_slot(
+        &mut self,
+        io: &mut Io<Conn>,
+        key: ConnKey,
+        kinds: &[Awaiting],
+        build: impl FnOnce(Awaiting, Version, bool) -> Vec<u8>,
+    ) -> bool {
+        let Some(conn) = io.conn(key) else { return false };
+        let found = conn
+            .pipeline
+            .iter_mut()
+            .find(|s| matches!(s, Slot::Waiting { awaiting, .. } if kinds.contains(awaiting)));
+        let Some(slot) = found else { return false };
+        if let Slot::Waiting { awaiting, version, keep_alive } = *slot {
+            let mut bytes = build(awaiting, version, keep_alive);
+            if let Some(origin) = &conn.cors {
+                respond::add_cors(&mut bytes, origin);
+            }
+            *slot = Slot::Ready(bytes);
+        }
+        let mut out = Vec::new();
+        while let Some(Slot::Ready(_)) = conn.pipeline.front() {
+            if let Some(Slot::Ready(bytes)) = conn.pipeline.pop_front() {
+                out.extend_from_slice(&bytes);
+            }
+        }
+        // A deferred query whose publishes are all answered goes out now.
+        if let Some(Slot::Deferred { .. }) = conn.pipeline.front() {
+            if let Some(Slot::Deferred { query, version, keep_alive }) = conn.pipeline.pop_front() {
+                let awaiting = self.dispatch_query(key, query);
+                conn.pipeline.push_front(Slot::Waiting { awaiting, version, keep_alive });
+            }
+        }
+        let drained = conn.pipeline.is_empty();
+        let close = drained && conn.close_when_drained;
+        if !out.is_empty() {
+            io.send_exempt(key, Chunk::Owned(out));
+        }
+        if close {
+            if let Some(conn) = io.conn(key) {
+                conn.phase = Phase::Closing;
+            }
+            io.close_after_flush(key);
+        } else if drained {
+            let at = io.now() + self.shared.head_timeout;
+            io.set_deadline(key, at);
+        }
+        self.process(io, key);
+        true
     }
 
     /// Refuses with a JSON error; `keep` says whether the connection may go on.
@@ -496,13 +594,11 @@ impl Worker {
         &mut self,
         io: &mut Io<Conn>,
         conn_id: u64,
+        kinds: &[Awaiting],
         build: impl FnOnce(Awaiting, Version, bool) -> Vec<u8>,
     ) {
         let key = ConnKey::from_u64(conn_id);
-        let Some(Phase::Waiting(awaiting)) = io.conn(key).map(|c| &c.phase) else { return };
-        let awaiting = *awaiting;
-        self.answer(io, key, |v, k| build(awaiting, v, k));
-        self.process(io, key);
+        self.fill_slot(io, key, kinds, build);
     }
 
     /// Ends the streams (and answers the polls) of this loop's subscribers of
@@ -603,6 +699,7 @@ impl Worker {
                     let messages = mem::take(&mut sub.collected);
                     self.answer_poll(io, key, sub, messages);
                 }
+                Phase::Reading if !conn.pipeline.is_empty() => conn.close_when_drained = true,
                 Phase::Reading => io.close_after_flush(key),
                 Phase::Resp(mut state) => {
                     state.finish();
@@ -700,6 +797,11 @@ impl Service for Worker {
         match conn.phase {
             // A publish in flight is still answered; then the connection closes.
             Phase::Waiting(_) => conn.keep_alive = false,
+            // Pipelined requests still with the fan-out thread are answered first.
+            Phase::Reading if !conn.pipeline.is_empty() => {
+                conn.keep_alive = false;
+                conn.close_when_drained = true;
+            }
             // Every command received before the end is still answered (a
             // pipelining publisher may half-close right after its last write).
             Phase::Resp(ref mut state) => {
@@ -751,14 +853,20 @@ impl Service for Worker {
                 LoopMsg::Published { conn, acks } if self.is_resp(io, conn) => {
                     self.resp_ack(io, ConnKey::from_u64(conn), &acks)
                 }
-                LoopMsg::Published { conn, acks } => self.on_reply(io, conn, |awaiting, v, k| {
-                    respond::published(&acks, awaiting == Awaiting::Batch, v, k)
-                }),
+                LoopMsg::Published { conn, acks } => {
+                    self.on_reply(io, conn, &[Awaiting::Publish, Awaiting::Batch], |awaiting, v, k| {
+                        respond::published(&acks, awaiting == Awaiting::Batch, v, k)
+                    })
+                }
                 LoopMsg::ChannelInfo { conn, info } => {
-                    self.on_reply(io, conn, |_, v, k| respond::channel_info(info.as_ref(), v, k))
+                    self.on_reply(io, conn, &[Awaiting::Info], |_, v, k| {
+                        respond::channel_info(info.as_ref(), v, k)
+                    })
                 }
                 LoopMsg::Deleted { conn, channel, subscribers } => {
-                    self.on_reply(io, conn, |_, v, k| respond::deleted(&channel, subscribers, v, k))
+                    self.on_reply(io, conn, &[Awaiting::Delete], |_, v, k| {
+                        respond::deleted(&channel, subscribers, v, k)
+                    })
                 }
                 LoopMsg::ChannelDeleted(channel) => self.on_channel_deleted(io, &channel),
                 LoopMsg::Bayeux { conn, body } => self.on_bayeux(io, conn, body),
