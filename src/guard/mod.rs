@@ -33,6 +33,9 @@ pub struct Guard {
     per_ip: Mutex<HashMap<IpAddr, PerIp>>,
 }
 
+/// Addresses tracked before idle ones are pruned (a few MiB at most).
+const MAX_TRACKED_ADDRESSES: usize = 50_000;
+
 #[derive(Default)]
 struct PerIp {
     connections: usize,
@@ -76,7 +79,8 @@ impl Guard {
         let Ok(mut map) = self.per_ip.lock() else { return };
         if let Some(entry) = map.get_mut(&ip) {
             entry.connections = entry.connections.saturating_sub(1);
-            if entry.connections == 0 {
+            // A publish rate must hold across reconnects: keep the bucket.
+            if entry.connections == 0 && entry.bucket.is_none() {
                 map.remove(&ip);
             }
         }
@@ -93,6 +97,11 @@ impl Guard {
             return Ok(());
         }
         let Ok(mut map) = self.per_ip.lock() else { return Ok(()) };
+        if map.len() > MAX_TRACKED_ADDRESSES {
+            // Forget addresses with no connection whose bucket has refilled:
+            // they are indistinguishable from new ones.
+            map.retain(|_, e| e.connections > 0 || e.bucket.as_ref().is_some_and(|b| !b.is_full(now)));
+        }
         let bucket =
             map.entry(ip).or_default().bucket.get_or_insert_with(|| TokenBucket::new(self.rate_per_ip, now));
         bucket.take(now).map_err(|retry| Denied {
@@ -128,7 +137,7 @@ impl Guard {
     /// Checks an ingest request's `Authorization` (`Bearer KEY` or `KEY`).
     pub fn ingest_authorized(&self, authorization: Option<&str>) -> bool {
         let Some(key) = &self.ingest_key else { return true };
-        let given = authorization.map(|a| a.strip_prefix("Bearer ").unwrap_or(a).trim());
+        let given = authorization.map(|a| crate::server::bearer(a).unwrap_or(a).trim());
         given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()))
     }
 }

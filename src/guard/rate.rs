@@ -15,6 +15,11 @@ impl TokenBucket {
         TokenBucket { rate, tokens: rate, last: now }
     }
 
+    /// Whether the bucket would be full at `now` (an idle client).
+    pub fn is_full(&self, now: Instant) -> bool {
+        self.tokens + now.saturating_duration_since(self.last).as_secs_f64() * self.rate >= self.rate
+    }
+
     /// Takes one token; false (with the seconds until one is back) when empty.
     pub fn take(&mut self, now: Instant) -> Result<(), u64> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();

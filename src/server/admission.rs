@@ -20,12 +20,19 @@ fn refusal(d: Denied) -> Refusal {
     r
 }
 
-/// The bearer token of a request: `Authorization: Bearer …`, else `?token=`.
+/// The bearer token of a request: `Authorization: Bearer …` (the scheme
+/// is case-insensitive, RFC 7235), else `?token=`.
 pub fn token(req: &Request) -> Option<String> {
     req.header_str("authorization")
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string())
+        .and_then(bearer)
+        .map(String::from)
         .or_else(|| req.query_param("token").filter(|t| !t.is_empty()))
+}
+
+/// The credentials of `Bearer <credentials>`, any case of the scheme.
+pub fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, rest) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
 fn now_secs() -> u64 {
@@ -72,7 +79,15 @@ impl Worker {
     ) -> Result<Option<Claims>, Refusal> {
         let Some(policy) = &self.shared.guard.auth else { return Ok(None) };
         let token = token(req);
-        policy.subscribe(token.as_deref(), sub.channels.iter().map(|c| &**c), now_secs()).map_err(refusal)
+        let claims = policy
+            .subscribe(token.as_deref(), sub.channels.iter().map(|c| &**c), now_secs())
+            .map_err(refusal)?;
+        // A WebSocket keeps the token it opened with for channels it adds later,
+        // even when its first channels needed none.
+        if claims.is_none() && sub.ws_accept.is_some() && token.is_some() {
+            return policy.verify(token.as_deref(), now_secs()).map(Some).map_err(refusal);
+        }
+        Ok(claims)
     }
 
     /// Every publish path over HTTP: the per-connection rate on the ingest

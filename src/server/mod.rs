@@ -13,4 +13,5 @@ mod start;
 mod websocket;
 mod worker;
 
+pub use admission::bearer;
 pub use start::{start, Running, Stopper};

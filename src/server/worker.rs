@@ -363,8 +363,8 @@ impl Worker {
         claims: Option<crate::auth::Claims>,
     ) {
         let token_expires = claims.as_ref().and_then(|c| c.exp).map(|exp| {
-            let left = exp.saturating_sub(crate::hub::id::unix_ms() / 1000);
-            io.now() + Duration::from_secs(left)
+            let left_ms = exp.saturating_mul(1000).saturating_sub(crate::hub::id::unix_ms());
+            io.now() + Duration::from_millis(left_ms)
         });
         let Some(conn) = io.conn(key) else { return };
         let encoding = req.transport.encoding(req.callback.as_deref());
@@ -427,7 +427,8 @@ impl Worker {
         } else if !reply.catchup.is_empty() || reply.gap || sub.poll_timeout.is_zero() || io.shutting_down() {
             self.answer_poll(io, key, sub, reply.catchup);
         } else {
-            let at = io.now() + sub.poll_timeout;
+            // A held long-poll is answered by its token's expiry at the latest.
+            let at = (io.now() + sub.poll_timeout).min(sub.token_expires.unwrap_or(far_future(io.now())));
             self.enlist(key, &sub);
             set_phase(io, key, Phase::Polling(sub));
             io.set_deadline(key, at);
@@ -891,4 +892,9 @@ impl Service for Worker {
             _ => {}
         }
     }
+}
+
+/// A time no deadline reaches (for `min` with optional deadlines).
+fn far_future(now: std::time::Instant) -> std::time::Instant {
+    now + Duration::from_secs(365 * 86_400)
 }

@@ -441,6 +441,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether a session's (unexpired) token grants a concrete hub channel.
+    fn session_grants(&self, cid: &str, hub: &str) -> bool {
+        let claims = self.sessions.get(cid).and_then(|s| s.claims.as_ref());
+        claims.is_some_and(|c| {
+            c.exp.is_none_or(|exp| now_secs() < exp)
+                && c.channels.iter().any(|p| crate::auth::pattern_matches(p, hub))
+        })
+    }
+
     fn known(&self, m: &Incoming) -> Option<String> {
         m.client_id.clone().filter(|c| self.sessions.contains_key(c))
     }
@@ -463,7 +472,13 @@ impl Engine {
                 continue;
             }
             let delivery = self.delivery(message, &name, targets.len());
+            let protected = self.config.auth.as_ref().is_some_and(|p| p.requires(&message.channel));
             for cid in targets {
+                // A wildcard may reach channels that need a token: only a
+                // session whose token grants this very channel gets it.
+                if protected && !self.session_grants(cid, &message.channel) {
+                    continue;
+                }
                 let sent_as_history = self
                     .sessions
                     .get(cid)
