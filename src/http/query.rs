@@ -38,6 +38,17 @@ pub(crate) fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
+/// Checks that every name and value of a query decodes, so a request with a
+/// broken parameter is refused (400) rather than served as if it were absent.
+pub fn validate(query: &str) -> Result<(), HttpError> {
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        percent_decode(name, true)?;
+        percent_decode(value, true)?;
+    }
+    Ok(())
+}
+
 /// Iterates the `name=value` pairs of a raw query string (without `?`).
 ///
 /// Pairs are split on `&`; a pair without `=` has an empty value; empty

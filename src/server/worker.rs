@@ -418,13 +418,27 @@ impl Worker {
                 return;
             }
         };
-        let mut sub = sub;
+                let mut sub = sub;
         sub.registered = reply.registered;
         sub.gap = reply.gap;
         sub.last_id = reply.last_id;
+        let answer_now = !reply.catchup.is_empty() || reply.gap || sub.poll_timeout.is_zero();
+        let peer_done = io.conn(key).is_some_and(|c| c.peer_done);
+        if peer_done && (sub.transport.is_streaming() || !answer_now) {
+            // The client half-closed: nothing to hold a stream or a poll open for.
+            if sub.registered {
+                self.fanout.control(Control::Unsubscribe {
+                    loop_id: self.loop_id,
+                    channels: sub.channels.clone(),
+                    encoding: sub.encoding,
+                });
+            }
+            set_phase(io, key, Phase::Closing);
+            io.close(key);
+            return;
+        }
         if sub.transport.is_streaming() {
-            self.start_stream(io, key, sub, &reply.catchup);
-        } else if !reply.catchup.is_empty() || reply.gap || sub.poll_timeout.is_zero() || io.shutting_down() {
+            self.start_stream(io, key, sub, &reply.catchup);        } else if answer_now || io.shutting_down() {
             self.answer_poll(io, key, sub, reply.catchup);
         } else {
             // A held long-poll is answered by its token's expiry at the latest.
@@ -480,12 +494,17 @@ impl Worker {
             set_phase(io, key, Phase::Closing);
             return;
         }
-        if sub.registered {
+                if sub.registered {
             self.enlist(key, &sub);
         }
         let at = (io.now() + self.shared.heartbeat).min(sub.ends_at.unwrap_or_else(|| io.now()));
+        let websocket = sub.ws.is_some();
         set_phase(io, key, Phase::Streaming(sub));
         io.set_deadline(key, at);
+        if websocket {
+            // Frames may have arrived with the upgrade request.
+            self.process(io, key);
+        }
     }
 
     /// Answers a long-poll with `messages` (as many as fit half the outbound
@@ -798,11 +817,18 @@ impl Service for Worker {
         match conn.phase {
             // A publish in flight is still answered; then the connection closes.
             Phase::Waiting(_) => conn.keep_alive = false,
-            // Pipelined requests still with the fan-out thread are answered first.
+                        // Pipelined requests still with the fan-out thread are answered first.
             Phase::Reading if !conn.pipeline.is_empty() => {
                 conn.keep_alive = false;
                 conn.close_when_drained = true;
             }
+            // A half-close after a request: its answer (already queued) still goes out.
+            Phase::Reading => {
+                conn.phase = Phase::Closing;
+                io.close_after_flush(key);
+            }
+            // A subscribe in flight is answered (a `timeout=0` poll, say), then closed.
+            Phase::Subscribing(_) => conn.keep_alive = false,
             // Every command received before the end is still answered (a
             // pipelining publisher may half-close right after its last write).
             Phase::Resp(ref mut state) => {

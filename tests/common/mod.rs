@@ -98,6 +98,11 @@ impl Server {
         }
     }
 
+    /// The server's process id (for /proc/<pid>/status, /proc/<pid>/fd).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().clone()
     }
