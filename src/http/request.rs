@@ -261,7 +261,7 @@ fn split_target(target: &str) -> Result<(String, String), HttpError> {
     if !raw_path.starts_with('/') {
         return Err(HttpError::malformed("request target must start with '/'"));
     }
-        let path = query::percent_decode(raw_path, false)?;
+    let path = query::percent_decode(raw_path, false)?;
     query::validate(query)?;
     Ok((path, query.to_string()))
 }

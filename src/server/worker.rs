@@ -418,7 +418,7 @@ impl Worker {
                 return;
             }
         };
-                let mut sub = sub;
+        let mut sub = sub;
         sub.registered = reply.registered;
         sub.gap = reply.gap;
         sub.last_id = reply.last_id;
@@ -438,7 +438,8 @@ impl Worker {
             return;
         }
         if sub.transport.is_streaming() {
-            self.start_stream(io, key, sub, &reply.catchup);        } else if answer_now || io.shutting_down() {
+            self.start_stream(io, key, sub, &reply.catchup);
+        } else if answer_now || io.shutting_down() {
             self.answer_poll(io, key, sub, reply.catchup);
         } else {
             // A held long-poll is answered by its token's expiry at the latest.
@@ -494,7 +495,7 @@ impl Worker {
             set_phase(io, key, Phase::Closing);
             return;
         }
-                if sub.registered {
+        if sub.registered {
             self.enlist(key, &sub);
         }
         let at = (io.now() + self.shared.heartbeat).min(sub.ends_at.unwrap_or_else(|| io.now()));
@@ -817,7 +818,7 @@ impl Service for Worker {
         match conn.phase {
             // A publish in flight is still answered; then the connection closes.
             Phase::Waiting(_) => conn.keep_alive = false,
-                        // Pipelined requests still with the fan-out thread are answered first.
+            // Pipelined requests still with the fan-out thread are answered first.
             Phase::Reading if !conn.pipeline.is_empty() => {
                 conn.keep_alive = false;
                 conn.close_when_drained = true;
