@@ -156,6 +156,18 @@ pub struct Config {
     pub publish_rate_per_ip: u32,
     /// Publishes per second per ingest (HTTP or RESP) connection; 0 = no limit.
     pub publish_rate_per_connection: u32,
+    /// Pushlet: a session with no request and no open stream for this long is
+    /// dropped (Pushlet's `session.timeout.mins`, 5 minutes).
+    pub pushlet_lease_secs: u64,
+    /// Pushlet: events one session may have queued; over it the session is
+    /// dropped, as Pushlet did (its own bound was 23 events).
+    pub pushlet_max_queue: usize,
+    /// Pushlet: how long a pull request is held, and the stream heartbeat
+    /// interval (Pushlet's `queue.read.timeout.millis`, 20 s).
+    pub pushlet_read_timeout_secs: u64,
+    /// Pushlet: subject prefixes clients may publish to, comma-separated;
+    /// empty (the default) turns Pushlet publishing off.
+    pub pushlet_publish_allow: String,
     /// Log verbosity: one of error, warn, info, debug, trace. `info` logs
     /// lifecycle events without per-request noise.
     pub log_level: String,
@@ -207,6 +219,10 @@ impl Default for Config {
             max_connections_per_ip: 0,
             publish_rate_per_ip: 0,
             publish_rate_per_connection: 0,
+            pushlet_lease_secs: 300,
+            pushlet_max_queue: 1000,
+            pushlet_read_timeout_secs: 20,
+            pushlet_publish_allow: String::new(),
             log_level: "info".to_string(),
         }
     }
@@ -334,6 +350,9 @@ impl Config {
             check_range("bayeux_max_queue", self.bayeux_max_queue, 1, 1_000_000),
             check_range("bayeux_history_on_subscribe", self.bayeux_history_on_subscribe, 0, 100_000),
             check_one_of("blocked_words_mode", &self.blocked_words_mode, &["mask", "reject"]),
+            check_range("pushlet_lease_secs", self.pushlet_lease_secs, 1, 86_400),
+            check_range("pushlet_max_queue", self.pushlet_max_queue, 1, 1_000_000),
+            check_range("pushlet_read_timeout_secs", self.pushlet_read_timeout_secs, 1, 3600),
             crate::guard::IpRules::parse(&self.ip_allow_subscribers, &self.ip_deny_subscribers)
                 .map(|_| ())
                 .map_err(|e| format!("ip_allow_subscribers / ip_deny_subscribers: {e}")),
@@ -603,7 +622,7 @@ mod tests {
     #[test]
     fn keys_cover_every_field() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 44);
+        assert_eq!(keys.len(), 48);
         assert!(keys.iter().any(|k| k == "max_outbound_bytes"));
     }
 
@@ -757,6 +776,10 @@ const SETTING_HELP: &[(&str, &str)] = &[
     ("max_connections_per_ip", "connections per client address; 0 = no limit"),
     ("publish_rate_per_ip", "public-side publishes per second per address; 0 = no limit"),
     ("publish_rate_per_connection", "publishes per second per ingest connection; 0 = no limit"),
+    ("pushlet_lease_secs", "Pushlet: session lease without requests or a stream"),
+    ("pushlet_max_queue", "Pushlet: events queued per session before it is dropped"),
+    ("pushlet_read_timeout_secs", "Pushlet: pull hold time and stream heartbeat interval"),
+    ("pushlet_publish_allow", "Pushlet: subject prefixes clients may publish to; empty = off"),
     ("log_level", "error, warn, info, debug or trace"),
 ];
 

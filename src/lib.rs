@@ -17,6 +17,7 @@ pub mod guard;
 pub mod http;
 pub mod hub;
 pub mod log;
+pub mod pushlet;
 pub mod reactor;
 pub mod resp;
 pub mod server;

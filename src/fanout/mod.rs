@@ -29,8 +29,9 @@ pub struct FanoutConfig {
     pub batch_window: Duration,
     pub batch_max: usize,
     pub publish_queue: usize,
-    /// Receives every published batch (the Bayeux thread matches wildcards itself).
-    pub tap: Option<crossbeam_channel::Sender<Vec<Arc<Message>>>>,
+    /// Receive every published batch: the Bayeux and Pushlet threads, which
+    /// match subscriptions (wildcards, prefixes) themselves.
+    pub taps: Vec<crossbeam_channel::Sender<Vec<Arc<Message>>>>,
 }
 
 /// One message to publish.
@@ -180,6 +181,11 @@ pub enum LoopMsg {
     Bayeux {
         conn: u64,
         body: Vec<u8>,
+    },
+    /// A piece of the Pushlet thread's answer for a connection.
+    Pushlet {
+        conn: u64,
+        part: crate::pushlet::thread::Part,
     },
     /// Stop accepting, end streams, exit.
     Shutdown,

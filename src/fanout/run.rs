@@ -219,8 +219,11 @@ impl Fanout {
                 self.mail(loop_id, LoopMsg::Batch(batch));
             }
         }
-        if let Some(tap) = &self.config.tap {
-            let _ = tap.send(mem::take(&mut self.tapped));
+        if !self.config.taps.is_empty() {
+            let batch = mem::take(&mut self.tapped);
+            for tap in &self.config.taps {
+                let _ = tap.send(batch.clone());
+            }
         }
         crate::stats::inc(&self.stats.fanout.batches);
         crate::stats::set(&self.stats.fanout.channels, self.channels.len() as u64);
@@ -255,7 +258,7 @@ impl Fanout {
         }
         let subscribers = ch.subscribers;
         ch.push(message.clone(), history_size);
-        if self.config.tap.is_some() {
+        if !self.config.taps.is_empty() {
             self.tapped.push(message);
         }
         PublishAck { id, channel: new.channel, subscribers }

@@ -88,6 +88,10 @@ pub enum Awaiting {
     Delete,
     /// A Bayeux request, answered by the Bayeux thread.
     Bayeux,
+    /// A Pushlet request, answered by the Pushlet thread.
+    Pushlet,
+    /// An open Pushlet stream, written by the Pushlet thread.
+    PushletStream,
 }
 
 pub struct Subscription {

@@ -5,6 +5,7 @@ mod admission;
 mod bayeux_conn;
 mod conn;
 pub mod cors;
+mod pushlet_conn;
 mod report;
 mod resp_conn;
 mod respond;

@@ -79,6 +79,11 @@ pub enum Route {
     BayeuxSocket {
         accept: String,
     },
+    /// A Pushlet request: its fields and the path (for refresh URLs).
+    Pushlet {
+        fields: Vec<(String, String)>,
+        path: String,
+    },
 }
 
 /// A request refused before it reaches the hub.
@@ -119,6 +124,9 @@ pub fn route(req: &Request, port: Port, limits: &RouteLimits) -> Result<Route, R
 fn route_public(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
     if req.path == "/bayeux" || req.path.starts_with("/bayeux/") {
         return bayeux(req);
+    }
+    if req.path == "/pushlet" || req.path == "/pushlet/pushlet.srv" {
+        return pushlet(req);
     }
     if req.path == "/favicon.ico" {
         return Ok(Route::NoContent);
@@ -232,6 +240,19 @@ fn bayeux(req: &Request) -> Result<Route, Refusal> {
         }
         _ => Err(Refusal::method("POST, GET, OPTIONS")),
     }
+}
+
+/// `/pushlet/pushlet.srv` (or `/pushlet`): GET, or POST with a form body or
+/// the original protocol's `<event …/>` body. `p_event` is required.
+fn pushlet(req: &Request) -> Result<Route, Refusal> {
+    if !matches!(req.method, Method::Get | Method::Post) {
+        return Err(Refusal::method("GET, POST"));
+    }
+    let fields = crate::pushlet::request_fields(&req.query, &req.body).map_err(|e| Refusal::new(400, e))?;
+    if !fields.iter().any(|(n, v)| n == "p_event" && !v.is_empty()) {
+        return Err(Refusal::new(400, "p_event is required (join, listen, subscribe, publish, …)"));
+    }
+    Ok(Route::Pushlet { fields, path: req.path.clone() })
 }
 
 /// Checks the WebSocket opening handshake and computes the accept key.

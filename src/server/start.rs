@@ -27,6 +27,7 @@ pub struct Running {
     loops: Vec<JoinHandle<()>>,
     fanout: JoinHandle<()>,
     bayeux_thread: JoinHandle<()>,
+    pushlet_thread: JoinHandle<()>,
 }
 
 /// Stops a running gateway from another thread (a signal handler's).
@@ -63,6 +64,7 @@ impl Running {
         // The Bayeux thread ends when the loops' handles are gone, and then
         // drops its fan-out handle, which lets the fan-out thread end.
         let _ = self.bayeux_thread.join();
+        let _ = self.pushlet_thread.join();
         let _ = self.fanout.join();
     }
 }
@@ -154,6 +156,23 @@ fn bayeux_config(config: &Config) -> crate::bayeux::engine::Config {
     }
 }
 
+fn pushlet_config(config: &Config) -> crate::pushlet::engine::Config {
+    crate::pushlet::engine::Config {
+        lease: Duration::from_secs(config.pushlet_lease_secs),
+        max_queue: config.pushlet_max_queue,
+        read_timeout: Duration::from_secs(config.pushlet_read_timeout_secs),
+        // Pushlet's own refresh waits: pull 2–6 s, poll 6–10 s.
+        pull_wait_ms: (2000, 6000),
+        poll_wait_ms: (6000, 10_000),
+        publish_allow: config
+            .pushlet_publish_allow
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
+    }
+}
+
 /// Starts the gateway described by `config` (already validated).
 pub fn start(config: &Config) -> Result<Running, String> {
     let threads = config.threads_effective();
@@ -182,13 +201,14 @@ pub fn start(config: &Config) -> Result<Running, String> {
     // subscriptions need to see every channel). Unbounded: one entry per
     // batch, at most one batch per window.
     let (tap_tx, tap_rx) = crossbeam_channel::unbounded();
+    let (pushlet_tap_tx, pushlet_tap_rx) = crossbeam_channel::unbounded();
     let fanout_config = FanoutConfig {
         history_size: config.history_size,
         history_ttl: Duration::from_secs(config.history_ttl_secs),
         batch_window: Duration::from_micros(config.batch_window_us),
         batch_max: config.batch_max,
         publish_queue: config.publish_queue,
-        tap: Some(tap_tx),
+        taps: vec![tap_tx, pushlet_tap_tx],
     };
     let (handle, fanout) = fanout::spawn(fanout_config, mailboxes.clone(), shared.stats.clone())
         .map_err(|e| format!("fan-out thread: {e}"))?;
@@ -200,9 +220,18 @@ pub fn start(config: &Config) -> Result<Running, String> {
         shared.guard.clone(),
     )
     .map_err(|e| format!("Bayeux thread: {e}"))?;
+    let (pushlet, pushlet_thread) = crate::pushlet::thread::spawn(
+        pushlet_config(config),
+        mailboxes.clone(),
+        handle.clone(),
+        pushlet_tap_rx,
+        shared.guard.clone(),
+    )
+    .map_err(|e| format!("Pushlet thread: {e}"))?;
     let mut loops = Vec::with_capacity(threads);
     for (loop_id, (reactor, inbox)) in reactors.into_iter().zip(inboxes).enumerate() {
-        let mut worker = Worker::new(loop_id, shared.clone(), handle.clone(), bayeux.clone(), inbox);
+        let mut worker =
+            Worker::new(loop_id, shared.clone(), handle.clone(), bayeux.clone(), pushlet.clone(), inbox);
         let thread = std::thread::Builder::new()
             .name(format!("halley-loop-{loop_id}"))
             .spawn(move || {
@@ -213,5 +242,15 @@ pub fn start(config: &Config) -> Result<Running, String> {
             .map_err(|e| format!("event loop thread: {e}"))?;
         loops.push(thread);
     }
-    Ok(Running { public_addr, ingest_addr, resp_addr, threads, mailboxes, loops, fanout, bayeux_thread })
+    Ok(Running {
+        public_addr,
+        ingest_addr,
+        resp_addr,
+        threads,
+        mailboxes,
+        loops,
+        fanout,
+        bayeux_thread,
+        pushlet_thread,
+    })
 }

@@ -53,6 +53,7 @@ pub struct Worker {
     pub(super) shared: Arc<Shared>,
     pub(super) fanout: FanoutHandle,
     pub(super) bayeux: crate::bayeux::thread::BayeuxHandle,
+    pub(super) pushlet: crate::pushlet::thread::PushletHandle,
     inbox: Inbox<LoopMsg>,
     /// Which of this loop's connections listen on which channel.
     index: HashMap<Arc<str>, HashSet<ConnKey>>,
@@ -67,6 +68,7 @@ impl Worker {
         shared: Arc<Shared>,
         fanout: FanoutHandle,
         bayeux: crate::bayeux::thread::BayeuxHandle,
+        pushlet: crate::pushlet::thread::PushletHandle,
         inbox: Inbox<LoopMsg>,
     ) -> Worker {
         Worker {
@@ -74,6 +76,7 @@ impl Worker {
             shared,
             fanout,
             bayeux,
+            pushlet,
             inbox,
             index: HashMap::new(),
             ready_polls: Vec::new(),
@@ -176,6 +179,7 @@ impl Worker {
                 self.answer(io, key, |v, k| respond::page(&page.demo_page, v, k));
             }
             Ok(Route::Bayeux { messages, jsonp }) => self.bayeux_request(io, key, messages, jsonp),
+            Ok(Route::Pushlet { fields, path }) => self.pushlet_request(io, key, fields, path),
             Ok(Route::BayeuxSocket { .. }) if !self.ws_origin_allowed(&request) => {
                 let refusal = Refusal::new(403, "WebSocket from an origin that cors_origins does not list");
                 self.refuse(io, key, &refusal, false);
@@ -898,6 +902,7 @@ impl Service for Worker {
                 }
                 LoopMsg::ChannelDeleted(channel) => self.on_channel_deleted(io, &channel),
                 LoopMsg::Bayeux { conn, body } => self.on_bayeux(io, conn, body),
+                LoopMsg::Pushlet { conn, part } => self.on_pushlet(io, conn, part),
                 LoopMsg::Shutdown => self.shutdown(io),
             }
         }
@@ -915,6 +920,7 @@ impl Service for Worker {
         }
         match conn.phase {
             Phase::Streaming(sub) if sub.ws.as_ref().is_some_and(|w| w.bayeux) => self.bayeux_closed(key),
+            Phase::Waiting(Awaiting::Pushlet | Awaiting::PushletStream) => self.pushlet_closed(key),
             Phase::Polling(sub) | Phase::Streaming(sub) if sub.registered => self.delist(key, &sub),
             _ => {}
         }
