@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""Turns one scenario's loadgen JSON (one file per server) into a markdown
+report. Called by bench/compare.sh; can be re-run on a kept state dir:
+
+  python3 bench/report.py --state /tmp/halley-bench/<stamp>/state \
+      --scenario broadcast --servers halley,nchan,pushpin --out bench/results/<date>-broadcast
+
+Writes <out>.md and copies each server's raw loadgen JSON to <out>.<server>.json.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+
+TITLES = {
+    "idle": "Idle connections",
+    "broadcast": "Broadcast",
+    "many-channels": "Many channels",
+    "longpoll-churn": "Long-poll churn",
+    "connect-storm": "Connect storm",
+}
+
+WHAT = {
+    "idle": "{IDLE_N} SSE subscribers over 100 channels, connected at {CONNECT_RATE}/s and held "
+            "for {IDLE_HOLD} s with nothing published. Reports the time until all were connected and "
+            "the server's resident memory per connection: (RSS peak - RSS at start) / connected, "
+            "summed over the sampled server processes.",
+    "broadcast": "{BC_N} SSE subscribers on one channel; one publisher sends to that channel at each rate "
+                 "of {BC_STEPS} messages/s ({STEP_SECS} s per step, {SETTLE} s settle), so deliveries/s = "
+                 "rate x subscribers. A step is sustained when nothing is lost (no missing, no publish "
+                 "errors) and p99 latency is at most {limit} ms; the headline is the highest "
+                 "deliveries/s before the first step that is not.",
+    "many-channels": "{MC_N} SSE subscribers over {MC_CH} channels ({per_channel} each); each message goes "
+                     "to a random channel, at rates {MC_STEPS} messages/s ({STEP_SECS} s per step). "
+                     "Same sustained rule as broadcast.",
+    "longpoll-churn": "{LP_N} long-poll clients on one channel, each re-polling (with the last id it got) "
+                      "right after every answer, at rates {LP_STEPS} messages/s ({STEP_SECS} s per step). "
+                      "Proof that no client missed a message: `lost` = 0 (per subscriber, every sequence "
+                      "number arrived) at every step. A step is sustained when nothing is lost and p99 is at "
+                      "most {limit} ms (each delivery includes a re-poll round trip).",
+    "connect-storm": "{ST_N} SSE connections opened at once (--connect-rate 0) over 100 channels: the "
+                     "time until all are subscribed (response head received), and connect latency "
+                     "percentiles.",
+}
+
+
+def read(path, default=""):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+def params(state):
+    p = {}
+    for tok in read(os.path.join(state, "params.env")).split():
+        if "=" in tok:
+            k, v = tok.split("=", 1)
+            p[k] = v
+    return p
+
+
+def g(d, *keys, default=None):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d or d[k] is None:
+            return default
+        d = d[k]
+    return d
+
+
+def num(x, digits=0):
+    if x is None:
+        return "–"
+    if isinstance(x, (int, float)):
+        if digits == 0:
+            return f"{x:,.0f}"
+        return f"{x:,.{digits}f}"
+    return str(x)
+
+
+def ms(x):
+    if x is None:
+        return "–"
+    return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
+
+
+def load(state, scen, server):
+    stem = os.path.join(state, f"{scen}.{server}")
+    rc = read(stem + ".rc", "not run")
+    raw = read(stem + ".json")
+    data = None
+    for text in [raw] + [l for l in reversed(raw.splitlines()) if l.startswith("{")]:
+        try:
+            data = json.loads(text)
+            break
+        except ValueError:
+            continue
+    return {"rc": rc, "data": data, "cmd": read(stem + ".cmd"), "stem": stem,
+            "loadavg": read(stem + ".loadavg"), "log_tail": read(stem + ".log")[-400:]}
+
+
+def status_note(r):
+    if r["rc"] == "0" and r["data"] is not None:
+        return None
+    if r["rc"] == "unsupported":
+        return "not run (see the note below)"
+    if r["rc"] == "skipped":
+        return "skipped: time budget used up"
+    if r["rc"] == "not run":
+        return "not run"
+    if r["data"] is None:
+        return f"failed: loadgen exit {r['rc']}, no JSON"
+    return None  # exit != 0 but JSON present: show data, flag below
+
+
+def step_ok(step, limit):
+    lost = (step.get("lost") or 0) + (step.get("publish_errors") or 0)
+    p99 = g(step, "latency_ms", "p99")
+    reasons = []
+    if lost:
+        reasons.append(f"lost {num(step.get('lost') or 0)}, publish errors {num(step.get('publish_errors') or 0)}")
+    if p99 is None:
+        if not step.get("deliveries"):
+            reasons.append("no deliveries")
+    elif p99 > limit:
+        reasons.append(f"p99 {ms(p99)} ms > {limit:g} ms")
+    return (not reasons), "; ".join(reasons)
+
+
+def sustained(steps, limit):
+    best, broke = None, None
+    for s in steps:
+        ok, why = step_ok(s, limit)
+        if not ok:
+            broke = (s.get("rate"), why)
+            break
+        best = s
+    return best, broke
+
+
+def later_pass(steps, broke_rate, limit):
+    """Steps that passed after the first failure (noise, or a server catching up)."""
+    after, seen = [], False
+    for st in steps:
+        if st.get("rate") == broke_rate:
+            seen = True
+            continue
+        if seen and step_ok(st, limit)[0]:
+            after.append(num(st.get("rate")))
+    return f" (later steps passed again: {', '.join(after)} msg/s)" if after else ""
+
+
+def connect_cells(d):
+    c = g(d, "connect_ms") or {}
+    return [f"{num(d.get('connected'))} / {num(d.get('subscribers'))}",
+            ms(c.get("all_connected_ms")), ms(c.get("p50")), ms(c.get("p99")), ms(c.get("max"))]
+
+
+def cpu_cells(d):
+    return [num(g(d, "server", "cpu_secs"), 1), num(g(d, "loadgen", "cpu_secs"), 1)]
+
+
+def errors_text(errs):
+    """loadgen's optional per-run or per-step error list: [{"count", "error"}]."""
+    if not errs:
+        return ""
+    return "; ".join(f"{num(e.get('count'))}× {str(e.get('error', '?')).replace('|', '/')}" for e in errs)
+
+
+def table(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--state", required=True)
+    ap.add_argument("--scenario", required=True)
+    ap.add_argument("--servers", default="halley,nchan,pushpin")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    scen, state = a.scenario, a.state
+    servers = [s for s in a.servers.split(",") if s]
+    p = params(state)
+    limit = float(p.get("LP_P99_LIMIT_MS" if scen == "longpoll-churn" else "P99_LIMIT_MS", "100"))
+    p["limit"] = f"{limit:g}"
+    quick = p.get("QUICK") == "1"
+    try:
+        p["per_channel"] = str(int(p["MC_N"]) // int(p["MC_CH"]))
+    except (KeyError, ValueError, ZeroDivisionError):
+        p["per_channel"] = "?"
+    results = {s: load(state, scen, s) for s in servers}
+
+    md = [f"# {TITLES[scen]}{' (quick)' if quick else ''}: halley, Nchan, Pushpin — {p.get('DATE', '')}", ""]
+    if quick:
+        md += ["A `--quick` run: reduced sizes for a fast end-to-end check, not for conclusions.", ""]
+    shown = {k: (f"{int(v):,}" if v.isdigit() else v.replace(",", ", ")) for k, v in p.items()}
+    md += [WHAT[scen].format(**shown), ""]
+
+    notes = []
+    for s, r in results.items():
+        if r["rc"] == "unsupported":
+            notes.append(f"- {s}: not run. Its origin answers /lp/{{ch}} with `Grip-Hold: response`, but a held "
+                         "response is completed only by a published item with an `http-response` format, and "
+                         "loadgen's pushpin publish format carries `http-stream` only (loadgen/CONTRACT.md). "
+                         "Pushpin also keeps no message history: a message published while a client re-polls "
+                         "is gone unless the origin keeps its own and answers with ids, so the no-loss "
+                         "property measured here does not exist in Pushpin alone (bench/README.md).")
+        if r["rc"] not in ("0", "unsupported", "skipped", "not run") and r["data"] is not None:
+            notes.append(f"- {s}: loadgen exited {r['rc']} but printed a report; numbers shown as reported.")
+        if r["rc"] not in ("0", "unsupported", "skipped", "not run") and r["data"] is None and r["log_tail"]:
+            notes.append(f"- {s}: loadgen exit {r['rc']}: `{r['log_tail'].splitlines()[-1][:200]}`")
+
+    md += ["## Results", ""]
+    if scen in ("idle", "connect-storm"):
+        head = ["server", "connected", "all connected (ms)", "connect p50 (ms)", "p99 (ms)", "max (ms)"]
+        if scen == "idle":
+            head += ["RSS start (KiB)", "RSS peak (KiB)", "RSS / connection (bytes)"]
+        head += ["server CPU (s)", "loadgen CPU (s)", "loadgen errors"]
+        rows = []
+        for s, r in results.items():
+            note = status_note(r)
+            if note:
+                rows.append([s, note] + [""] * (len(head) - 2))
+                continue
+            d = r["data"]
+            row = [s] + connect_cells(d)
+            if scen == "idle":
+                st, pk = g(d, "server", "rss_kib_start"), g(d, "server", "rss_kib_peak")
+                conn = d.get("connected") or 0
+                per = (pk - st) * 1024 / conn if (st is not None and pk is not None and conn) else None
+                row += [num(st), num(pk), num(per)]
+            row += cpu_cells(d) + [errors_text(d.get("errors"))]
+            rows.append(row)
+        md += [table(head, rows), ""]
+    else:
+        head = ["server", "connected", "highest sustained deliveries/s", "at rate (msg/s)",
+                "p50 / p99 / p99.9 there (ms)", "first step not sustained", "server CPU (s)", "loadgen CPU (s)"]
+        rows, details = [], []
+        for s, r in results.items():
+            note = status_note(r)
+            if note:
+                rows.append([s, note] + [""] * (len(head) - 2))
+                continue
+            d = r["data"]
+            steps = d.get("steps") or []
+            best, broke = sustained(steps, limit)
+            lat = g(best, "latency_ms") or {} if best else {}
+            rows.append([
+                s, f"{num(d.get('connected'))} / {num(d.get('subscribers'))}",
+                num(best.get("deliveries_per_sec")) if best else "none",
+                num(best.get("rate")) if best else "–",
+                f"{ms(lat.get('p50'))} / {ms(lat.get('p99'))} / {ms(lat.get('p999'))}" if best else "–",
+                (f"{num(broke[0])} msg/s: {broke[1]}" + later_pass(steps, broke[0], limit)) if broke
+                else "none (all steps sustained)",
+            ] + cpu_cells(d))
+            srows = []
+            for st in steps:
+                ok, why = step_ok(st, limit)
+                l = st.get("latency_ms") or {}
+                srows.append([num(st.get("rate")), num(st.get("published")), num(st.get("publish_errors")),
+                              num(st.get("expected_deliveries")), num(st.get("deliveries")),
+                              num(st.get("lost")), num(st.get("duplicated")), num(st.get("out_of_order")),
+                              num(st.get("deliveries_per_sec")), ms(l.get("p50")), ms(l.get("p90")),
+                              ms(l.get("p99")), ms(l.get("p999")), ms(l.get("max")),
+                              ms(g(st, "publish_answer_ms", "p99")), num(st.get("server_cpu_secs"), 1),
+                              "yes" if ok else f"no ({why})", errors_text(st.get("errors"))])
+            details += [f"### {s}, every step", "",
+                        table(["rate (msg/s)", "published", "publish errors", "expected", "delivered", "lost",
+                               "duplicated", "out of order", "deliveries/s", "p50", "p90", "p99", "p99.9",
+                               "max (ms)", "publish answer p99 (ms)", "server CPU (s)", "sustained",
+                               "loadgen errors"], srows), ""]
+        md += [table(head, rows), ""]
+        if scen == "longpoll-churn":
+            proof = []
+            for s, r in results.items():
+                if status_note(r):
+                    continue
+                steps = r["data"].get("steps") or []
+                lost = sum((st.get("lost") or 0) for st in steps)
+                exp = sum((st.get("expected_deliveries") or 0) for st in steps)
+                proof.append(f"- {s}: {'no client missed a message' if lost == 0 and exp else f'{num(lost)} of {num(exp)} expected deliveries missing'}"
+                             f" ({num(exp)} expected over all steps).")
+            md += ["Missed messages:", ""] + proof + [""]
+        md += details
+    if notes:
+        md += ["Notes:", ""] + notes + [""]
+
+    md += ["## Commands", "", "Servers (one after another, each started fresh for this scenario and stopped by pid after it):", "", "```sh"]
+    for s in servers:
+        md.append(f"# {s}")
+        md.append(read(os.path.join(state, f"server.{s}.{scen}.cmd"))
+                  or read(os.path.join(state, f"server.{s}.cmd"), "(not started)"))
+    md += ["```", "", "Load (loadgen, one run per server):", "", "```sh"]
+    for s, r in results.items():
+        md.append(f"# {s} (load average before: {r['loadavg'] or '?'})")
+        md.append(r["cmd"] or "(not run)")
+    md += ["```", "", "Configs: `bench/nchan/nginx.conf`, `bench/pushpin/pushpin.conf`, `bench/pushpin/routes`, "
+           "`bench/pushpin/origin.py`; full command: `bench/compare.sh" + (" --quick" if quick else "") + f" {scen}`.", ""]
+    md += ["## Versions", "", "```", read(os.path.join(state, "versions.txt")), "```", "",
+           "## Machine", "", "```", read(os.path.join(state, "machine.txt")), "```", ""]
+
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out + ".md", "w") as f:
+        f.write("\n".join(md))
+    for s, r in results.items():
+        src = r["stem"] + ".json"
+        if os.path.exists(src) and os.path.getsize(src) > 0:
+            shutil.copyfile(src, f"{a.out}.{s}.json")
+    print(a.out + ".md")
+
+
+if __name__ == "__main__":
+    main()
