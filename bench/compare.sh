@@ -218,7 +218,7 @@ install_peers() {
 start_halley() {
     need_ports_free 8080 8081 6380
     local cmd=("$HALLEY" --listen 127.0.0.1:8080 --ingest 127.0.0.1:8081 --resp 127.0.0.1:6380
-               --threads 2 --max-connections 19500 --backlog 1024 --log-level warn)
+               --threads 2 --max-connections 19500 --backlog 4096 --log-level warn)
     { printf 'ulimit -Sn 20000; '; printf '%q ' "${cmd[@]}"; } >"$STATE/server.halley.$CUR_SCEN.cmd"
     ( ulimit -Sn 20000; exec "${cmd[@]}" ) >"$RUN/halley-$CUR_SCEN.log" 2>&1 &
     local pid=$!; STARTED+=("$pid")

@@ -27,16 +27,16 @@ pub struct Config {
     /// Address of the trusted publish/admin port. Loopback by default because
     /// anyone who reaches it can publish to every channel.
     pub ingest: String,
-    /// Address of the Redis-protocol ingest port. Reserved for a later issue:
-    /// validated now so configs written today keep working, but not served.
-    /// Loopback and 6380 (not 6379) to avoid clashing with a local Redis.
+    /// Address of the Redis-protocol ingest port. Loopback and 6380 (not
+    /// 6379) to avoid clashing with a local Redis.
     pub resp: String,
     /// Event-loop threads. 0 means one per core, which is what a push
     /// gateway that is mostly I/O-bound wants; capped at 256 by validation.
     pub threads: usize,
     /// Listen backlog per listener: pending connections the kernel queues
-    /// before accept. 1024 absorbs a reconnect storm without being large
-    /// enough to hide a stalled accept loop.
+    /// before accept. 4096 (Linux's default `somaxconn`, which caps it)
+    /// absorbs a reconnect storm of thousands of clients; a queue that
+    /// overflows drops SYNs, and clients retry only after a second.
     pub backlog: u32,
     /// Maximum open client connections per process, over all ports. 19000
     /// leaves 1000 descriptors of the host's 20000 hard limit for listeners,
@@ -180,7 +180,7 @@ impl Default for Config {
             ingest: "127.0.0.1:8081".to_string(),
             resp: "127.0.0.1:6380".to_string(),
             threads: 0,
-            backlog: 1024,
+            backlog: 4096,
             max_connections: 19000,
             max_head_bytes: 8192,
             max_body_bytes: 1_048_576,
