@@ -160,7 +160,8 @@ pub struct Config {
     /// dropped (Pushlet's `session.timeout.mins`, 5 minutes).
     pub pushlet_lease_secs: u64,
     /// Pushlet: events one session may have queued; over it the session is
-    /// dropped, as Pushlet did (its own bound was 23 events).
+    /// dropped, as Pushlet did (its own bound was 23 events). Above
+    /// `batch_max`, so one full fan-out batch cannot overflow a listener.
     pub pushlet_max_queue: usize,
     /// Pushlet: how long a pull request is held, and the stream heartbeat
     /// interval (Pushlet's `queue.read.timeout.millis`, 20 s).
@@ -220,7 +221,7 @@ impl Default for Config {
             publish_rate_per_ip: 0,
             publish_rate_per_connection: 0,
             pushlet_lease_secs: 300,
-            pushlet_max_queue: 1000,
+            pushlet_max_queue: 2048,
             pushlet_read_timeout_secs: 20,
             pushlet_publish_allow: String::new(),
             log_level: "info".to_string(),
