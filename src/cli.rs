@@ -381,14 +381,14 @@ mod tests {
             TempFile::new("threads = 4\nbacklog = 10\nlog_level = \"warn\"\nlisten = \"127.0.0.1:1\"\n");
         let path = file.path();
         let cases: [PrecedenceCase; 7] = [
-            (vec![], None, 0, 1024, "info"),
+            (vec![], None, 0, 4096, "info"),
             (vec!["--config", &path], None, 4, 10, "warn"),
             (vec!["--config", &path], Some("debug"), 4, 10, "debug"),
             (vec!["--config", &path], Some(""), 4, 10, "warn"),
             (vec!["--threads", "2", "--config", &path], Some("debug"), 2, 10, "debug"),
             (vec!["--log-level", "error", "--config", &path], Some("debug"), 4, 10, "error"),
             // A flag overriding HALLEY_LOG makes its bad value harmless.
-            (vec!["--log-level=trace"], Some("nonsense"), 0, 1024, "trace"),
+            (vec!["--log-level=trace"], Some("nonsense"), 0, 4096, "trace"),
         ];
         for (list, env, threads, backlog, level) in cases {
             let got = parse_args_with_env(&args(&list), env.map(str::to_string));

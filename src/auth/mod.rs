@@ -58,6 +58,12 @@ impl Policy {
         self.required.iter().any(|p| p == "*" || channel.starts_with(p.as_str()))
     }
 
+    /// Whether some channel starting with `prefix` (a Pushlet-style prefix
+    /// subscription) could need a token.
+    pub fn may_require_prefix(&self, prefix: &str) -> bool {
+        self.required.iter().any(|p| p == "*" || prefix.starts_with(p.as_str()) || p.starts_with(prefix))
+    }
+
     /// Verifies a token (401 on any failure).
     pub fn verify(&self, token: Option<&str>, now_secs: u64) -> Result<Claims, Denied> {
         let Some(token) = token.filter(|t| !t.is_empty()) else {

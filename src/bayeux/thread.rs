@@ -32,6 +32,8 @@ pub enum BayeuxIn {
     },
     /// A WebSocket that carried Bayeux closed.
     Closed(ConnRef),
+    /// A loop is shutting down: answer its held connects.
+    Shutdown { loop_id: usize },
 }
 
 /// What the loops hold to reach the Bayeux thread.
@@ -99,6 +101,7 @@ fn run(
                     );
                 }
                 Ok(BayeuxIn::Closed(conn)) => engine.closed(conn, now),
+                Ok(BayeuxIn::Shutdown { loop_id }) => engine.shutdown(loop_id, &mut out),
                 Err(_) => return,
             },
             Ok(op) if op.index() == published => match op.recv(&taps) {

@@ -61,6 +61,9 @@ pub struct Config {
     /// How long a pull `refresh` is held, and the idle time after which a
     /// stream gets an `hb`.
     pub read_timeout: Duration,
+    /// Tokens for channels that need one: given at join as `p_token` or
+    /// `token` (the server adds an `Authorization: Bearer` token as `token`).
+    pub auth: Option<crate::auth::Policy>,
     /// Range (inclusive, ms) of `p_wait` in pull mode.
     pub pull_wait_ms: (u64, u64),
     /// Range (inclusive, ms) of `p_wait` in poll mode.
@@ -92,7 +95,11 @@ pub enum Output {
 }
 
 /// Hands a client's multicast publish to the hub; `Err` is the nack reason.
-pub type PublishFn<'a> = &'a mut dyn FnMut(NewMessage) -> Result<(), String>;
+/// Screens a client's publish (address rules, rates, size, the word filter,
+/// which may mask the message in place) and, when the flag says so, hands it
+/// to the hub; `Err` is the nack reason. Called with `false` for a `p_to`
+/// unicast, which stays inside the Pushlet engine but is screened the same.
+pub type PublishFn<'a> = &'a mut dyn FnMut(&mut NewMessage, bool) -> Result<(), String>;
 
 /// Subscriptions one session may hold: each costs index entries and a scan
 /// on every matching event.
@@ -302,6 +309,8 @@ struct Session {
     lease_until: Instant,
     /// The earliest timer entry this session has in the heap, if known.
     armed: Option<Instant>,
+    /// The token given at join, when auth is on and one was given.
+    claims: Option<crate::auth::Claims>,
 }
 
 impl Session {
@@ -472,6 +481,14 @@ impl Engine {
             Ok(plan) => plan,
             Err(reason) => return refuse(&reason, out),
         };
+        let token = field(fields, "p_token").or_else(|| field(fields, "token")).filter(|t| !t.is_empty());
+        let claims = match (&self.config.auth, token) {
+            (Some(policy), Some(token)) => match policy.verify(Some(token), now_secs()) {
+                Ok(claims) => Some(claims),
+                Err(denied) => return refuse(&denied.reason, out),
+            },
+            _ => None,
+        };
         let Some(id) = self.new_session_id() else {
             return refuse("could not allocate a session id; retry", out);
         };
@@ -483,6 +500,7 @@ impl Engine {
             link: None,
             lease_until: later(now, self.config.lease),
             armed: None,
+            claims,
         };
         self.sessions.insert(id.clone(), session);
         let reply = Reply { to: from, format, id: Some(id.clone()) };
@@ -659,6 +677,17 @@ impl Engine {
         if session.subscriptions.len() >= MAX_SUBSCRIPTIONS {
             return Err(format!("too many subscriptions; the limit is {MAX_SUBSCRIPTIONS} per session"));
         }
+        // A subject that can reach channels needing a token needs a session
+        // with a valid one (given at join); which of those channels it grants
+        // is checked on every delivery.
+        if let Some(policy) = &self.config.auth {
+            let valid = session.claims.as_ref().is_some_and(|c| c.exp.is_none_or(|exp| now_secs() < exp));
+            let protected =
+                spec.subjects.iter().find(|s| policy.may_require_prefix(s.trim_start_matches('/')));
+            if let (Some(subject), false) = (protected, valid) {
+                return Err(format!("subject {} needs a token: give p_token at join", clip(subject)));
+            }
+        }
         let taken = |sid: &String| session.subscriptions.iter().any(|s| s.sid == *sid);
         let Some(sid) = (0..ID_TRIES).map(|_| self.dice.name(SID_LEN)).find(|sid| !taken(sid)) else {
             return Err("could not allocate a subscription id; retry".into());
@@ -743,12 +772,25 @@ impl Engine {
         }
         let attributes: Vec<(String, String)> =
             fields.iter().filter(|(name, _)| valid_name(name) && !name.starts_with("p_")).cloned().collect();
-        let sent = match field(fields, "p_to") {
-            Some(to) => {
-                self.unicast(id, to, subject, attributes, now, out);
-                Ok(())
+        let mut message = match hub_message(subject, attributes) {
+            Ok(message) => message,
+            Err(reason) => return out.push(nack(reply, &reason)),
+        };
+        if let Some(policy) = &self.config.auth {
+            let claims = self.sessions.get(id).and_then(|s| s.claims.as_ref());
+            if policy.requires(&message.channel) && !grants(claims, &message.channel, |c| &c.publish) {
+                let reason =
+                    format!("publishing to {} needs a token (p_token at join) that grants it", clip(subject));
+                return out.push(nack(reply, &reason));
             }
-            None => hub_message(subject, attributes).and_then(publish),
+        }
+        let sent = match field(fields, "p_to") {
+            Some(to) => publish(&mut message, false).map(|()| {
+                // The screened (maybe masked) payload's fields.
+                let attributes = payload_fields(&message.data);
+                self.unicast(id, to, subject, attributes, now, out);
+            }),
+            None => publish(&mut message, true),
         };
         match sent {
             Ok(()) => out.push(whole(reply, &[event("publish-ack")])),
@@ -799,6 +841,15 @@ impl Engine {
                 let Some(subscription) = session.first_match(&subject) else {
                     continue;
                 };
+                // A channel that needs a token reaches only sessions whose
+                // token (given at join) grants it, whatever their prefixes.
+                if let Some(policy) = &self.config.auth {
+                    if policy.requires(&message.channel)
+                        && !grants(session.claims.as_ref(), &message.channel, |c| &c.channels)
+                    {
+                        continue;
+                    }
+                }
                 let tag = Some((subscription.sid.clone(), subscription.spec.label.clone()));
                 session.queue.push_back(Queued { base: Arc::clone(&base), tag });
                 if seen.insert(id.clone()) {
@@ -905,6 +956,25 @@ impl Engine {
                 body: render_document(session.format, &[]),
             },
         });
+    }
+
+    /// A loop is shutting down: end its open streams (closing their
+    /// documents) and answer its held pulls now, so its clients see clean ends.
+    pub fn shutdown(&mut self, loop_id: usize, now: Instant, out: &mut Vec<Output>) {
+        let ids: Vec<String> =
+            self.conns.iter().filter(|(conn, _)| conn.loop_id == loop_id).map(|(_, id)| id.clone()).collect();
+        for id in ids {
+            let Some(session) = self.sessions.get_mut(&id) else { continue };
+            match session.link {
+                Some(Link::Stream { to, .. }) => {
+                    session.link = None;
+                    self.conns.remove(&to);
+                    out.push(Output::End { to, body: render_end(session.format) });
+                }
+                Some(Link::Held { .. }) => self.answer_held(&id, now, out),
+                None => {}
+            }
+        }
     }
 
     /// Stream heartbeats, pull timeouts and lease expiry that are due.
@@ -1107,3 +1177,19 @@ fn payload_fields(data: &str) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether claims (unexpired) grant a concrete hub channel.
+fn grants(
+    claims: Option<&crate::auth::Claims>,
+    channel: &str,
+    patterns: impl Fn(&crate::auth::Claims) -> &Vec<String>,
+) -> bool {
+    claims.is_some_and(|c| {
+        c.exp.is_none_or(|exp| now_secs() < exp)
+            && patterns(c).iter().any(|p| crate::auth::pattern_matches(p, channel))
+    })
+}
+
+fn now_secs() -> u64 {
+    crate::hub::id::unix_ms() / 1000
+}

@@ -22,6 +22,11 @@ pub enum PushletIn {
         from: ConnRef,
         fields: Vec<(String, String)>,
         path: String,
+        remote: Option<std::net::IpAddr>,
+    },
+    /// A loop is shutting down: end its streams and answer its held pulls.
+    Shutdown {
+        loop_id: usize,
     },
     /// A held or streaming connection went away.
     Closed(ConnRef),
@@ -44,12 +49,13 @@ pub fn spawn(
     fanout: FanoutHandle,
     taps: Receiver<Vec<Arc<Message>>>,
     guard: Arc<crate::guard::Guard>,
+    max_message_bytes: usize,
 ) -> std::io::Result<(PushletHandle, JoinHandle<()>)> {
     // Unbounded: each connection has at most one Pushlet request in flight.
     let (tx, rx) = crossbeam_channel::unbounded();
     let thread = std::thread::Builder::new()
         .name("halley-pushlet".into())
-        .spawn(move || run(Engine::new(config), rx, taps, loops, fanout, guard))?;
+        .spawn(move || run(Engine::new(config), rx, taps, loops, fanout, guard, max_message_bytes))?;
     Ok((PushletHandle { tx }, thread))
 }
 
@@ -60,6 +66,7 @@ fn run(
     loops: Loops,
     fanout: FanoutHandle,
     guard: Arc<crate::guard::Guard>,
+    max_message_bytes: usize,
 ) {
     let mut out = Vec::new();
     loop {
@@ -72,17 +79,27 @@ fn run(
         let now = Instant::now();
         match ready {
             Ok(op) if op.index() == requests => match op.recv(&rx) {
-                Ok(PushletIn::Request { from, fields, path }) => {
-                    let mut publish = |message: crate::fanout::NewMessage| {
-                        let mut messages = vec![message];
-                        guard.filter_messages(&mut messages).map_err(|d| d.reason)?;
-                        let publish = Publish { messages, reply: None, received_at: now };
+                Ok(PushletIn::Request { from, fields, path, remote }) => {
+                    // Every Pushlet publish passes the same rules as any
+                    // public-side publish: address, rate, size, blocked words.
+                    let mut publish = |message: &mut crate::fanout::NewMessage, to_hub: bool| {
+                        guard.public_publish(remote, now).map_err(|d| d.reason)?;
+                        if message.data.len() > max_message_bytes {
+                            return Err(format!("message over {max_message_bytes} bytes"));
+                        }
+                        guard.filter_messages(std::slice::from_mut(message)).map_err(|d| d.reason)?;
+                        if !to_hub {
+                            return Ok(());
+                        }
+                        let publish =
+                            Publish { messages: vec![message.clone()], reply: None, received_at: now };
                         fanout
                             .try_publish(publish)
                             .map_err(|_| "publish queue is full; retry shortly".to_string())
                     };
                     engine.request(Request { from, fields, path }, now, &mut publish, &mut out);
                 }
+                Ok(PushletIn::Shutdown { loop_id }) => engine.shutdown(loop_id, now, &mut out),
                 Ok(PushletIn::Closed(conn)) => engine.closed(conn, now),
                 Err(_) => return,
             },

@@ -25,12 +25,18 @@ impl Worker {
         &mut self,
         io: &mut Io<Conn>,
         key: ConnKey,
-        fields: Vec<(String, String)>,
+        mut fields: Vec<(String, String)>,
         path: String,
+        bearer: Option<String>,
     ) {
+        // A token in `Authorization: Bearer` counts like `token=`.
+        if let Some(token) = bearer.filter(|_| !fields.iter().any(|(n, _)| n == "token" || n == "p_token")) {
+            fields.push(("token".into(), token));
+        }
         set_phase(io, key, Phase::Waiting(Awaiting::Pushlet));
+        let remote = io.peer(key).map(|a| a.ip());
         let from = ConnRef { loop_id: self.loop_id, conn: key.to_u64() };
-        self.pushlet.send(PushletIn::Request { from, fields, path });
+        self.pushlet.send(PushletIn::Request { from, fields, path, remote });
     }
 
     pub(super) fn on_pushlet(&mut self, io: &mut Io<Conn>, conn: u64, part: Part) {
@@ -44,7 +50,10 @@ impl Worker {
             }
             (Phase::Waiting(Awaiting::Pushlet), Part::Open { content_type, body }) => {
                 let kind = if chunked { BodyKind::Chunked } else { BodyKind::UntilClose };
-                let head = pushlet_response(content_type).head(kind, version, chunked);
+                let mut head = pushlet_response(content_type).head(kind, version, chunked);
+                if let Some(origin) = &c.cors {
+                    super::respond::add_cors(&mut head, origin);
+                }
                 c.phase = Phase::Waiting(Awaiting::PushletStream);
                 io.send_exempt(key, Chunk::Owned(head));
                 io.send_exempt(key, Chunk::Owned(chunk_of(&body, chunked)));

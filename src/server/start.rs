@@ -161,6 +161,7 @@ fn pushlet_config(config: &Config) -> crate::pushlet::engine::Config {
         lease: Duration::from_secs(config.pushlet_lease_secs),
         max_queue: config.pushlet_max_queue,
         read_timeout: Duration::from_secs(config.pushlet_read_timeout_secs),
+        auth: crate::auth::Policy::new(&config.auth_secret, &config.auth_required),
         // Pushlet's own refresh waits: pull 2–6 s, poll 6–10 s.
         pull_wait_ms: (2000, 6000),
         poll_wait_ms: (6000, 10_000),
@@ -226,6 +227,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         handle.clone(),
         pushlet_tap_rx,
         shared.guard.clone(),
+        config.max_message_bytes,
     )
     .map_err(|e| format!("Pushlet thread: {e}"))?;
     let mut loops = Vec::with_capacity(threads);

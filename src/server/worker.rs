@@ -179,7 +179,10 @@ impl Worker {
                 self.answer(io, key, |v, k| respond::page(&page.demo_page, v, k));
             }
             Ok(Route::Bayeux { messages, jsonp }) => self.bayeux_request(io, key, messages, jsonp),
-            Ok(Route::Pushlet { fields, path }) => self.pushlet_request(io, key, fields, path),
+            Ok(Route::Pushlet { fields, path }) => {
+                let bearer = request.header_str("authorization").and_then(super::bearer).map(String::from);
+                self.pushlet_request(io, key, fields, path, bearer);
+            }
             Ok(Route::BayeuxSocket { .. }) if !self.ws_origin_allowed(&request) => {
                 let refusal = Refusal::new(403, "WebSocket from an origin that cors_origins does not list");
                 self.refuse(io, key, &refusal, false);
@@ -734,6 +737,9 @@ impl Worker {
                 other => set_phase(io, key, other),
             }
         }
+        // Streams and held requests owned by the Pushlet thread end now too.
+        self.pushlet.send(crate::pushlet::thread::PushletIn::Shutdown { loop_id: self.loop_id });
+        self.bayeux.send(crate::bayeux::thread::BayeuxIn::Shutdown { loop_id: self.loop_id });
         begin_shutdown(io, self.shared.shutdown_grace);
     }
 

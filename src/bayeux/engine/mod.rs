@@ -559,6 +559,18 @@ impl Engine {
         value
     }
 
+    /// A loop is shutting down: its held connects are answered now, so
+    /// clients reconnect (to another node or after the restart) at once.
+    pub fn shutdown(&mut self, loop_id: usize, out: &mut Vec<Output>) {
+        for session in self.sessions.values_mut() {
+            if session.hold.as_ref().is_some_and(|h| h.to.loop_id == loop_id) {
+                if let Some(hold) = session.hold.take() {
+                    out.push(release(hold, &mut session.queue));
+                }
+            }
+        }
+    }
+
     /// Answers held connects whose time is up and drops expired sessions.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Output>) {
         let mut expired = Vec::new();

@@ -14,6 +14,7 @@ fn config() -> Config {
         lease: Duration::from_secs(60),
         max_queue: 3,
         read_timeout: Duration::from_secs(20),
+        auth: None,
         pull_wait_ms: (2000, 6000),
         poll_wait_ms: (6000, 10_000),
         publish_allow: vec!["/chat".into(), "/news".into()],
@@ -54,8 +55,10 @@ impl World {
         let mut out = Vec::new();
         let answer = self.hub_answer.clone();
         let published = &mut self.published;
-        let mut publish = |m: NewMessage| {
-            published.push(m);
+        let mut publish = |m: &mut NewMessage, to_hub: bool| {
+            if to_hub {
+                published.push(m.clone());
+            }
             answer.clone()
         };
         self.e.request(Request { from, fields, path: path.into() }, self.now, &mut publish, &mut out);
@@ -958,6 +961,7 @@ fn extreme_configs_do_not_panic_or_spin() {
         lease: Duration::MAX,
         max_queue: 0,
         read_timeout: Duration::ZERO,
+        auth: None,
         pull_wait_ms: (u64::MAX, 0),
         poll_wait_ms: (0, u64::MAX),
         publish_allow: vec![String::new()],
@@ -1063,7 +1067,7 @@ fn random_requests_never_panic_and_keep_streams_well_formed() {
                 }
                 let refuse = rng.next().is_multiple_of(5);
                 let path = if rng.next().is_multiple_of(7) { "//x" } else { "/pushlet/pushlet.srv" };
-                let mut publish = |m: NewMessage| {
+                let mut publish = |m: &mut NewMessage, _to_hub: bool| {
                     assert!(validate_channel(&m.channel).is_ok());
                     assert!(serde_json::from_str::<Value>(&m.data).is_ok_and(|v| v.is_object()));
                     if refuse {

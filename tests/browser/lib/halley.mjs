@@ -221,14 +221,16 @@ const types = {
  * Serves tests/browser/pages/ on 127.0.0.1:0. Returns `{origin, close}`.
  *
  * With `subUpstream` (a function returning halley's public "host:port"),
- * requests for /sub/... are forwarded there and the answers streamed back as
+ * requests for /sub/... and for the Pushlet endpoint (/pushlet,
+ * /pushlet/pushlet.srv) are forwarded there and the answers streamed back as
  * they come, as a site's reverse proxy would: the page and halley then share
- * an origin (which the forever iframe needs; see iframe.test.mjs).
+ * an origin (which the forever iframe and Pushlet's hidden iframe need; see
+ * iframe.test.mjs and pushlet.test.mjs).
  */
 export async function servePages({ subUpstream } = {}) {
   const sockets = new Set(); // upstream sockets of proxied requests
   const server = createServer(async (req, res) => {
-    if (subUpstream && req.url.startsWith('/sub/')) {
+    if (subUpstream && (req.url.startsWith('/sub/') || /^\/pushlet(\/|\?|$)/.test(req.url))) {
       proxySub(req, res, subUpstream());
       return;
     }
@@ -467,8 +469,8 @@ export async function describe(ctx) {
  * Registers `before`/`after` hooks for one test file: its own halley (with
  * `flags`: an array, or a function of the context called once `ctx.pages`
  * exists, for flags naming the page origin), page server (which also
- * forwards /sub/ to halley, so `ctx.pages.origin` can stand in for halley's
- * URL on the page's own origin) and browser. Returns a context whose fields
+ * forwards /sub/ and /pushlet to halley, so `ctx.pages.origin` can stand in
+ * for halley's URL on the page's own origin) and browser. Returns a context whose fields
  * are filled in by `before`: `halley`, `pages`, `browser`, and `page` (set by
  * `ctx.open(name, params)`).
  */
