@@ -187,13 +187,17 @@ fn read_body(
 /// Parses the head; returns the request (body still empty) and the head's
 /// length, or `None` if the head is incomplete but still within `max`.
 fn parse_head(buf: &[u8], max: usize) -> Result<Option<(Request, usize)>, HttpError> {
+    // Only the first `max` bytes are ever parsed as a head: a head must fit
+    // in them, and whatever lies beyond cannot change the answer, so it is
+    // the same (431) however the bytes arrived.
+    let window = buf.get(..buf.len().min(max)).unwrap_or(buf);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
-    let head_len = match parsed.parse(buf) {
+    let head_len = match parsed.parse(window) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > max => return Err(HttpError::HeadTooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::Version) => return version_error(buf, max),
+        Err(httparse::Error::Version) => return version_error(window, buf.len() > max),
         Err(err) => return Err(head_error(err)),
     };
     if head_len > max {
@@ -233,11 +237,11 @@ fn head_error(err: httparse::Error) -> HttpError {
 /// httparse refuses any version but 1.0/1.1 as soon as it sees the first
 /// wrong byte. To tell a well-formed other version (505) from garbage (400)
 /// this waits for the whole request line and looks at its last word.
-fn version_error(buf: &[u8], max: usize) -> Result<Option<(Request, usize)>, HttpError> {
+fn version_error(buf: &[u8], over_limit: bool) -> Result<Option<(Request, usize)>, HttpError> {
     let start = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
     let line = buf.get(start..).unwrap_or_default();
     let Some(end) = line.iter().position(|&b| b == b'\r' || b == b'\n') else {
-        return if buf.len() > max { Err(HttpError::HeadTooLarge) } else { Ok(None) };
+        return if over_limit { Err(HttpError::HeadTooLarge) } else { Ok(None) };
     };
     let line = line.get(..end).unwrap_or_default();
     let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
