@@ -168,10 +168,7 @@ impl Worker {
             }
         }
         self.enlist_channels(key, &added);
-        if !undo.is_empty() {
-            let loop_id = self.loop_id;
-            self.fanout.control(Control::Unsubscribe { loop_id, channels: undo, encoding: Encoding::Ws });
-        }
+                self.unregister(undo, Encoding::Ws);
         set_phase(io, key, Phase::Streaming(sub));
         ws_send_json(io, key, &serde_json::json!({ "subscribed": names(&added) }));
     }

@@ -418,9 +418,8 @@ impl Worker {
                 if let (Some(phase), Some(conn)) = (other, io.conn(key)) {
                     conn.phase = phase;
                 }
-                if reply.registered {
-                    let (loop_id, channels, encoding) = (self.loop_id, reply.channels, reply.encoding);
-                    self.fanout.control(Control::Unsubscribe { loop_id, channels, encoding });
+                                if reply.registered {
+                    self.unregister(reply.channels, reply.encoding);
                 }
                 return;
             }
@@ -432,13 +431,9 @@ impl Worker {
         let answer_now = !reply.catchup.is_empty() || reply.gap || sub.poll_timeout.is_zero();
         let peer_done = io.conn(key).is_some_and(|c| c.peer_done);
         if peer_done && (sub.transport.is_streaming() || !answer_now) {
-            // The client half-closed: nothing to hold a stream or a poll open for.
+                        // The client half-closed: nothing to hold a stream or a poll open for.
             if sub.registered {
-                self.fanout.control(Control::Unsubscribe {
-                    loop_id: self.loop_id,
-                    channels: sub.channels.clone(),
-                    encoding: sub.encoding,
-                });
+                self.unregister(sub.channels.clone(), sub.encoding);
             }
             set_phase(io, key, Phase::Closing);
             io.close(key);
@@ -491,13 +486,9 @@ impl Worker {
         }
         if io.shutting_down() {
             // Subscribed while the loop drains: end at once, the client resumes elsewhere.
-            self.end_stream(io, key, &sub, EndReason::Shutdown);
+                        self.end_stream(io, key, &sub, EndReason::Shutdown);
             if sub.registered {
-                self.fanout.control(Control::Unsubscribe {
-                    loop_id: self.loop_id,
-                    channels: sub.channels.clone(),
-                    encoding: sub.encoding,
-                });
+                self.unregister(sub.channels.clone(), sub.encoding);
             }
             set_phase(io, key, Phase::Closing);
             return;
@@ -708,6 +699,12 @@ impl Worker {
                 }
             }
         }
+                self.unregister(channels, encoding);
+    }
+
+    /// Tells the fan-out thread to stop counting this loop on `channels`
+    /// (undoing a registration it made).
+    pub(super) fn unregister(&self, channels: Vec<Arc<str>>, encoding: Encoding) {
         if !channels.is_empty() {
             self.fanout.control(Control::Unsubscribe { loop_id: self.loop_id, channels, encoding });
         }
