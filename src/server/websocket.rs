@@ -168,7 +168,7 @@ impl Worker {
             }
         }
         self.enlist_channels(key, &added);
-                self.unregister(undo, Encoding::Ws);
+        self.unregister(undo, Encoding::Ws);
         set_phase(io, key, Phase::Streaming(sub));
         ws_send_json(io, key, &serde_json::json!({ "subscribed": names(&added) }));
     }

@@ -418,7 +418,7 @@ impl Worker {
                 if let (Some(phase), Some(conn)) = (other, io.conn(key)) {
                     conn.phase = phase;
                 }
-                                if reply.registered {
+                if reply.registered {
                     self.unregister(reply.channels, reply.encoding);
                 }
                 return;
@@ -431,7 +431,7 @@ impl Worker {
         let answer_now = !reply.catchup.is_empty() || reply.gap || sub.poll_timeout.is_zero();
         let peer_done = io.conn(key).is_some_and(|c| c.peer_done);
         if peer_done && (sub.transport.is_streaming() || !answer_now) {
-                        // The client half-closed: nothing to hold a stream or a poll open for.
+            // The client half-closed: nothing to hold a stream or a poll open for.
             if sub.registered {
                 self.unregister(sub.channels.clone(), sub.encoding);
             }
@@ -486,7 +486,7 @@ impl Worker {
         }
         if io.shutting_down() {
             // Subscribed while the loop drains: end at once, the client resumes elsewhere.
-                        self.end_stream(io, key, &sub, EndReason::Shutdown);
+            self.end_stream(io, key, &sub, EndReason::Shutdown);
             if sub.registered {
                 self.unregister(sub.channels.clone(), sub.encoding);
             }
@@ -699,7 +699,7 @@ impl Worker {
                 }
             }
         }
-                self.unregister(channels, encoding);
+        self.unregister(channels, encoding);
     }
 
     /// Tells the fan-out thread to stop counting this loop on `channels`
