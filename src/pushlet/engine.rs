@@ -30,16 +30,16 @@ use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use super::event::{
-    clip, field, render_document, render_end, render_event, render_start, valid_name, Event, Format,
-};
+use super::event::{clip, field, render_document, render_end, render_event, render_start, Event, Format};
+use super::reply::{event, heartbeat, nack, refresh_event, refresh_url, whole, with_id, Reply};
+pub use super::request::Request;
+use super::request::{loose_format, Action, Command, ListenPlan, Mode, SubscriptionSpec};
+use super::session::{batch, Link, Session, Subscription};
 use crate::fanout::NewMessage;
-use crate::hub::{validate_channel, Message};
+
+mod deliver;
 
 /// Where an answer goes: a connection on an event loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,15 +72,6 @@ pub struct Config {
     pub publish_allow: Vec<String>,
 }
 
-/// One Pushlet request.
-pub struct Request {
-    pub from: ConnRef,
-    /// Every parameter, first value of each name.
-    pub fields: Vec<(String, String)>,
-    /// The request path, for `p_url`.
-    pub path: String,
-}
-
 /// What the engine asks the thread to write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -104,12 +95,6 @@ pub type PublishFn<'a> = &'a mut dyn FnMut(&mut NewMessage, bool) -> Result<(), 
 /// Subscriptions one session may hold: each costs index entries and a scan
 /// on every matching event.
 const MAX_SUBSCRIPTIONS: usize = 64;
-/// Subjects in one subscription's comma-separated list.
-const MAX_SUBJECTS: usize = 32;
-/// Length of one subscription's subject text.
-const MAX_SUBJECT_BYTES: usize = 1024;
-/// `p_url`'s path when the request's path is not a plain absolute path.
-const DEFAULT_PATH: &str = "/pushlet/pushlet.srv";
 /// Random ids tried before giving up (a clash is about 1 in 10^10 each).
 const ID_TRIES: usize = 16;
 /// The session id is the only credential a Pushlet client holds: 20 letters
@@ -123,215 +108,6 @@ const VOWELS: &[u8] = b"aeiouy";
 const MIN_READ_TIMEOUT: Duration = Duration::from_millis(10);
 /// Stands in for "never" when a configured duration overflows `Instant`.
 const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Stream,
-    Pull,
-    Poll,
-}
-
-impl Mode {
-    fn parse(s: &str) -> Result<Mode, String> {
-        match s {
-            "stream" => Ok(Mode::Stream),
-            "pull" => Ok(Mode::Pull),
-            "poll" => Ok(Mode::Poll),
-            other => Err(format!("unknown mode '{}'; use stream, pull or poll", clip(other))),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Stream => "stream",
-            Mode::Pull => "pull",
-            Mode::Poll => "poll",
-        }
-    }
-}
-
-/// A request's `p_event`, read once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Command {
-    /// `join` (false) or `join-listen` (true): makes a new session.
-    Join { listen: bool },
-    /// Everything else acts on the session named by `p_id`.
-    OnSession(Action),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Listen,
-    Refresh,
-    Leave,
-    Subscribe,
-    Unsubscribe,
-    Publish,
-    Hb,
-}
-
-impl Command {
-    fn parse(s: &str) -> Option<Command> {
-        Some(match s {
-            "join" => Command::Join { listen: false },
-            "join-listen" => Command::Join { listen: true },
-            "listen" => Command::OnSession(Action::Listen),
-            "refresh" => Command::OnSession(Action::Refresh),
-            "leave" => Command::OnSession(Action::Leave),
-            "subscribe" => Command::OnSession(Action::Subscribe),
-            "unsubscribe" => Command::OnSession(Action::Unsubscribe),
-            "publish" => Command::OnSession(Action::Publish),
-            "hb" => Command::OnSession(Action::Hb),
-            _ => return None,
-        })
-    }
-}
-
-/// A subscription as requested, before it has an id.
-#[derive(Debug, Clone)]
-struct SubscriptionSpec {
-    /// The subject text as sent, echoed in acks.
-    text: String,
-    /// Trimmed, non-empty entries; at least one.
-    subjects: Vec<String>,
-    label: Option<String>,
-}
-
-impl SubscriptionSpec {
-    /// Reads `p_subject` (a comma-separated list) and `p_label`; `None` when
-    /// there is no `p_subject`.
-    fn read(fields: &[(String, String)]) -> Option<Result<SubscriptionSpec, String>> {
-        let text = field(fields, "p_subject")?;
-        let label = field(fields, "p_label").map(str::to_string);
-        Some(parse_subjects(text).map(|subjects| SubscriptionSpec {
-            text: text.to_string(),
-            subjects,
-            label,
-        }))
-    }
-}
-
-/// Splits a subject list on `,`, trimming entries and dropping empty ones.
-fn parse_subjects(text: &str) -> Result<Vec<String>, String> {
-    if text.len() > MAX_SUBJECT_BYTES {
-        return Err(format!("subject list is {} bytes; the limit is {MAX_SUBJECT_BYTES}", text.len()));
-    }
-    let subjects: Vec<String> =
-        text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
-    if subjects.is_empty() {
-        return Err("no subject provided".into());
-    }
-    if subjects.len() > MAX_SUBJECTS {
-        return Err(format!("{} subjects in one subscription; the limit is {MAX_SUBJECTS}", subjects.len()));
-    }
-    Ok(subjects)
-}
-
-struct Subscription {
-    sid: String,
-    spec: SubscriptionSpec,
-}
-
-impl Subscription {
-    /// Pushlet's rule: a plain string prefix of the event's subject.
-    fn matches(&self, subject: &str) -> bool {
-        !subject.is_empty() && self.spec.subjects.iter().any(|s| subject.starts_with(s.as_str()))
-    }
-}
-
-/// What `listen` (or `join-listen`) asks for, read before anything changes
-/// so that a bad request changes nothing.
-struct ListenPlan {
-    mode: Mode,
-    subscription: Option<SubscriptionSpec>,
-}
-
-impl ListenPlan {
-    fn read(fields: &[(String, String)]) -> Result<ListenPlan, String> {
-        let mode = Mode::parse(field(fields, "p_mode").unwrap_or("stream"))?;
-        let subscription = SubscriptionSpec::read(fields).transpose()?;
-        Ok(ListenPlan { mode, subscription })
-    }
-}
-
-/// A data event waiting in a session's queue. The event itself is shared by
-/// every receiver of one message; `tag` is the receiver's own subscription
-/// (`p_sid`, `p_label`), absent on unicasts.
-struct Queued {
-    base: Arc<Event>,
-    tag: Option<(String, Option<String>)>,
-}
-
-impl Queued {
-    /// The event as sent: the base's head (up to `p_subject`), then `p_seq`,
-    /// `p_sid`, `p_label`, then the rest of the base.
-    fn materialize(&self, seq: u64) -> Event {
-        let split =
-            self.base.iter().position(|(n, _)| n == "p_subject").map_or(self.base.len().min(2), |i| i + 1);
-        let mut event: Event = self.base.iter().take(split).cloned().collect();
-        event.push(("p_seq".into(), seq.to_string()));
-        if let Some((sid, label)) = &self.tag {
-            event.push(("p_sid".into(), sid.clone()));
-            if let Some(label) = label {
-                event.push(("p_label".into(), label.clone()));
-            }
-        }
-        event.extend(self.base.iter().skip(split).cloned());
-        event
-    }
-}
-
-/// A session's one connection, if any.
-enum Link {
-    /// An open stream; `seq` is the last `p_seq` written on it.
-    Stream { to: ConnRef, seq: u64, quiet_until: Instant },
-    /// A held pull `refresh`, answered by events or at `until`.
-    Held { to: ConnRef, until: Instant, url: String },
-}
-
-impl Link {
-    fn to(&self) -> ConnRef {
-        match self {
-            Link::Stream { to, .. } | Link::Held { to, .. } => *to,
-        }
-    }
-}
-
-struct Session {
-    format: Format,
-    /// Set by `listen`; until then the session receives no events.
-    mode: Option<Mode>,
-    /// In creation order: the first match stamps a delivered event.
-    subscriptions: Vec<Subscription>,
-    queue: VecDeque<Queued>,
-    link: Option<Link>,
-    /// Dropped at this time if it has no link then.
-    lease_until: Instant,
-    /// The earliest timer entry this session has in the heap, if known.
-    armed: Option<Instant>,
-    /// The token given at join, when auth is on and one was given.
-    claims: Option<crate::auth::Claims>,
-}
-
-impl Session {
-    /// When the engine next has to look at this session.
-    fn deadline(&self) -> Instant {
-        match &self.link {
-            Some(Link::Stream { quiet_until, .. }) => *quiet_until,
-            Some(Link::Held { until, .. }) => *until,
-            None => self.lease_until,
-        }
-    }
-
-    fn first_match(&self, subject: &str) -> Option<&Subscription> {
-        self.subscriptions.iter().find(|s| s.matches(subject))
-    }
-
-    /// Drains the queue as events numbered from `first_seq`.
-    fn drain(&mut self, first_seq: u64) -> Vec<Event> {
-        self.queue.drain(..).zip(first_seq..).map(|(q, seq)| q.materialize(seq)).collect()
-    }
-}
 
 /// Randomness without a `rand` dependency: std's per-process random SipHash
 /// keys fed a counter.
@@ -374,14 +150,6 @@ impl Dice {
             None => self.next(),
         }
     }
-}
-
-/// Where and how one request is answered.
-struct Reply {
-    to: ConnRef,
-    format: Format,
-    /// The session's id, for `p_id` on acks and nacks, when there is one.
-    id: Option<String>,
 }
 
 pub struct Engine {
@@ -751,173 +519,6 @@ impl Engine {
         out.push(whole(reply, &[ack]));
     }
 
-    /// `publish`: to the hub (multicast) or, with `p_to`, to one session's
-    /// queue. Either way only to subjects on the allow list. The event's
-    /// fields are its parameters whose names are valid and not `p_`.
-    fn publish(
-        &mut self,
-        id: &str,
-        reply: &Reply,
-        fields: &[(String, String)],
-        now: Instant,
-        publish: PublishFn<'_>,
-        out: &mut Vec<Output>,
-    ) {
-        let subject = field(fields, "p_subject").map(str::trim).unwrap_or_default();
-        if subject.is_empty() {
-            return out.push(nack(reply, "no subject provided"));
-        }
-        if !self.config.publish_allow.iter().any(|prefix| subject.starts_with(prefix.as_str())) {
-            return out.push(nack(reply, &format!("publishing to {} is not allowed", clip(subject))));
-        }
-        let attributes: Vec<(String, String)> =
-            fields.iter().filter(|(name, _)| valid_name(name) && !name.starts_with("p_")).cloned().collect();
-        let mut message = match hub_message(subject, attributes) {
-            Ok(message) => message,
-            Err(reason) => return out.push(nack(reply, &reason)),
-        };
-        if let Some(policy) = &self.config.auth {
-            let claims = self.sessions.get(id).and_then(|s| s.claims.as_ref());
-            if policy.requires(&message.channel) && !grants(claims, &message.channel, |c| &c.publish) {
-                let reason =
-                    format!("publishing to {} needs a token (p_token at join) that grants it", clip(subject));
-                return out.push(nack(reply, &reason));
-            }
-        }
-        let sent = match field(fields, "p_to") {
-            Some(to) => publish(&mut message, false).map(|()| {
-                // The screened (maybe masked) payload's fields.
-                let attributes = payload_fields(&message.data);
-                self.unicast(id, to, subject, attributes, now, out);
-            }),
-            None => publish(&mut message, true),
-        };
-        match sent {
-            Ok(()) => out.push(whole(reply, &[event("publish-ack")])),
-            Err(reason) => out.push(nack(reply, &reason)),
-        }
-    }
-
-    /// Queues a `p_to` event for one listening session; like Pushlet, an
-    /// unknown or non-listening target drops it silently, so ids cannot be
-    /// probed through publish.
-    fn unicast(
-        &mut self,
-        from: &str,
-        to: &str,
-        subject: &str,
-        attributes: Vec<(String, String)>,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(target) = self.sessions.get_mut(to).filter(|s| s.mode.is_some()) else {
-            return;
-        };
-        let mut base = event("data");
-        base.push(("p_subject".into(), subject.to_string()));
-        base.push(("p_from".into(), from.to_string()));
-        base.push(("p_to".into(), to.to_string()));
-        base.extend(attributes);
-        target.queue.push_back(Queued { base: Arc::new(base), tag: None });
-        self.flush(to, now, out);
-    }
-
-    /// Hub messages for Pushlet listeners: channel `a/b` is subject `/a/b`;
-    /// each listening session with a matching subscription gets one copy.
-    pub fn deliver(&mut self, messages: &[Arc<Message>], now: Instant, out: &mut Vec<Output>) {
-        let mut touched = Vec::new();
-        let mut seen = HashSet::new();
-        for message in messages {
-            let subject = format!("/{}", message.channel);
-            let candidates = self.candidates(&subject);
-            if candidates.is_empty() {
-                continue;
-            }
-            let base = Arc::new(hub_event(message, &subject));
-            for id in candidates {
-                let Some(session) = self.sessions.get_mut(&id).filter(|s| s.mode.is_some()) else {
-                    continue;
-                };
-                let Some(subscription) = session.first_match(&subject) else {
-                    continue;
-                };
-                // A channel that needs a token reaches only sessions whose
-                // token (given at join) grants it, whatever their prefixes.
-                if let Some(policy) = &self.config.auth {
-                    if policy.requires(&message.channel)
-                        && !grants(session.claims.as_ref(), &message.channel, |c| &c.channels)
-                    {
-                        continue;
-                    }
-                }
-                let tag = Some((subscription.sid.clone(), subscription.spec.label.clone()));
-                session.queue.push_back(Queued { base: Arc::clone(&base), tag });
-                if seen.insert(id.clone()) {
-                    touched.push(id);
-                }
-            }
-        }
-        for id in touched {
-            self.flush(&id, now, out);
-        }
-    }
-
-    /// Sessions subscribed to some prefix of `subject`.
-    fn candidates(&self, subject: &str) -> Vec<String> {
-        let mut found: HashSet<&String> = HashSet::new();
-        for end in (1..=subject.len()).filter(|end| subject.is_char_boundary(*end)) {
-            if let Some(sessions) = subject.get(..end).and_then(|prefix| self.index.get(prefix)) {
-                found.extend(sessions.keys());
-            }
-        }
-        found.into_iter().cloned().collect()
-    }
-
-    /// Sends what a session has queued down its link, if it has one; drops
-    /// the session if the queue is over `max_queue`.
-    fn flush(&mut self, id: &str, now: Instant, out: &mut Vec<Output>) {
-        let read_timeout = self.read_timeout();
-        let Some(session) = self.sessions.get_mut(id) else {
-            return;
-        };
-        if session.queue.len() > self.config.max_queue {
-            return self.drop_session(id, out);
-        }
-        match &mut session.link {
-            Some(Link::Stream { to, seq, quiet_until }) if !session.queue.is_empty() => {
-                let events =
-                    session.queue.drain(..).zip(seq.saturating_add(1)..).map(|(q, n)| q.materialize(n));
-                let mut body = Vec::new();
-                for e in events {
-                    body.extend(render_event(session.format, &e));
-                    *seq = seq.saturating_add(1);
-                }
-                *quiet_until = later(now, read_timeout);
-                out.push(Output::More { to: *to, body });
-            }
-            Some(Link::Held { .. }) if !session.queue.is_empty() => self.answer_held(id, now, out),
-            _ => {}
-        }
-    }
-
-    /// Answers a session's held `refresh` with what is queued (an `hb` if
-    /// nothing is), and unlinks it.
-    fn answer_held(&mut self, id: &str, now: Instant, out: &mut Vec<Output>) {
-        let lease = self.config.lease;
-        let wait = self.wait_ms(Mode::Pull);
-        let Some(session) = self.sessions.get_mut(id) else {
-            return;
-        };
-        let Some(Link::Held { to, url, .. }) = session.link.take() else {
-            return;
-        };
-        self.conns.remove(&to);
-        session.lease_until = later(now, lease);
-        let events = batch(session, true, wait, &url);
-        let reply = Reply { to, format: session.format, id: None };
-        out.push(whole(&reply, &events));
-    }
-
     /// Ends a session's link because another takes its place: a stream is
     /// closed, a held pull answered as if it had timed out.
     fn unlink(&mut self, id: &str, now: Instant, out: &mut Vec<Output>) {
@@ -1059,137 +660,9 @@ fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).or_else(|| now.checked_add(FAR)).unwrap_or(now)
 }
 
-fn unix_secs() -> u64 {
+fn now_secs() -> u64 {
     crate::hub::id::unix_ms() / 1000
-}
-
-/// A server event: `p_event` and `p_time` (seconds).
-fn event(kind: &str) -> Event {
-    vec![("p_event".into(), kind.into()), ("p_time".into(), unix_secs().to_string())]
-}
-
-fn with_id(mut event: Event, reply: &Reply) -> Event {
-    if let Some(id) = &reply.id {
-        event.push(("p_id".into(), id.clone()));
-    }
-    event
-}
-
-fn heartbeat(seq: u64) -> Event {
-    let mut hb = event("hb");
-    hb.push(("p_seq".into(), seq.to_string()));
-    hb
-}
-
-fn refresh_event(wait_ms: u64, url: &str) -> Event {
-    let mut refresh = event("refresh");
-    refresh.push(("p_wait".into(), wait_ms.to_string()));
-    refresh.push(("p_url".into(), url.to_string()));
-    refresh
-}
-
-/// `<path>?p_id=<id>&p_event=refresh`. A path that is not plain (absolute,
-/// not `//`, URL-safe characters only) is replaced by the default one, so
-/// `p_url` can never point the iframe at another host or a script.
-fn refresh_url(path: &str, id: &str) -> String {
-    let plain = path.starts_with('/')
-        && !path.starts_with("//")
-        && path.len() <= 256
-        && path.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'~'));
-    format!("{}?p_id={id}&p_event=refresh", if plain { path } else { DEFAULT_PATH })
-}
-
-/// A pull/poll answer: `[refresh-ack, queued (p_seq 1..), refresh]`, with an
-/// `hb` (p_seq 1) in place of events when none wait and `hb_if_empty`.
-fn batch(session: &mut Session, hb_if_empty: bool, wait_ms: u64, url: &str) -> Vec<Event> {
-    let mut events = vec![event("refresh-ack")];
-    let queued = session.drain(1);
-    if queued.is_empty() && hb_if_empty {
-        events.push(heartbeat(1));
-    }
-    events.extend(queued);
-    events.push(refresh_event(wait_ms, url));
-    events
-}
-
-fn whole(reply: &Reply, events: &[Event]) -> Output {
-    Output::Whole {
-        to: reply.to,
-        content_type: reply.format.content_type(),
-        body: render_document(reply.format, events),
-    }
-}
-
-fn nack(reply: &Reply, reason: &str) -> Output {
-    let mut nack = with_id(event("nack"), reply);
-    nack.push(("p_reason".into(), reason.to_string()));
-    whole(reply, &[nack])
-}
-
-/// The format of an answer without a session: `p_format` if valid, else
-/// `xml-strict`.
-fn loose_format(fields: &[(String, String)]) -> Format {
-    field(fields, "p_format").and_then(|f| Format::parse(f).ok()).unwrap_or(Format::XmlStrict)
-}
-
-/// A Pushlet multicast as a hub message: channel = subject without its `/`
-/// (halley's channel rule applies), payload = a JSON object of the fields.
-fn hub_message(subject: &str, attributes: Vec<(String, String)>) -> Result<NewMessage, String> {
-    let Some(channel) = subject.strip_prefix('/') else {
-        return Err(format!("subject {} must start with /", clip(subject)));
-    };
-    validate_channel(channel).map_err(|e| format!("subject {}: {e}", clip(subject)))?;
-    let object: serde_json::Map<String, Value> =
-        attributes.into_iter().map(|(name, value)| (name, Value::String(value))).collect();
-    let data = serde_json::to_string(&Value::Object(object)).map_err(|e| format!("unexpected error: {e}"))?;
-    Ok(NewMessage { channel: Arc::from(channel), event: None, data: data.into_boxed_str(), ext: None })
-}
-
-/// A hub message as a Pushlet `data` event (without the per-receiver
-/// `p_seq`, `p_sid`, `p_label`): `p_time` from the message id's clock.
-fn hub_event(message: &Message, subject: &str) -> Event {
-    let mut event: Event = vec![
-        ("p_event".into(), "data".into()),
-        ("p_time".into(), (message.id.ms / 1000).to_string()),
-        ("p_subject".into(), subject.to_string()),
-        ("p_mid".into(), message.id.to_string()),
-    ];
-    event.extend(payload_fields(&message.data));
-    event
-}
-
-/// A JSON object payload gives one field per member (strings as they are,
-/// anything else as its JSON text), skipping names that are invalid or in
-/// the protocol's `p_` space; any other payload is one `data` field.
-fn payload_fields(data: &str) -> Vec<(String, String)> {
-    match serde_json::from_str::<Value>(data) {
-        Ok(Value::Object(object)) => object
-            .into_iter()
-            .filter(|(name, _)| valid_name(name) && !name.starts_with("p_"))
-            .map(|(name, value)| match value {
-                Value::String(text) => (name, text),
-                other => (name, other.to_string()),
-            })
-            .collect(),
-        _ => vec![("data".into(), data.to_string())],
-    }
 }
 
 #[cfg(test)]
 mod tests;
-
-/// Whether claims (unexpired) grant a concrete hub channel.
-fn grants(
-    claims: Option<&crate::auth::Claims>,
-    channel: &str,
-    patterns: impl Fn(&crate::auth::Claims) -> &Vec<String>,
-) -> bool {
-    claims.is_some_and(|c| {
-        c.exp.is_none_or(|exp| now_secs() < exp)
-            && patterns(c).iter().any(|p| crate::auth::pattern_matches(p, channel))
-    })
-}
-
-fn now_secs() -> u64 {
-    crate::hub::id::unix_ms() / 1000
-}

@@ -3,12 +3,17 @@
 //! and listen in stream, pull or poll mode, in js, xml or xml-strict format.
 //! Subjects are hub channels (`/news/sports` is `news/sports`).
 //!
-//! Rendering (`event`) and sessions (`engine`) are pure; one Pushlet thread
+//! Rendering (`event`), request reading (`request`), answers (`reply`),
+//! session state (`session`) and the session engine (`engine`, with its
+//! delivery half in `engine/deliver.rs`) are pure; one Pushlet thread
 //! (`thread`) owns every session, as the Bayeux thread does, so a client's
 //! requests may land on any event loop.
 
 pub mod engine;
 pub mod event;
+mod reply;
+mod request;
+mod session;
 pub mod thread;
 
 use crate::http::query;

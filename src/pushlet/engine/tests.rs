@@ -1,6 +1,10 @@
 use super::super::event::tests::decode;
+use super::super::reply::DEFAULT_PATH;
+use super::super::request::{MAX_SUBJECTS, MAX_SUBJECT_BYTES};
 use super::*;
-use crate::hub::MessageId;
+use crate::hub::{validate_channel, Message, MessageId};
+use serde_json::Value;
+use std::sync::Arc;
 
 const A: ConnRef = ConnRef { loop_id: 0, conn: 1 };
 const B: ConnRef = ConnRef { loop_id: 0, conn: 2 };
