@@ -234,10 +234,10 @@ mod tests {
         assert_eq!(check_upgrade(true, false, &lookup), Err(UpgradeError::NotHttp11));
     }
 
-    #[test]
-    fn missing_or_invalid_headers_are_refused() {
+    /// Header changes to a valid request, each with the refusal it causes.
+    fn refusals() -> Vec<(&'static str, Option<&'static str>, UpgradeError)> {
         use UpgradeError::*;
-        let cases: &[(&'static str, Option<&'static str>, UpgradeError)] = &[
+        vec![
             ("upgrade", None, MissingUpgrade),
             ("upgrade", Some(""), UpgradeNotWebSocket),
             ("upgrade", Some("h2c"), UpgradeNotWebSocket),
@@ -257,29 +257,29 @@ mod tests {
             ("sec-websocket-key", Some("AAAAAAAAAAAAAAAAAAAAAAA="), InvalidKey),
             // 16 bytes but unpadded.
             ("sec-websocket-key", Some("dGhlIHNhbXBsZSBub25jZQ"), InvalidKey),
-        ];
-        for &(name, value, expected) in cases {
+        ]
+    }
+
+    #[test]
+    fn missing_or_invalid_headers_are_refused() {
+        for (name, value, expected) in refusals() {
             assert_eq!(check(&with(name, value)), Err(expected), "{name}: {value:?}");
         }
     }
 
     #[test]
     fn error_statuses_reasons_and_hints() {
-        use UpgradeError::*;
-        let all = [
-            NotGet,
-            NotHttp11,
-            MissingUpgrade,
-            UpgradeNotWebSocket,
-            MissingConnection,
-            ConnectionNotUpgrade,
-            MissingVersion,
-            UnsupportedVersion,
-            MissingKey,
-            InvalidKey,
-        ];
+        // Every error, as the checks produce it: the request-line ones and
+        // each header refusal (the count catches a variant left untested).
+        let mut all = vec![UpgradeError::NotGet, UpgradeError::NotHttp11];
+        for (_, _, error) in refusals() {
+            if !all.contains(&error) {
+                all.push(error);
+            }
+        }
+        assert_eq!(all.len(), 10, "{all:?}");
         for error in all {
-            let (status, hints) = if error == UnsupportedVersion {
+            let (status, hints) = if error == UpgradeError::UnsupportedVersion {
                 (426, &[("Sec-WebSocket-Version", "13")][..])
             } else {
                 (400, &[][..])

@@ -1,5 +1,6 @@
 //! Sans-IO WebSocket (RFC 6455), server side: the opening handshake
-//! ([`handshake`]) and the framing layer ([`frame`]).
+//! ([`handshake`]), the frame codec ([`frame`]) and message assembly
+//! ([`assemble`]).
 //!
 //! Nothing here touches a socket. The connection code hands in request
 //! headers or received bytes and writes out the bytes it gets back, so every
@@ -13,11 +14,12 @@
 //! send) after it.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod assemble;
 pub mod frame;
 pub mod handshake;
 
+pub use assemble::{Assembler, Event};
 pub use frame::{
-    close_frame, decode, encode_frame, text_header, Assembler, Decoded, Event, Frame, Opcode, WsError,
-    MAX_FRAME_PAYLOAD,
+    close_frame, decode, encode_frame, text_header, Decoded, Frame, Opcode, WsError, MAX_FRAME_PAYLOAD,
 };
 pub use handshake::{accept_key, check_upgrade, response_head, UpgradeError};
