@@ -273,6 +273,30 @@ impl Config {
         std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
     }
 
+    /// The guard's settings (address lists, words, rates, auth, sizes).
+    pub fn guard_config(&self) -> crate::guard::GuardConfig {
+        let mode = if self.blocked_words_mode == "reject" {
+            crate::guard::WordMode::Reject
+        } else {
+            crate::guard::WordMode::Mask
+        };
+        crate::guard::GuardConfig {
+            auth_secret: self.auth_secret.clone(),
+            auth_required: self.auth_required.clone(),
+            ingest_key: self.ingest_key.clone(),
+            ip_allow_subscribers: self.ip_allow_subscribers.clone(),
+            ip_deny_subscribers: self.ip_deny_subscribers.clone(),
+            ip_allow_publishers: self.ip_allow_publishers.clone(),
+            ip_deny_publishers: self.ip_deny_publishers.clone(),
+            blocked_words: self.blocked_words.clone(),
+            blocked_words_mode: mode,
+            max_connections_per_ip: self.max_connections_per_ip,
+            publish_rate_per_ip: self.publish_rate_per_ip,
+            publish_rate_per_connection: self.publish_rate_per_connection,
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+
     /// Sets one setting by its key (e.g. `max_head_bytes`) from its textual
     /// value, parsed according to the type the setting already has.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {

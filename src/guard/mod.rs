@@ -1,13 +1,17 @@
 //! Admission rules applied at the edges: IP allow/deny lists, the blocked-word
-//! filter and publish rate limits. Pure values built from the config; the
-//! worker and the Bayeux thread consult them.
+//! filter, the message size limit, publish rate limits and channel rules.
+//! Pure values built at start-up from a [`GuardConfig`] (the guard knows
+//! nothing of the server's config); every publish path calls
+//! [`Guard::screen`].
 
 pub mod ip;
 pub mod rate;
+pub mod screen;
 pub mod words;
 
 pub use ip::IpRules;
 pub use rate::TokenBucket;
+pub use screen::Origin;
 pub use words::{WordFilter, WordMode};
 
 use std::collections::HashMap;
@@ -16,7 +20,32 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::auth::{Denied, Policy};
-use crate::config::Config;
+
+/// The settings the guard needs, taken from the server's config at start-up.
+/// List settings are comma-separated text, as configured.
+#[derive(Debug, Clone)]
+pub struct GuardConfig {
+    /// HS256 secret; empty = auth off.
+    pub auth_secret: String,
+    /// Channel prefixes that need a token (`*` = every channel).
+    pub auth_required: String,
+    /// Key the ingest side must present; empty = none needed.
+    pub ingest_key: String,
+    pub ip_allow_subscribers: String,
+    pub ip_deny_subscribers: String,
+    pub ip_allow_publishers: String,
+    pub ip_deny_publishers: String,
+    pub blocked_words: String,
+    pub blocked_words_mode: WordMode,
+    /// Open connections per address; 0 = unlimited.
+    pub max_connections_per_ip: usize,
+    /// Public-side publishes per second per address; 0 = unlimited.
+    pub publish_rate_per_ip: u32,
+    /// Publishes per second per ingest connection; 0 = unlimited.
+    pub publish_rate_per_connection: u32,
+    /// The largest message payload any path may publish.
+    pub max_message_bytes: usize,
+}
 
 /// Every admission rule, built once from the config and shared.
 pub struct Guard {
@@ -28,6 +57,7 @@ pub struct Guard {
     max_per_ip: usize,
     rate_per_ip: u32,
     pub rate_per_connection: u32,
+    max_message_bytes: usize,
     /// Per-address state, touched on connect, close and public-side publish
     /// only (never per delivered message).
     per_ip: Mutex<HashMap<IpAddr, PerIp>>,
@@ -43,17 +73,18 @@ struct PerIp {
 }
 
 impl Guard {
-    pub fn from_config(config: &Config) -> Result<Guard, String> {
-        let mode = if config.blocked_words_mode == "reject" { WordMode::Reject } else { WordMode::Mask };
+    /// The guard for `config`; `Err` names a bad address list.
+    pub fn new(config: &GuardConfig) -> Result<Guard, String> {
         Ok(Guard {
             auth: Policy::new(&config.auth_secret, &config.auth_required),
             ingest_key: Some(config.ingest_key.clone()).filter(|k| !k.is_empty()),
             subscribers: IpRules::parse(&config.ip_allow_subscribers, &config.ip_deny_subscribers)?,
             publishers: IpRules::parse(&config.ip_allow_publishers, &config.ip_deny_publishers)?,
-            words: WordFilter::new(&config.blocked_words, mode),
+            words: WordFilter::new(&config.blocked_words, config.blocked_words_mode),
             max_per_ip: config.max_connections_per_ip,
             rate_per_ip: config.publish_rate_per_ip,
             rate_per_connection: config.publish_rate_per_connection,
+            max_message_bytes: config.max_message_bytes,
             per_ip: Mutex::new(HashMap::new()),
         })
     }
@@ -89,10 +120,23 @@ impl Guard {
     /// A publish from the public side (Bayeux, the demo helper): the
     /// publisher address rules and the per-address rate.
     pub fn public_publish(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), Denied> {
-        let Some(ip) = ip else { return Ok(()) };
-        if !self.publishers.admits(ip) {
-            return Err(Denied { status: 403, reason: format!("address {ip} may not publish") });
+        self.admit_publisher(ip)?;
+        self.take_ip_token(ip, now)
+    }
+
+    /// The publisher address rules (403); no address, no rule.
+    fn admit_publisher(&self, ip: Option<IpAddr>) -> Result<(), Denied> {
+        match ip {
+            Some(ip) if !self.publishers.admits(ip) => {
+                Err(Denied { status: 403, reason: format!("address {ip} may not publish") })
+            }
+            _ => Ok(()),
         }
+    }
+
+    /// The per-address publish rate (429); no address, no rate.
+    fn take_ip_token(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), Denied> {
+        let Some(ip) = ip else { return Ok(()) };
         if self.rate_per_ip == 0 {
             return Ok(());
         }
