@@ -64,11 +64,20 @@ pub struct FanoutStats {
     pub retained: AtomicU64,
 }
 
+/// The protocol engines' subscribers: (session, subscription) pairs, each
+/// written by its engine's thread.
+#[derive(Default)]
+pub struct EngineStats {
+    pub bayeux_subscriptions: AtomicU64,
+    pub pushlet_subscriptions: AtomicU64,
+}
+
 /// Everything `/stats` and `/metrics` read.
 pub struct Stats {
     pub started: Instant,
     pub loops: Vec<LoopStats>,
     pub fanout: FanoutStats,
+    pub engines: EngineStats,
 }
 
 impl Stats {
@@ -77,7 +86,18 @@ impl Stats {
             started: Instant::now(),
             loops: (0..loops).map(|_| LoopStats::default()).collect(),
             fanout: FanoutStats::default(),
+            engines: EngineStats::default(),
         }
+    }
+
+    /// Subscribers by transport name: the loops' transports, then the
+    /// protocol engines' subscriptions (`bayeux`, `pushlet`).
+    pub fn subscribers_by_transport(&self) -> Vec<(&'static str, u64)> {
+        let mut all: Vec<(&'static str, u64)> =
+            Transport::ALL.iter().map(|t| (t.name(), self.total(|l| &l.subscribers[t.index()]))).collect();
+        all.push(("bayeux", self.engines.bayeux_subscriptions.load(Relaxed)));
+        all.push(("pushlet", self.engines.pushlet_subscriptions.load(Relaxed)));
+        all
     }
 
     /// A sum over loops.

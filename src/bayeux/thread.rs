@@ -1,26 +1,27 @@
 //! The Bayeux thread: runs the session engine. Requests come from the event
-//! loops, every published batch comes from the fan-out thread's tap, answers
-//! go back through the loops' mailboxes. One thread owns all sessions, so a
-//! client's requests may land on any loop.
+//! loops; the hub sends it the messages of the channels and wildcards its
+//! sessions subscribe to (it is one of the fan-out's outlets, counted like
+//! any subscriber), and answers go back through the loops' mailboxes. One
+//! thread owns all sessions, so a client's requests may land on any loop.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::engine::{Config, ConnRef, Engine, Output, Request, Transport};
 use super::message::{Incoming, Unreadable};
-use crate::fanout::{FanoutHandle, LoopMsg, Loops, Publish};
-use crate::hub::Message;
+use crate::fanout::{Control, FanoutHandle, HubMail, Listen, Outlet, Publish, Start, Subscribe};
+use crate::hub::{Part, Replies};
 
 /// How often held connects and session expiry are checked. Timeouts are
 /// seconds long; a quarter second of slack is invisible.
 const TICK: Duration = Duration::from_millis(250);
-/// How long to wait for the fan-out thread's history answer; it answers
-/// control requests at once, so this is only a guard.
-const HISTORY_WAIT: Duration = Duration::from_secs(2);
+
+/// The content type of every Bayeux answer (callback-polling wraps it).
+pub const CONTENT_TYPE: &str = "application/json";
 
 /// Mail for the Bayeux thread.
 pub enum BayeuxIn {
@@ -34,9 +35,13 @@ pub enum BayeuxIn {
     Closed(ConnRef),
     /// A loop is shutting down: answer its held connects.
     Shutdown { loop_id: usize },
+    /// Mail from the hub: messages, history, deleted channels.
+    Hub(HubMail),
+    /// Every loop has exited: end the thread.
+    Stop,
 }
 
-/// What the loops hold to reach the Bayeux thread.
+/// What the loops (and the hub, as an outlet) hold to reach the Bayeux thread.
 #[derive(Clone)]
 pub struct BayeuxHandle {
     tx: Sender<BayeuxIn>,
@@ -48,91 +53,105 @@ impl BayeuxHandle {
     }
 }
 
-/// Starts the thread. `taps` carries every batch the fan-out thread publishes.
-pub fn spawn(
-    config: Config,
-    loops: Loops,
-    fanout: FanoutHandle,
-    taps: Receiver<Vec<Arc<Message>>>,
-    guard: Arc<crate::guard::Guard>,
-) -> std::io::Result<(BayeuxHandle, JoinHandle<()>)> {
-    // Unbounded: each connection has at most one Bayeux request in flight.
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let thread = std::thread::Builder::new()
-        .name("halley-bayeux".into())
-        .spawn(move || run(Engine::new(config), rx, taps, loops, fanout, guard))?;
-    Ok((BayeuxHandle { tx }, thread))
+impl Outlet for BayeuxHandle {
+    fn send(&self, mail: HubMail) -> bool {
+        self.tx.send(BayeuxIn::Hub(mail)).is_ok()
+    }
 }
 
-fn run(
-    mut engine: Engine,
-    rx: Receiver<BayeuxIn>,
-    taps: Receiver<Vec<Arc<Message>>>,
-    loops: Loops,
-    fanout: FanoutHandle,
-    guard: Arc<crate::guard::Guard>,
-) {
+/// The thread's inbox. Unbounded: each connection has at most one Bayeux
+/// request in flight, and the hub sends at most one batch per round.
+pub fn inbox() -> (BayeuxHandle, Receiver<BayeuxIn>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    (BayeuxHandle { tx }, rx)
+}
+
+/// Everything the thread works with besides its engine.
+pub struct Wiring {
+    /// This thread's outlet index at the hub.
+    pub outlet: usize,
+    pub inbox: Receiver<BayeuxIn>,
+    pub replies: Box<dyn Replies>,
+    pub fanout: FanoutHandle,
+    pub guard: Arc<crate::guard::Guard>,
+    pub stats: Arc<crate::stats::Stats>,
+}
+
+/// Starts the thread.
+pub fn spawn(config: Config, wiring: Wiring) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("halley-bayeux".into()).spawn(move || run(Engine::new(config), wiring))
+}
+
+fn run(mut engine: Engine, w: Wiring) {
     let mut out = Vec::new();
     let mut next_tick = Instant::now() + TICK;
     loop {
-        let mut select = Select::new();
-        let requests = select.recv(&rx);
-        let published = select.recv(&taps);
-        let ready = select.select_deadline(next_tick);
+        let received = w.inbox.recv_timeout(next_tick.saturating_duration_since(Instant::now()));
         let now = Instant::now();
-        match ready {
-            Ok(op) if op.index() == requests => match op.recv(&rx) {
-                Ok(BayeuxIn::Request { from, transport, messages, remote }) => {
-                    let mut publish = |message: crate::fanout::NewMessage, remote: Option<IpAddr>| {
-                        let bayeux_error = |d: crate::auth::Denied| format!("{}::{}", d.status, d.reason);
-                        guard.public_publish(remote, now).map_err(bayeux_error)?;
-                        let mut messages = vec![message];
-                        guard.filter_messages(&mut messages).map_err(bayeux_error)?;
-                        let publish = Publish { messages, reply: None, received_at: now };
-                        fanout
-                            .try_publish(publish)
-                            .map_err(|_| "503::publish queue is full; retry shortly".to_string())
-                    };
-                    engine.request(
-                        Request { from, transport, messages, remote },
-                        now,
-                        &mut publish,
-                        &mut out,
-                    );
+        match received {
+            Ok(BayeuxIn::Request { from, transport, messages, remote }) => {
+                let mut publish = |message: crate::fanout::NewMessage, remote: Option<IpAddr>| {
+                    let bayeux_error = |d: crate::auth::Denied| format!("{}::{}", d.status, d.reason);
+                    w.guard.public_publish(remote, now).map_err(bayeux_error)?;
+                    let mut messages = vec![message];
+                    w.guard.filter_messages(&mut messages).map_err(bayeux_error)?;
+                    let publish = Publish { messages, reply: None, received_at: now };
+                    w.fanout
+                        .try_publish(publish)
+                        .map_err(|_| "503::publish queue is full; retry shortly".to_string())
+                };
+                engine.request(Request { from, transport, messages, remote }, now, &mut publish, &mut out);
+            }
+            Ok(BayeuxIn::Closed(conn)) => engine.closed(conn, now),
+            Ok(BayeuxIn::Shutdown { loop_id }) => engine.shutdown(loop_id, &mut out),
+            Ok(BayeuxIn::Hub(mail)) => match mail {
+                HubMail::Batch(batch) => engine.deliver(&batch, now, &mut out),
+                HubMail::Subscribed(reply) => {
+                    engine.deliver_history(reply.conn, &reply.catchup, now, &mut out)
                 }
-                Ok(BayeuxIn::Closed(conn)) => engine.closed(conn, now),
-                Ok(BayeuxIn::Shutdown { loop_id }) => engine.shutdown(loop_id, &mut out),
-                Err(_) => return,
+                HubMail::ChannelDeleted(channel) => engine.channel_deleted(&channel),
+                HubMail::Published { .. } | HubMail::ChannelInfo { .. } | HubMail::Deleted { .. } => {}
             },
-            Ok(op) if op.index() == published => match op.recv(&taps) {
-                Ok(batch) => engine.deliver(&batch, now, &mut out),
-                Err(_) => return,
-            },
-            _ => {}
+            Ok(BayeuxIn::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {}
         }
         if now >= next_tick {
             engine.tick(now, &mut out);
             next_tick = now + TICK;
         }
-        // Replies first (a subscribe's answer before its history), then the
-        // history fetches, which may produce more replies.
-        while !out.is_empty() {
-            let mut histories = Vec::new();
-            for output in out.drain(..) {
-                match output {
-                    Output::Reply { to, messages } => {
-                        let body = serde_json::to_vec(&messages).unwrap_or_else(|_| b"[]".to_vec());
-                        if let Some(mailbox) = loops.get(to.loop_id) {
-                            mailbox.send(LoopMsg::Bayeux { conn: to.conn, body });
-                        }
-                    }
-                    Output::History { client, channel, n } => histories.push((client, channel, n)),
-                }
-            }
-            for (client, channel, n) in histories {
-                let messages = fanout.history(channel, n, HISTORY_WAIT);
-                engine.deliver_history(&client, &messages, now, &mut out);
-            }
+        for output in out.drain(..) {
+            carry_out(&w, output);
+        }
+        crate::stats::set(&w.stats.engines.bayeux_subscriptions, engine.subscriptions() as u64);
+    }
+}
+
+/// Sends an answer to its loop, or a subscription change to the hub.
+fn carry_out(w: &Wiring, output: Output) {
+    match output {
+        Output::Reply { to, messages } => {
+            let body = serde_json::to_vec(&messages).unwrap_or_else(|_| b"[]".to_vec());
+            w.replies.reply(to, Part::Whole { content_type: CONTENT_TYPE, body });
+        }
+        Output::Listen { channel, backlog, tag } => {
+            let start = if backlog > 0 { Start::Backlog(backlog) } else { Start::Now };
+            w.fanout.control(Control::Subscribe(Subscribe {
+                reply: ConnRef { loop_id: w.outlet, conn: tag },
+                channels: vec![channel],
+                listen: Listen::Messages,
+                start,
+                only_if_nothing_to_send: false,
+            }));
+        }
+        Output::Unlisten { channel } => {
+            w.fanout.control(Control::Unsubscribe {
+                outlet: w.outlet,
+                channels: vec![channel],
+                listen: Listen::Messages,
+            });
+        }
+        Output::Watch { pattern, delta } => {
+            w.fanout.control(Control::Watch { outlet: w.outlet, pattern, delta });
         }
     }
 }

@@ -1,5 +1,5 @@
 //! One channel's state inside the fan-out thread: its history ring and who
-//! listens on which loop.
+//! listens behind which outlet (loop or engine), reading what.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,6 +8,26 @@ use std::time::{Duration, Instant};
 use crate::hub::{Message, MessageId};
 use crate::transport::Encoding;
 
+/// What a subscriber reads: the frames of one encoding (loops' connections),
+/// or whole messages (engines, which render them per session themselves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Frames(Encoding),
+    Messages,
+}
+
+impl Listen {
+    /// Slots in a per-outlet count: one per encoding, then whole messages.
+    pub const SLOTS: usize = Encoding::COUNT + 1;
+
+    fn slot(self) -> usize {
+        match self {
+            Listen::Frames(encoding) => encoding as usize,
+            Listen::Messages => Encoding::COUNT,
+        }
+    }
+}
+
 pub struct Channel {
     /// Retained messages, oldest first, ids increasing.
     history: VecDeque<Arc<Message>>,
@@ -15,19 +35,19 @@ pub struct Channel {
     /// Raised when messages are dropped (size or age), and starts at the node's
     /// "forgotten" mark so that a resume from before it reports a gap.
     complete_after: MessageId,
-    /// Subscribers per loop and encoding.
-    pub per_loop: Vec<[u32; Encoding::COUNT]>,
+    /// Subscribers per outlet and listen slot.
+    pub per_outlet: Vec<[u32; Listen::SLOTS]>,
     pub subscribers: usize,
     pub peak_subscribers: usize,
     pub published: u64,
 }
 
 impl Channel {
-    pub fn new(loops: usize, complete_after: MessageId) -> Channel {
+    pub fn new(outlets: usize, complete_after: MessageId) -> Channel {
         Channel {
             history: VecDeque::new(),
             complete_after,
-            per_loop: vec![[0; Encoding::COUNT]; loops],
+            per_outlet: vec![[0; Listen::SLOTS]; outlets],
             subscribers: 0,
             peak_subscribers: 0,
             published: 0,
@@ -82,7 +102,7 @@ impl Channel {
     /// Which encodings have subscribers anywhere.
     pub fn encodings_in_use(&self) -> [bool; Encoding::COUNT] {
         let mut used = [false; Encoding::COUNT];
-        for counts in &self.per_loop {
+        for counts in &self.per_outlet {
             for (u, c) in used.iter_mut().zip(counts) {
                 *u |= *c > 0;
             }
@@ -90,17 +110,22 @@ impl Channel {
         used
     }
 
-    pub fn add_subscriber(&mut self, loop_id: usize, encoding: Encoding) {
-        if let Some(counts) = self.per_loop.get_mut(loop_id) {
-            counts[encoding as usize] += 1;
+    /// Whether anyone listens behind `outlet`.
+    pub fn reaches(&self, outlet: usize) -> bool {
+        self.per_outlet.get(outlet).is_some_and(|counts| counts.iter().any(|c| *c > 0))
+    }
+
+    pub fn add_subscriber(&mut self, outlet: usize, listen: Listen) {
+        if let Some(counts) = self.per_outlet.get_mut(outlet) {
+            counts[listen.slot()] += 1;
             self.subscribers += 1;
             self.peak_subscribers = self.peak_subscribers.max(self.subscribers);
         }
     }
 
-    pub fn remove_subscriber(&mut self, loop_id: usize, encoding: Encoding) {
-        if let Some(counts) = self.per_loop.get_mut(loop_id) {
-            let c = &mut counts[encoding as usize];
+    pub fn remove_subscriber(&mut self, outlet: usize, listen: Listen) {
+        if let Some(counts) = self.per_outlet.get_mut(outlet) {
+            let c = &mut counts[listen.slot()];
             if *c > 0 {
                 *c -= 1;
                 self.subscribers -= 1;
@@ -147,14 +172,17 @@ mod tests {
     #[test]
     fn counts_subscribers_per_loop_and_encoding() {
         let mut ch = Channel::new(2, MessageId::ZERO);
-        ch.add_subscriber(1, Encoding::Sse);
-        ch.add_subscriber(1, Encoding::Sse);
-        ch.add_subscriber(0, Encoding::Envelope);
-        ch.add_subscriber(7, Encoding::Sse);
-        assert_eq!((ch.subscribers, ch.peak_subscribers), (3, 3));
+        ch.add_subscriber(1, Listen::Frames(Encoding::Sse));
+        ch.add_subscriber(1, Listen::Frames(Encoding::Sse));
+        ch.add_subscriber(0, Listen::Frames(Encoding::Envelope));
+        ch.add_subscriber(7, Listen::Frames(Encoding::Sse));
+        ch.add_subscriber(0, Listen::Messages);
+        assert_eq!((ch.subscribers, ch.peak_subscribers), (4, 4));
         assert_eq!(ch.encodings_in_use()[..3], [true, true, false]);
-        ch.remove_subscriber(1, Encoding::Sse);
-        ch.remove_subscriber(1, Encoding::Stream);
-        assert_eq!((ch.subscribers, ch.peak_subscribers), (2, 3));
+        assert!(ch.reaches(0) && ch.reaches(1));
+        ch.remove_subscriber(1, Listen::Frames(Encoding::Sse));
+        ch.remove_subscriber(1, Listen::Frames(Encoding::Stream));
+        ch.remove_subscriber(0, Listen::Messages);
+        assert_eq!((ch.subscribers, ch.peak_subscribers), (2, 4));
     }
 }

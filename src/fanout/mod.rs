@@ -6,6 +6,11 @@
 //! encodes each message once per encoding that has subscribers and hands each
 //! interested loop one batch per window through its mailbox, which wakes the
 //! loop at most once however many messages the batch holds.
+//!
+//! Whoever receives mail from the hub is an [`Outlet`]: the event loops
+//! first (outlet `i` is loop `i`), then the protocol engines (Bayeux,
+//! Pushlet), which subscribe to channels and patterns like any subscriber
+//! and are counted like one. The hub knows no protocol and no loop type.
 
 mod channel;
 mod run;
@@ -15,10 +20,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::hub::{Message, MessageId};
-use crate::reactor::mailbox::Mailbox;
-use crate::transport::Encoding;
+pub use crate::hub::ConnRef;
+use crate::hub::{Message, MessageId, Pattern};
 
+pub use channel::Listen;
 pub use run::spawn;
 
 /// Settings the fan-out thread needs.
@@ -29,9 +34,6 @@ pub struct FanoutConfig {
     pub batch_window: Duration,
     pub batch_max: usize,
     pub publish_queue: usize,
-    /// Receive every published batch: the Bayeux and Pushlet threads, which
-    /// match subscriptions (wildcards, prefixes) themselves.
-    pub taps: Vec<crossbeam_channel::Sender<Vec<Arc<Message>>>>,
 }
 
 /// One message to publish.
@@ -52,14 +54,7 @@ pub struct Publish {
     /// When the request arrived, for the delivery-latency histogram.
     pub received_at: std::time::Instant,
     /// Where to send the acknowledgements, if anyone waits for them.
-    pub reply: Option<ReplyTo>,
-}
-
-/// A connection on a loop, waiting for an answer.
-#[derive(Debug, Clone, Copy)]
-pub struct ReplyTo {
-    pub loop_id: usize,
-    pub conn: u64,
+    pub reply: Option<ConnRef>,
 }
 
 /// Where a new subscription starts.
@@ -73,43 +68,45 @@ pub enum Start {
     Backlog(usize),
 }
 
-/// A loop asks to subscribe one connection to some channels.
+/// A loop asks to subscribe one connection to some channels (or an engine
+/// one of its sessions: `reply.conn` is then the engine's own tag).
 #[derive(Debug)]
 pub struct Subscribe {
-    pub reply: ReplyTo,
+    pub reply: ConnRef,
     pub channels: Vec<Arc<str>>,
-    pub encoding: Encoding,
+    /// What the subscriber reads: one encoding's frames, or whole messages.
+    pub listen: Listen,
     pub start: Start,
     /// Long-polls that already have something to answer (catch-up or a gap)
     /// leave at once, so registering them would only be undone.
     pub only_if_nothing_to_send: bool,
 }
 
-/// Requests from the loops, handled as they arrive (never batched).
+/// Requests from the loops and engines, handled as they arrive (never batched).
 #[derive(Debug)]
 pub enum Control {
     Subscribe(Subscribe),
-    /// Undoes a registered subscription (same channels and encoding).
+    /// Undoes a registered subscription (same outlet, channels and listen).
     Unsubscribe {
-        loop_id: usize,
+        outlet: usize,
         channels: Vec<Arc<str>>,
-        encoding: Encoding,
+        listen: Listen,
+    },
+    /// An engine's sessions on a pattern: `delta` more (or fewer) of them.
+    Watch {
+        outlet: usize,
+        pattern: Pattern,
+        delta: i32,
     },
     /// Asks for one channel's counters.
     ChannelInfo {
-        reply: ReplyTo,
+        reply: ConnRef,
         channel: Arc<str>,
     },
     /// Drops a channel's history and ends its subscribers' streams.
     DeleteChannel {
-        reply: ReplyTo,
+        reply: ConnRef,
         channel: Arc<str>,
-    },
-    /// The last `n` retained messages of a channel, for a thread that is not a loop.
-    History {
-        channel: Arc<str>,
-        n: usize,
-        reply: crossbeam_channel::Sender<Vec<Arc<Message>>>,
     },
 }
 
@@ -130,10 +127,10 @@ pub struct ChannelInfo {
 #[derive(Debug)]
 pub struct Subscribed {
     pub conn: u64,
-    /// The subscription's channels and encoding, so that a loop whose
+    /// The subscription's channels and listen, so that a loop whose
     /// connection vanished meanwhile can undo the registration.
     pub channels: Vec<Arc<str>>,
-    pub encoding: Encoding,
+    pub listen: Listen,
     /// Retained messages to deliver first, in id order.
     pub catchup: Vec<Arc<Message>>,
     /// History could not prove that nothing after the resume point was dropped.
@@ -153,10 +150,10 @@ pub struct PublishAck {
     pub subscribers: usize,
 }
 
-/// Mail for an event loop.
+/// Mail from the hub to an outlet.
 #[derive(Debug)]
-pub enum LoopMsg {
-    /// Messages for channels with subscribers on this loop, in id order.
+pub enum HubMail {
+    /// Messages for channels with subscribers behind this outlet, in id order.
     Batch(Vec<Arc<Message>>),
     Subscribed(Subscribed),
     /// Acknowledgements for one `Publish`, in its order.
@@ -175,21 +172,20 @@ pub enum LoopMsg {
         channel: Arc<str>,
         subscribers: Option<usize>,
     },
-    /// A channel was deleted: end the streams of its subscribers here.
+    /// A channel was deleted: its subscribers behind this outlet are done.
     ChannelDeleted(Arc<str>),
-    /// The Bayeux thread's answer for a connection: a JSON array of messages.
-    Bayeux {
-        conn: u64,
-        body: Vec<u8>,
-    },
-    /// A piece of the Pushlet thread's answer for a connection.
-    Pushlet {
-        conn: u64,
-        part: crate::pushlet::thread::Part,
-    },
-    /// Stop accepting, end streams, exit.
-    Shutdown,
 }
+
+/// Where the hub's mail goes: an event loop's mailbox or an engine's inbox.
+/// `send` must not block (both are unbounded queues, bounded by what feeds
+/// them: one batch per outlet per round, one reply per request).
+pub trait Outlet: Send {
+    /// Hands `mail` over; false when the receiver has gone.
+    fn send(&self, mail: HubMail) -> bool;
+}
+
+/// The outlets, indexed as [`ConnRef::loop_id`] indexes them.
+pub type Outlets = Vec<Box<dyn Outlet>>;
 
 /// The publish queue was full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,13 +213,6 @@ impl FanoutHandle {
         let _ = self.control_tx.send(control);
     }
 
-    /// The last `n` retained messages of `channel` (empty if it answers too late).
-    pub fn history(&self, channel: Arc<str>, n: usize, wait: std::time::Duration) -> Vec<Arc<Message>> {
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        self.control(Control::History { channel, n, reply });
-        answer.recv_timeout(wait).unwrap_or_default()
-    }
-
     /// Publishes waiting in the queue now.
     pub fn queue_depth(&self) -> usize {
         self.publish_tx.len()
@@ -242,6 +231,3 @@ fn queues(capacity: usize) -> (FanoutHandle, Queues) {
     let (control_tx, control_rx) = crossbeam_channel::unbounded();
     (FanoutHandle { publish_tx, control_tx }, Queues { publish_rx, control_rx })
 }
-
-/// The loops' mailboxes, indexed by loop id.
-pub type Loops = Vec<Mailbox<LoopMsg>>;

@@ -12,17 +12,28 @@ use super::channel::Channel;
 use super::*;
 use crate::hub::id::unix_ms;
 use crate::hub::IdGenerator;
+use crate::transport::Encoding;
 
 /// How often retained messages are checked against their age limit and idle
 /// channel records dropped. History age is an hour by default; a second of
 /// slack is invisible next to it and keeps the sweep off the hot path.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 
+/// An engine's sessions on one pattern.
+struct Watch {
+    pattern: Pattern,
+    outlet: usize,
+    sessions: u32,
+}
+
 struct Fanout {
     config: FanoutConfig,
     queues: Queues,
-    loops: Loops,
+    outlets: Outlets,
     channels: HashMap<Arc<str>, Channel>,
+    /// Engines' pattern subscriptions. Few (one per distinct wildcard or
+    /// prefix in use), so each message is checked against all of them.
+    watches: Vec<Watch>,
     ids: IdGenerator,
     /// Every id at or below this may have been forgotten: ids from before this
     /// process started, and the history of channel records dropped since. A
@@ -30,37 +41,35 @@ struct Fanout {
     forgotten_through: MessageId,
     /// Publishes taken from the queue, waiting for the window to close.
     pending: Vec<Publish>,
-    /// Mail per loop, sent at the end of each turn.
-    outbox: Vec<Vec<LoopMsg>>,
+    /// Mail per outlet, sent at the end of each turn.
+    outbox: Vec<Vec<HubMail>>,
     next_flush: Instant,
     next_housekeeping: Instant,
     stats: Arc<crate::stats::Stats>,
-    /// This batch's messages, for the tap.
-    tapped: Vec<Arc<Message>>,
 }
 
-/// Starts the fan-out thread. It runs until every loop has dropped its handle.
+/// Starts the fan-out thread. It runs until every producer has dropped its handle.
 pub fn spawn(
     config: FanoutConfig,
-    loops: Loops,
+    outlets: Outlets,
     stats: Arc<crate::stats::Stats>,
 ) -> std::io::Result<(FanoutHandle, JoinHandle<()>)> {
     let (handle, queues) = queues(config.publish_queue);
     let start = MessageId::new(unix_ms(), 0);
     let now = Instant::now();
     let fanout = Fanout {
-        outbox: loops.iter().map(|_| Vec::new()).collect(),
+        outbox: outlets.iter().map(|_| Vec::new()).collect(),
         config,
         queues,
-        loops,
+        outlets,
         channels: HashMap::new(),
+        watches: Vec::new(),
         ids: IdGenerator::starting_after(start),
         forgotten_through: start,
         pending: Vec::new(),
         next_flush: now,
         next_housekeeping: now + HOUSEKEEPING_EVERY,
         stats,
-        tapped: Vec::new(),
     };
     let thread = std::thread::Builder::new().name("halley-fanout".into()).spawn(move || fanout.run())?;
     Ok((handle, thread))
@@ -87,34 +96,36 @@ impl Fanout {
         }
     }
 
-    /// Handles every queued control request. False when the loops are gone.
+    /// Handles every queued control request. False when every producer is gone.
     fn take_control(&mut self) -> bool {
         loop {
             match self.queues.control_rx.try_recv() {
                 Ok(Control::Subscribe(sub)) => self.subscribe(sub),
-                Ok(Control::Unsubscribe { loop_id, channels, encoding }) => {
+                Ok(Control::Unsubscribe { outlet, channels, listen }) => {
                     for name in channels {
                         if let Some(ch) = self.channels.get_mut(&name) {
-                            ch.remove_subscriber(loop_id, encoding);
+                            ch.remove_subscriber(outlet, listen);
                         }
                     }
                 }
+                Ok(Control::Watch { outlet, pattern, delta }) => self.watch(outlet, pattern, delta),
                 Ok(Control::ChannelInfo { reply, channel }) => {
-                    let info = self.channels.get(&channel).map(|ch| ChannelInfo {
-                        channel: channel.clone(),
-                        subscribers: ch.subscribers,
-                        peak_subscribers: ch.peak_subscribers,
-                        retained: ch.retained(),
-                        published: ch.published,
-                        last_id: ch.last_id(),
+                    let watching = self.watching(&channel);
+                    let info = self.channels.get_mut(&channel).map(|ch| {
+                        let subscribers = ch.subscribers + watching;
+                        ch.peak_subscribers = ch.peak_subscribers.max(subscribers);
+                        ChannelInfo {
+                            channel: channel.clone(),
+                            subscribers,
+                            peak_subscribers: ch.peak_subscribers,
+                            retained: ch.retained(),
+                            published: ch.published,
+                            last_id: ch.last_id(),
+                        }
                     });
-                    self.mail(reply.loop_id, LoopMsg::ChannelInfo { conn: reply.conn, info });
+                    self.mail(reply.loop_id, HubMail::ChannelInfo { conn: reply.conn, info });
                 }
                 Ok(Control::DeleteChannel { reply, channel }) => self.delete(reply, channel),
-                Ok(Control::History { channel, n, reply }) => {
-                    let messages = self.channels.get(&channel).map(|ch| ch.last(n).cloned().collect());
-                    let _ = reply.send(messages.unwrap_or_default());
-                }
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => return false,
             }
@@ -148,9 +159,31 @@ impl Fanout {
     }
 
     fn channel(&mut self, name: &Arc<str>) -> &mut Channel {
-        let loops = self.loops.len();
+        let outlets = self.outlets.len();
         let mark = self.forgotten_through;
-        self.channels.entry(name.clone()).or_insert_with(|| Channel::new(loops, mark))
+        self.channels.entry(name.clone()).or_insert_with(|| Channel::new(outlets, mark))
+    }
+
+    /// Engine sessions whose patterns take in `channel`.
+    fn watching(&self, channel: &str) -> usize {
+        self.watches.iter().filter(|w| w.pattern.matches(channel)).map(|w| w.sessions as usize).sum()
+    }
+
+    fn watch(&mut self, outlet: usize, pattern: Pattern, delta: i32) {
+        let found = self.watches.iter().position(|w| w.outlet == outlet && w.pattern == pattern);
+        let i = match found {
+            Some(i) => i,
+            None if delta > 0 => {
+                self.watches.push(Watch { pattern, outlet, sessions: 0 });
+                self.watches.len() - 1
+            }
+            None => return,
+        };
+        let watch = &mut self.watches[i];
+        watch.sessions = watch.sessions.saturating_add_signed(delta);
+        if watch.sessions == 0 {
+            self.watches.swap_remove(i);
+        }
     }
 
     fn subscribe(&mut self, sub: Subscribe) {
@@ -175,11 +208,13 @@ impl Fanout {
         let register = !(sub.only_if_nothing_to_send && (gap || !catchup.is_empty()));
         if register {
             for name in &sub.channels {
-                self.channel(name).add_subscriber(sub.reply.loop_id, sub.encoding);
+                self.channel(name).add_subscriber(sub.reply.loop_id, sub.listen);
             }
         }
-        for m in &catchup {
-            m.frame(sub.encoding);
+        if let Listen::Frames(encoding) = sub.listen {
+            for m in &catchup {
+                m.frame(encoding);
+            }
         }
         let mut last_id = self.ids.last();
         if let Start::After(id) = sub.start {
@@ -188,41 +223,35 @@ impl Fanout {
         let reply = Subscribed {
             conn: sub.reply.conn,
             channels: sub.channels,
-            encoding: sub.encoding,
+            listen: sub.listen,
             catchup,
             gap,
             last_id,
             registered: register,
         };
-        self.mail(sub.reply.loop_id, LoopMsg::Subscribed(reply));
+        self.mail(sub.reply.loop_id, HubMail::Subscribed(reply));
     }
 
     /// Assigns ids, stores history, encodes and routes one batch.
     fn publish_batch(&mut self) {
         let batch = mem::take(&mut self.pending);
-        let mut per_loop: Vec<Vec<Arc<Message>>> = vec![Vec::new(); self.loops.len()];
+        let mut per_outlet: Vec<Vec<Arc<Message>>> = vec![Vec::new(); self.outlets.len()];
         let now_ms = unix_ms();
         for publish in batch {
             let at = publish.received_at;
             let acks: Vec<PublishAck> = publish
                 .messages
                 .into_iter()
-                .map(|new| self.publish_one(new, at, now_ms, &mut per_loop))
+                .map(|new| self.publish_one(new, at, now_ms, &mut per_outlet))
                 .collect();
             crate::stats::add(&self.stats.fanout.published, acks.len() as u64);
             if let Some(reply) = publish.reply {
-                self.mail(reply.loop_id, LoopMsg::Published { conn: reply.conn, acks });
+                self.mail(reply.loop_id, HubMail::Published { conn: reply.conn, acks });
             }
         }
-        for (loop_id, batch) in per_loop.into_iter().enumerate() {
+        for (outlet, batch) in per_outlet.into_iter().enumerate() {
             if !batch.is_empty() {
-                self.mail(loop_id, LoopMsg::Batch(batch));
-            }
-        }
-        if !self.config.taps.is_empty() {
-            let batch = mem::take(&mut self.tapped);
-            for tap in &self.config.taps {
-                let _ = tap.send(batch.clone());
+                self.mail(outlet, HubMail::Batch(batch));
             }
         }
         crate::stats::inc(&self.stats.fanout.batches);
@@ -230,17 +259,19 @@ impl Fanout {
     }
 
     /// Gives one message its id, stores it, encodes it once for each encoding
-    /// in use on its channel, and adds it to the batch of every loop that listens.
+    /// in use on its channel, and adds it to the batch of every outlet that
+    /// listens: on the channel itself, or through an engine's pattern.
     fn publish_one(
         &mut self,
         new: NewMessage,
         received_at: Instant,
         now_ms: u64,
-        per_loop: &mut [Vec<Arc<Message>>],
+        per_outlet: &mut [Vec<Arc<Message>>],
     ) -> PublishAck {
         let id = self.ids.next(now_ms);
         let history_size = self.config.history_size;
-        let ch = self.channel(&new.channel);
+        let (outlets, mark) = (self.outlets.len(), self.forgotten_through);
+        let ch = self.channels.entry(new.channel.clone()).or_insert_with(|| Channel::new(outlets, mark));
         let message = Arc::new(
             Message::new(id, new.channel.clone(), new.event, new.data)
                 .received(received_at)
@@ -251,34 +282,43 @@ impl Fanout {
                 message.frame(*encoding);
             }
         }
-        for (batch, counts) in per_loop.iter_mut().zip(&ch.per_loop) {
-            if counts.iter().any(|c| *c > 0) {
+        for (outlet, batch) in per_outlet.iter_mut().enumerate() {
+            if ch.reaches(outlet) {
                 batch.push(message.clone());
             }
         }
-        let subscribers = ch.subscribers;
-        ch.push(message.clone(), history_size);
-        if !self.config.taps.is_empty() {
-            self.tapped.push(message);
-        }
-        PublishAck { id, channel: new.channel, subscribers }
-    }
-
-    /// Drops a channel record: its history goes, every loop with subscribers
-    /// on it is told to end their streams, and a later resume from before
-    /// reports a gap.
-    fn delete(&mut self, reply: ReplyTo, channel: Arc<str>) {
-        let removed = self.channels.remove(&channel);
-        let subscribers = removed.as_ref().map(|ch| ch.subscribers);
-        if let Some(ch) = removed {
-            self.forgotten_through = self.forgotten_through.max(ch.high_water());
-            for (loop_id, counts) in ch.per_loop.iter().enumerate() {
-                if counts.iter().any(|c| *c > 0) {
-                    self.mail(loop_id, LoopMsg::ChannelDeleted(channel.clone()));
+        let mut watching = 0;
+        for w in self.watches.iter().filter(|w| w.pattern.matches(&new.channel)) {
+            watching += w.sessions as usize;
+            if let Some(batch) = per_outlet.get_mut(w.outlet) {
+                // Once per outlet, however many of its patterns match.
+                if batch.last().is_none_or(|m| m.id != id) {
+                    batch.push(message.clone());
                 }
             }
         }
-        self.mail(reply.loop_id, LoopMsg::Deleted { conn: reply.conn, channel, subscribers });
+        let subscribers = ch.subscribers + watching;
+        ch.peak_subscribers = ch.peak_subscribers.max(subscribers);
+        ch.push(message, history_size);
+        PublishAck { id, channel: new.channel, subscribers }
+    }
+
+    /// Drops a channel record: its history goes, every outlet with
+    /// subscribers on it is told to end them, and a later resume from before
+    /// reports a gap.
+    fn delete(&mut self, reply: ConnRef, channel: Arc<str>) {
+        let watching = self.watching(&channel);
+        let removed = self.channels.remove(&channel);
+        let subscribers = removed.as_ref().map(|ch| ch.subscribers + watching);
+        if let Some(ch) = removed {
+            self.forgotten_through = self.forgotten_through.max(ch.high_water());
+            for outlet in 0..self.outlets.len() {
+                if ch.reaches(outlet) {
+                    self.mail(outlet, HubMail::ChannelDeleted(channel.clone()));
+                }
+            }
+        }
+        self.mail(reply.loop_id, HubMail::Deleted { conn: reply.conn, channel, subscribers });
     }
 
     fn housekeep(&mut self, now: Instant) {
@@ -298,17 +338,17 @@ impl Fanout {
         crate::stats::set(&self.stats.fanout.retained, retained as u64);
     }
 
-    fn mail(&mut self, loop_id: usize, msg: LoopMsg) {
-        if let Some(outbox) = self.outbox.get_mut(loop_id) {
+    fn mail(&mut self, outlet: usize, msg: HubMail) {
+        if let Some(outbox) = self.outbox.get_mut(outlet) {
             outbox.push(msg);
         }
     }
 
-    /// Sends each loop its mail; the mailbox wakes a loop at most once.
+    /// Sends each outlet its mail; a loop's mailbox wakes it at most once.
     fn send_outbox(&mut self) {
-        for (mailbox, outbox) in self.loops.iter().zip(self.outbox.iter_mut()) {
+        for (outlet, outbox) in self.outlets.iter().zip(self.outbox.iter_mut()) {
             for msg in outbox.drain(..) {
-                mailbox.send(msg);
+                outlet.send(msg);
             }
         }
     }

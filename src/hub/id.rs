@@ -17,6 +17,8 @@ pub struct MessageId {
 impl MessageId {
     /// The id before every id: resuming after it delivers everything retained.
     pub const ZERO: MessageId = MessageId { ms: 0, seq: 0 };
+    /// Above every id ever issued.
+    pub const MAX: MessageId = MessageId { ms: u64::MAX, seq: u64::MAX };
 
     pub fn new(ms: u64, seq: u64) -> MessageId {
         MessageId { ms, seq }

@@ -41,12 +41,8 @@ use crate::fanout::NewMessage;
 
 mod deliver;
 
-/// Where an answer goes: a connection on an event loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnRef {
-    pub loop_id: usize,
-    pub conn: u64,
-}
+pub use crate::hub::ConnRef;
+use crate::hub::Pattern;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -165,6 +161,11 @@ pub struct Engine {
     /// session's real deadline is at or after one of its entries.
     timers: BinaryHeap<Reverse<(Instant, String)>>,
     dice: Dice,
+    /// Subject subscriptions added (+1) or dropped (-1) since the thread
+    /// last took them, for the hub (a subject is a channel-name prefix).
+    hub_changes: Vec<(Pattern, i32)>,
+    /// Subject subscriptions held by all sessions (for `/metrics`).
+    watching: usize,
 }
 
 impl Engine {
@@ -176,6 +177,8 @@ impl Engine {
             conns: HashMap::new(),
             timers: BinaryHeap::new(),
             dice: Dice { state: RandomState::new(), counter: 0 },
+            hub_changes: Vec::new(),
+            watching: 0,
         }
     }
 
@@ -462,6 +465,8 @@ impl Engine {
         };
         for subject in &spec.subjects {
             *self.index.entry(subject.clone()).or_default().entry(id.to_string()).or_default() += 1;
+            self.hub_changes.push((hub_prefix(subject), 1));
+            self.watching += 1;
         }
         let mut tag = vec![("p_sid".to_string(), sid.clone())];
         if let Some(label) = &spec.label {
@@ -474,6 +479,8 @@ impl Engine {
     /// Takes a subscription's subjects out of the index.
     fn unindex(&mut self, id: &str, subscription: &Subscription) {
         for subject in &subscription.spec.subjects {
+            self.hub_changes.push((hub_prefix(subject), -1));
+            self.watching = self.watching.saturating_sub(1);
             let Some(sessions) = self.index.get_mut(subject) else {
                 continue;
             };
@@ -634,6 +641,16 @@ impl Engine {
     /// An open stream's or held pull's connection went away; the session
     /// stays for its lease (queueing, so a new `listen` or `refresh` gets
     /// what came meanwhile).
+    /// Subscription changes for the hub since the last call, in order.
+    pub fn take_hub_changes(&mut self) -> Vec<(Pattern, i32)> {
+        std::mem::take(&mut self.hub_changes)
+    }
+
+    /// Subject subscriptions held by all sessions.
+    pub fn subscriptions(&self) -> usize {
+        self.watching
+    }
+
     pub fn closed(&mut self, conn: ConnRef, now: Instant) {
         let Some(id) = self.conns.remove(&conn) else {
             return;
@@ -666,3 +683,9 @@ fn now_secs() -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+/// The hub pattern of a subject: `/news` takes in every channel whose name
+/// starts with `news` (Pushlet's prefix rule; `/` takes in every channel).
+fn hub_prefix(subject: &str) -> Pattern {
+    Pattern::Prefix(subject.strip_prefix('/').unwrap_or(subject).into())
+}

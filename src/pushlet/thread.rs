@@ -1,16 +1,17 @@
 //! The Pushlet thread: runs the session engine. Requests come from the event
-//! loops, every published batch from a fan-out tap, and answers go back
-//! through the loops' mailboxes.
+//! loops; the hub sends it the messages of the subjects its sessions
+//! subscribe to (it is one of the fan-out's outlets, counted like any
+//! subscriber); answers go back through the loops' mailboxes.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::engine::{Config, ConnRef, Engine, Output, Request};
-use crate::fanout::{FanoutHandle, LoopMsg, Loops, Publish};
-use crate::hub::Message;
+use crate::fanout::{Control, FanoutHandle, HubMail, Outlet, Publish};
+use crate::hub::{Part, Replies};
 
 /// The longest the thread sleeps without looking at timers. Heartbeats and
 /// pull timeouts are seconds long.
@@ -30,6 +31,10 @@ pub enum PushletIn {
     },
     /// A held or streaming connection went away.
     Closed(ConnRef),
+    /// Mail from the hub: the messages of subscribed subjects.
+    Hub(HubMail),
+    /// Every loop has exited: end the thread.
+    Stop,
 }
 
 #[derive(Clone)]
@@ -43,96 +48,82 @@ impl PushletHandle {
     }
 }
 
-pub fn spawn(
-    config: Config,
-    loops: Loops,
-    fanout: FanoutHandle,
-    taps: Receiver<Vec<Arc<Message>>>,
-    guard: Arc<crate::guard::Guard>,
-    max_message_bytes: usize,
-) -> std::io::Result<(PushletHandle, JoinHandle<()>)> {
-    // Unbounded: each connection has at most one Pushlet request in flight.
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let thread = std::thread::Builder::new()
-        .name("halley-pushlet".into())
-        .spawn(move || run(Engine::new(config), rx, taps, loops, fanout, guard, max_message_bytes))?;
-    Ok((PushletHandle { tx }, thread))
+impl Outlet for PushletHandle {
+    fn send(&self, mail: HubMail) -> bool {
+        self.tx.send(PushletIn::Hub(mail)).is_ok()
+    }
 }
 
-fn run(
-    mut engine: Engine,
-    rx: Receiver<PushletIn>,
-    taps: Receiver<Vec<Arc<Message>>>,
-    loops: Loops,
-    fanout: FanoutHandle,
-    guard: Arc<crate::guard::Guard>,
-    max_message_bytes: usize,
-) {
+/// The thread's inbox. Unbounded: each connection has at most one Pushlet
+/// request in flight, and the hub sends at most one batch per round.
+pub fn inbox() -> (PushletHandle, Receiver<PushletIn>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    (PushletHandle { tx }, rx)
+}
+
+/// Everything the thread works with besides its engine.
+pub struct Wiring {
+    /// This thread's outlet index at the hub.
+    pub outlet: usize,
+    pub inbox: Receiver<PushletIn>,
+    pub replies: Box<dyn Replies>,
+    pub fanout: FanoutHandle,
+    pub guard: Arc<crate::guard::Guard>,
+    pub stats: Arc<crate::stats::Stats>,
+    pub max_message_bytes: usize,
+}
+
+pub fn spawn(config: Config, wiring: Wiring) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("halley-pushlet".into()).spawn(move || run(Engine::new(config), wiring))
+}
+
+fn run(mut engine: Engine, w: Wiring) {
     let mut out = Vec::new();
     loop {
         let now = Instant::now();
         let deadline = engine.next_deadline().map_or(now + MAX_SLEEP, |d| d.min(now + MAX_SLEEP));
-        let mut select = Select::new();
-        let requests = select.recv(&rx);
-        let published = select.recv(&taps);
-        let ready = select.select_deadline(deadline);
+        let received = w.inbox.recv_timeout(deadline.saturating_duration_since(now));
         let now = Instant::now();
-        match ready {
-            Ok(op) if op.index() == requests => match op.recv(&rx) {
-                Ok(PushletIn::Request { from, fields, path, remote }) => {
-                    // Every Pushlet publish passes the same rules as any
-                    // public-side publish: address, rate, size, blocked words.
-                    let mut publish = |message: &mut crate::fanout::NewMessage, to_hub: bool| {
-                        guard.public_publish(remote, now).map_err(|d| d.reason)?;
-                        if message.data.len() > max_message_bytes {
-                            return Err(format!("message over {max_message_bytes} bytes"));
-                        }
-                        guard.filter_messages(std::slice::from_mut(message)).map_err(|d| d.reason)?;
-                        if !to_hub {
-                            return Ok(());
-                        }
-                        let publish =
-                            Publish { messages: vec![message.clone()], reply: None, received_at: now };
-                        fanout
-                            .try_publish(publish)
-                            .map_err(|_| "publish queue is full; retry shortly".to_string())
-                    };
-                    engine.request(Request { from, fields, path }, now, &mut publish, &mut out);
-                }
-                Ok(PushletIn::Shutdown { loop_id }) => engine.shutdown(loop_id, now, &mut out),
-                Ok(PushletIn::Closed(conn)) => engine.closed(conn, now),
-                Err(_) => return,
-            },
-            Ok(op) if op.index() == published => match op.recv(&taps) {
-                Ok(batch) => engine.deliver(&batch, now, &mut out),
-                Err(_) => return,
-            },
-            _ => {}
+        match received {
+            Ok(PushletIn::Request { from, fields, path, remote }) => {
+                // Every Pushlet publish passes the same rules as any
+                // public-side publish: address, rate, size, blocked words.
+                let mut publish = |message: &mut crate::fanout::NewMessage, to_hub: bool| {
+                    w.guard.public_publish(remote, now).map_err(|d| d.reason)?;
+                    if message.data.len() > w.max_message_bytes {
+                        return Err(format!("message over {} bytes", w.max_message_bytes));
+                    }
+                    w.guard.filter_messages(std::slice::from_mut(message)).map_err(|d| d.reason)?;
+                    if !to_hub {
+                        return Ok(());
+                    }
+                    let publish = Publish { messages: vec![message.clone()], reply: None, received_at: now };
+                    w.fanout
+                        .try_publish(publish)
+                        .map_err(|_| "publish queue is full; retry shortly".to_string())
+                };
+                engine.request(Request { from, fields, path }, now, &mut publish, &mut out);
+            }
+            Ok(PushletIn::Shutdown { loop_id }) => engine.shutdown(loop_id, now, &mut out),
+            Ok(PushletIn::Closed(conn)) => engine.closed(conn, now),
+            Ok(PushletIn::Hub(HubMail::Batch(batch))) => engine.deliver(&batch, now, &mut out),
+            Ok(PushletIn::Hub(_)) => {}
+            Ok(PushletIn::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {}
         }
         engine.tick(now, &mut out);
-        for output in out.drain(..) {
-            let (to, msg) = match output {
-                Output::Whole { to, content_type, body } => {
-                    (to, LoopMsg::Pushlet { conn: to.conn, part: Part::Whole { content_type, body } })
-                }
-                Output::Open { to, content_type, body } => {
-                    (to, LoopMsg::Pushlet { conn: to.conn, part: Part::Open { content_type, body } })
-                }
-                Output::More { to, body } => (to, LoopMsg::Pushlet { conn: to.conn, part: Part::More(body) }),
-                Output::End { to, body } => (to, LoopMsg::Pushlet { conn: to.conn, part: Part::End(body) }),
-            };
-            if let Some(mailbox) = loops.get(to.loop_id) {
-                mailbox.send(msg);
-            }
+        for (pattern, delta) in engine.take_hub_changes() {
+            w.fanout.control(Control::Watch { outlet: w.outlet, pattern, delta });
         }
+        for output in out.drain(..) {
+            let (to, part) = match output {
+                Output::Whole { to, content_type, body } => (to, Part::Whole { content_type, body }),
+                Output::Open { to, content_type, body } => (to, Part::Open { content_type, body }),
+                Output::More { to, body } => (to, Part::More(body)),
+                Output::End { to, body } => (to, Part::End(body)),
+            };
+            w.replies.reply(to, part);
+        }
+        crate::stats::set(&w.stats.engines.pushlet_subscriptions, engine.subscriptions() as u64);
     }
-}
-
-/// One piece of a Pushlet response for a loop to write.
-#[derive(Debug)]
-pub enum Part {
-    Whole { content_type: &'static str, body: Vec<u8> },
-    Open { content_type: &'static str, body: Vec<u8> },
-    More(Vec<u8>),
-    End(Vec<u8>),
 }

@@ -1,14 +1,13 @@
-//! Admission on the worker: address rules and the ingest key per request,
+//! Admission for HTTP requests: address rules and the ingest key per request,
 //! tokens for subscriptions and public-side publishes, the word filter and
 //! publish rates. The rules themselves live in `crate::guard` and `crate::auth`.
 
-use super::conn::Conn;
+use super::conn::Cx;
 use super::route::{Port, Refusal, SubscribeRequest};
-use super::worker::Worker;
+use super::worker::Shared;
 use crate::auth::{Claims, Denied};
 use crate::fanout::NewMessage;
 use crate::http::Request;
-use crate::reactor::{ConnKey, Io};
 
 fn refusal(d: Denied) -> Refusal {
     let mut r = Refusal::new(d.status, d.reason);
@@ -39,89 +38,78 @@ fn now_secs() -> u64 {
     crate::hub::id::unix_ms() / 1000
 }
 
-impl Worker {
-    /// Per-request address rules, and the ingest key on the ingest port.
-    pub(super) fn admit(
-        &self,
-        io: &mut Io<Conn>,
-        key: ConnKey,
-        port: Port,
-        req: &Request,
-    ) -> Result<(), Refusal> {
-        let Some(ip) = io.conn(key).map(|c| c.ip) else { return Ok(()) };
-        let guard = &self.shared.guard;
-        match port {
-            Port::Public if !guard.subscribers.admits(ip) => {
-                Err(Refusal::new(403, format!("address {ip} may not subscribe here")))
-            }
-            Port::Ingest if req.path != "/healthz" => {
-                if !guard.publishers.admits(ip) {
-                    return Err(Refusal::new(403, format!("address {ip} may not publish")));
-                }
-                if !guard.ingest_authorized(req.header_str("authorization")) {
-                    return Err(refusal(Denied {
-                        status: 401,
-                        reason: "the ingest port needs its key: Authorization: Bearer <ingest_key>".into(),
-                    }));
-                }
-                Ok(())
-            }
-            _ => Ok(()),
+/// Per-request address rules, and the ingest key on the ingest port.
+pub fn admit(shared: &Shared, cx: &mut Cx, port: Port, req: &Request) -> Result<(), Refusal> {
+    let Some(ip) = cx.conn().map(|c| c.ip) else { return Ok(()) };
+    let guard = &shared.guard;
+    match port {
+        Port::Public if !guard.subscribers.admits(ip) => {
+            Err(Refusal::new(403, format!("address {ip} may not subscribe here")))
         }
+        Port::Ingest if req.path != "/healthz" => {
+            if !guard.publishers.admits(ip) {
+                return Err(Refusal::new(403, format!("address {ip} may not publish")));
+            }
+            if !guard.ingest_authorized(req.header_str("authorization")) {
+                return Err(refusal(Denied {
+                    status: 401,
+                    reason: "the ingest port needs its key: Authorization: Bearer <ingest_key>".into(),
+                }));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
+}
 
-    /// Tokens for the channels that need one.
-    pub(super) fn check_subscribe(
-        &self,
-        _io: &mut Io<Conn>,
-        req: &Request,
-        sub: &SubscribeRequest,
-    ) -> Result<Option<Claims>, Refusal> {
-        let Some(policy) = &self.shared.guard.auth else { return Ok(None) };
-        let token = token(req);
-        let claims = policy
-            .subscribe(token.as_deref(), sub.channels.iter().map(|c| &**c), now_secs())
-            .map_err(refusal)?;
-        // A WebSocket keeps the token it opened with for channels it adds later,
-        // even when its first channels needed none.
-        if claims.is_none() && sub.ws_accept.is_some() && token.is_some() {
-            return policy.verify(token.as_deref(), now_secs()).map(Some).map_err(refusal);
-        }
-        Ok(claims)
+/// Tokens for the channels that need one.
+pub fn check_subscribe(
+    shared: &Shared,
+    req: &Request,
+    sub: &SubscribeRequest,
+) -> Result<Option<Claims>, Refusal> {
+    let Some(policy) = &shared.guard.auth else { return Ok(None) };
+    let token = token(req);
+    let claims =
+        policy.subscribe(token.as_deref(), sub.channels.iter().map(|c| &**c), now_secs()).map_err(refusal)?;
+    // A WebSocket keeps the token it opened with for channels it adds later,
+    // even when its first channels needed none.
+    if claims.is_none() && sub.ws_accept.is_some() && token.is_some() {
+        return policy.verify(token.as_deref(), now_secs()).map(Some).map_err(refusal);
     }
+    Ok(claims)
+}
 
-    /// Every publish path over HTTP: the per-connection rate on the ingest
-    /// port; address, rate and token rules on the public side; the word filter.
-    pub(super) fn check_publish(
-        &self,
-        io: &mut Io<Conn>,
-        key: ConnKey,
-        port: Port,
-        req: &Request,
-        messages: &mut [NewMessage],
-    ) -> Result<(), Refusal> {
-        let now = io.now();
-        let guard = &self.shared.guard;
-        let Some(conn) = io.conn(key) else { return Ok(()) };
-        if port == Port::Public {
-            guard.public_publish(Some(conn.ip), now).map_err(refusal)?;
-            if let Some(policy) = &guard.auth {
-                let token = token(req);
-                for m in messages.iter().filter(|m| policy.requires(&m.channel)) {
-                    policy.publish(token.as_deref(), &m.channel, now_secs()).map_err(refusal)?;
-                }
+/// Every publish path over HTTP: the per-connection rate on the ingest
+/// port; address, rate and token rules on the public side; the word filter.
+pub fn check_publish(
+    shared: &Shared,
+    cx: &mut Cx,
+    port: Port,
+    req: &Request,
+    messages: &mut [NewMessage],
+) -> Result<(), Refusal> {
+    let now = cx.io.now();
+    let guard = &shared.guard;
+    let Some(conn) = cx.conn() else { return Ok(()) };
+    if port == Port::Public {
+        guard.public_publish(Some(conn.ip), now).map_err(refusal)?;
+        if let Some(policy) = &guard.auth {
+            let token = token(req);
+            for m in messages.iter().filter(|m| policy.requires(&m.channel)) {
+                policy.publish(token.as_deref(), &m.channel, now_secs()).map_err(refusal)?;
             }
-        } else if let Some(bucket) = &mut conn.bucket {
-            bucket.take(now).map_err(|retry| {
-                refusal(Denied {
-                    status: 429,
-                    reason: format!(
-                        "more than {} publishes per second on this connection; retry in {retry} s",
-                        guard.rate_per_connection
-                    ),
-                })
-            })?;
         }
-        guard.filter_messages(messages).map_err(refusal)
+    } else if let Some(bucket) = &mut conn.bucket {
+        bucket.take(now).map_err(|retry| {
+            refusal(Denied {
+                status: 429,
+                reason: format!(
+                    "more than {} publishes per second on this connection; retry in {retry} s",
+                    guard.rate_per_connection
+                ),
+            })
+        })?;
     }
+    guard.filter_messages(messages).map_err(refusal)
 }

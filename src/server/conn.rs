@@ -1,173 +1,161 @@
-//! A connection's state on the worker side. One enum phase, one `match` per event.
+//! A connection as the worker holds it: what every connection has (its port,
+//! address and admission state) and the handler installed for its current
+//! phase. The phase *is* the handler (nginx's idea): a connection moves from
+//! one handler to the next, and each handler's states mean one thing.
 
 use std::sync::Arc;
 
 use super::route::Port;
-use crate::http::Version;
-use crate::hub::{Message, MessageId};
-use crate::transport::Transport;
+use super::worker::Env;
+use crate::fanout::{ChannelInfo, PublishAck, Subscribed};
+use crate::hub::Part;
+use crate::reactor::{CloseReason, ConnKey, Io};
 
 pub struct Conn {
     pub port: Port,
-    pub phase: Phase,
-    /// The current request's version and keep-alive wish, for its response.
-    pub version: Version,
-    pub keep_alive: bool,
-    /// The peer closed its side; answer what is pending, then close.
-    pub peer_done: bool,
-    /// `100 Continue` was sent for the request being read.
-    pub continue_sent: bool,
-    /// `Access-Control-Allow-Origin` for the current request, if CORS allows it.
-    pub cors: Option<Arc<str>>,
-    /// The JSONP callback of a pending Bayeux callback-polling request.
-    pub jsonp: Option<String>,
     /// The client's address (rules, limits, Bayeux's publisher field).
     pub ip: std::net::IpAddr,
     /// Counted in the guard's per-address connection count.
     pub ip_counted: bool,
     /// Publishes per second on an ingest connection, when limited.
     pub bucket: Option<crate::guard::TokenBucket>,
-    /// Responses in request order while requests are with the fan-out
-    /// thread: pipelined publishes need not wait for each other's acks.
-    pub pipeline: std::collections::VecDeque<Slot>,
-    /// Close once the pipeline has drained (the last request asked for it).
-    pub close_when_drained: bool,
-}
-
-pub enum Phase {
-    /// Waiting for (the rest of) a request.
-    Reading,
-    /// A request is with the fan-out thread; the answer follows its reply.
-    Waiting(Awaiting),
-    /// A subscribe is with the fan-out thread; the answer follows its reply.
-    Subscribing(Box<Subscription>),
-    /// A long-poll is parked until a message arrives or it times out.
-    Polling(Box<Subscription>),
-    /// A streaming response is open.
-    Streaming(Box<Subscription>),
-    /// The last response is written; the connection is closing.
-    Closing,
-    /// A Redis-protocol publisher connection.
-    Resp(Box<super::resp_conn::RespState>),
-}
-
-/// One response slot of a pipelined connection.
-pub enum Slot {
-    /// Waiting for the fan-out thread; answered in the request's version.
-    Waiting { awaiting: Awaiting, version: crate::http::Version, keep_alive: bool },
-    /// Built, waiting for the responses before it.
-    Ready(Vec<u8>),
-    /// A channel query or delete behind publishes still in flight: sent to
-    /// the fan-out thread only once they are answered, so that it sees them
-    /// (queries travel on the control queue, which overtakes publishes).
-    Deferred { query: Query, version: crate::http::Version, keep_alive: bool },
-}
-
-/// A request on a channel that must see the publishes before it.
-#[derive(Debug, Clone)]
-pub enum Query {
-    Info(Arc<str>),
-    Delete(Arc<str>),
-}
-
-/// The most requests one connection may have with the fan-out thread at once.
-/// Enough to keep batches full for a pipelining publisher (as on RESP),
-/// without letting one connection take the whole publish queue.
-pub const MAX_PIPELINE: usize = 64;
-
-/// What a connection in `Phase::Waiting` waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Awaiting {
-    /// `POST /pub/{channel}`: answered with the one ack.
-    Publish,
-    /// `POST /pub` (NDJSON): answered with every id, in order.
-    Batch,
-    /// `GET /pub/{channel}`.
-    Info,
-    /// `DELETE /pub/{channel}`.
-    Delete,
-    /// A Bayeux request, answered by the Bayeux thread.
-    Bayeux,
-    /// A Pushlet request, answered by the Pushlet thread.
-    Pushlet,
-    /// An open Pushlet stream, written by the Pushlet thread.
-    PushletStream,
-}
-
-pub struct Subscription {
-    pub channels: Vec<Arc<str>>,
-    pub transport: Transport,
-    /// The shared encoding it reads (the transport's, refined by the callback).
-    pub encoding: crate::transport::Encoding,
-    /// HTTP/1.1 chunked framing (else an HTTP/1.0 close-delimited body).
-    pub chunked: bool,
-    pub callback: Option<String>,
-    pub poll_timeout: std::time::Duration,
-    /// Where this subscriber is: the id of the last message it was given.
-    pub last_id: MessageId,
-    pub gap: bool,
-    /// The fan-out thread counts this subscription (must be undone on close).
-    pub registered: bool,
-    /// Long-poll: messages gathered from the current batch.
-    pub collected: Vec<Arc<Message>>,
-    /// Streams: when the stream ends with a reconnect hint (max stream age,
-    /// or the token's expiry if sooner), and why.
-    pub ends_at: Option<std::time::Instant>,
-    pub end_reason: crate::transport::EndReason,
-    /// The token's expiry, when a token admitted the subscription.
-    pub token_expires: Option<std::time::Instant>,
-    /// WebSocket connections' protocol state.
-    pub ws: Option<Box<WsSession>>,
-}
-
-/// A WebSocket connection's state beyond its subscription.
-pub struct WsSession {
-    /// `Sec-WebSocket-Accept` for the 101 answer.
-    pub accept: String,
-    /// Reassembles fragmented client messages (bounded).
-    pub assembler: crate::ws::Assembler,
-    /// Channels asked for with `subscribe` and not yet registered.
-    pub pending: Vec<Arc<str>>,
-    /// Pending channels unsubscribed before their registration came back.
-    pub cancelled: Vec<Arc<str>>,
-    /// A close frame was sent; input is ignored from now on.
-    pub closing: bool,
-    /// The socket carries Bayeux messages instead of channel commands.
-    pub bayeux: bool,
-    /// The token that admitted the socket, for channels added later.
-    pub claims: Option<crate::auth::Claims>,
-}
-
-impl WsSession {
-    pub fn new(accept: String) -> WsSession {
-        WsSession {
-            accept,
-            assembler: crate::ws::Assembler::new(crate::ws::MAX_FRAME_PAYLOAD),
-            pending: Vec::new(),
-            cancelled: Vec::new(),
-            closing: false,
-            bayeux: false,
-            claims: None,
-        }
-    }
+    /// The handler for the connection's current phase. `Handler::Busy` only
+    /// while one of its callbacks runs.
+    pub handler: Handler,
 }
 
 impl Conn {
-    pub fn new(port: Port, ip: std::net::IpAddr) -> Conn {
-        Conn {
-            port,
-            phase: Phase::Reading,
-            version: Version::Http11,
-            keep_alive: true,
-            peer_done: false,
-            continue_sent: false,
-            cors: None,
-            jsonp: None,
-            ip,
-            ip_counted: false,
-            bucket: None,
-            pipeline: Default::default(),
-            close_when_drained: false,
+    pub fn new(port: Port, ip: std::net::IpAddr, handler: Handler) -> Conn {
+        Conn { port, ip, ip_counted: false, bucket: None, handler }
+    }
+}
+
+/// One handler per kind of connection. Each is one file with the same
+/// callbacks (see [`Handle`]).
+pub enum Handler {
+    /// Reading HTTP requests, answering them, pipelining publishes.
+    Http(Box<super::http_conn::HttpConn>),
+    /// A subscribe is with the hub; its answer installs the next handler.
+    Subscribing(Box<super::subscription::SubscribingConn>),
+    /// A long-poll (or JSONP poll) parked until a message or its timeout.
+    Poll(Box<super::poll_conn::PollConn>),
+    /// An open streaming response (SSE, NDJSON, iframe, multipart).
+    Stream(Box<super::stream_conn::StreamConn>),
+    /// A WebSocket: channel commands, or Bayeux messages.
+    Ws(Box<super::ws_conn::WsConn>),
+    /// A Bayeux polling request waiting for the Bayeux thread's answer.
+    Bayeux(Box<super::bayeux_held::BayeuxHeld>),
+    /// A Pushlet request waiting for its answer, or an open Pushlet stream.
+    Pushlet(Box<super::pushlet_conn::PushletConn>),
+    /// A Redis-protocol publisher, installed at accept on the RESP port.
+    Resp(Box<super::resp_conn::RespConn>),
+    /// Its last bytes are queued; nothing more is read or written.
+    Closing,
+    /// Taken out of its slot while one of its callbacks runs.
+    Busy,
+}
+
+/// What reaches one connection: answers from the hub or an engine, and
+/// events that concern every subscriber of a channel or the whole loop.
+pub enum Mail {
+    Subscribed(Subscribed),
+    Published(Vec<PublishAck>),
+    ChannelInfo(Option<ChannelInfo>),
+    Deleted {
+        channel: Arc<str>,
+        subscribers: Option<usize>,
+    },
+    Engine(Part),
+    /// A channel this connection listens to was deleted.
+    ChannelDeleted,
+    /// The loop is stopping: finish what is in flight and close.
+    Shutdown,
+}
+
+/// An event for a connection's handler.
+pub enum Event {
+    Input,
+    Mail(Mail),
+    Deadline,
+    Eof,
+}
+
+impl Handler {
+    /// Hands `event` to the installed handler; returns the next one.
+    pub fn on(self, cx: &mut Cx, event: Event) -> Handler {
+        match self {
+            Handler::Http(h) => apply(h, cx, event),
+            Handler::Subscribing(h) => apply(h, cx, event),
+            Handler::Poll(h) => apply(h, cx, event),
+            Handler::Stream(h) => apply(h, cx, event),
+            Handler::Ws(h) => apply(h, cx, event),
+            Handler::Bayeux(h) => apply(h, cx, event),
+            Handler::Pushlet(h) => apply(h, cx, event),
+            Handler::Resp(h) => apply(h, cx, event),
+            Handler::Closing => {
+                if let Event::Mail(Mail::Subscribed(reply)) = event {
+                    // The connection is ending: undo what the hub registered for it.
+                    if reply.registered {
+                        cx.env.index.unregister(reply.channels, reply.listen);
+                    }
+                }
+                Handler::Closing
+            }
+            Handler::Busy => Handler::Busy,
         }
     }
+
+    /// The connection is gone.
+    pub fn closed(self, cx: &mut Cx, reason: CloseReason) {
+        match self {
+            Handler::Http(h) => h.closed(cx, reason),
+            Handler::Subscribing(h) => h.closed(cx, reason),
+            Handler::Poll(h) => h.closed(cx, reason),
+            Handler::Stream(h) => h.closed(cx, reason),
+            Handler::Ws(h) => h.closed(cx, reason),
+            Handler::Bayeux(h) => h.closed(cx, reason),
+            Handler::Pushlet(h) => h.closed(cx, reason),
+            Handler::Resp(h) => h.closed(cx, reason),
+            Handler::Closing | Handler::Busy => {}
+        }
+    }
+}
+
+fn apply<H: Handle>(handler: Box<H>, cx: &mut Cx, event: Event) -> Handler {
+    match event {
+        Event::Input => handler.input(cx),
+        Event::Mail(mail) => handler.mail(cx, mail),
+        Event::Deadline => handler.deadline(cx),
+        Event::Eof => handler.eof(cx),
+    }
+}
+
+/// The narrow context a handler works in: the loop's connections (its own
+/// among them, by `key`) and the worker's environment.
+pub struct Cx<'a> {
+    pub io: &'a mut Io<Conn>,
+    pub key: ConnKey,
+    pub env: &'a mut Env,
+}
+
+impl Cx<'_> {
+    /// The shared part of this connection (the handler itself is out while it runs).
+    pub fn conn(&mut self) -> Option<&mut Conn> {
+        self.io.conn(self.key)
+    }
+}
+
+/// The callbacks every handler has. Each takes the handler by value and
+/// returns the handler to install next: itself, another, or `Closing`.
+pub trait Handle {
+    /// New bytes are in the input buffer.
+    fn input(self: Box<Self>, cx: &mut Cx) -> Handler;
+    /// Mail for this connection.
+    fn mail(self: Box<Self>, cx: &mut Cx, mail: Mail) -> Handler;
+    /// The deadline the handler armed has passed.
+    fn deadline(self: Box<Self>, cx: &mut Cx) -> Handler;
+    /// The peer will send nothing more.
+    fn eof(self: Box<Self>, cx: &mut Cx) -> Handler;
+    /// The connection is gone: undo what the handler registered elsewhere.
+    fn closed(self: Box<Self>, cx: &mut Cx, reason: CloseReason);
 }

@@ -1,18 +1,28 @@
 //! The HTTP service the event loops run, and the start-up that wires loops,
-//! listeners and the fan-out thread together.
+//! listeners, the fan-out thread and the protocol engines together.
+//!
+//! A connection's phase is its installed handler (`conn.rs`): one file per
+//! kind of connection, each with the same callbacks.
 
 mod admission;
-mod bayeux_conn;
+mod bayeux_held;
 mod conn;
 pub mod cors;
+mod http_conn;
+mod index;
+pub mod mail;
+mod pipeline;
+mod poll_conn;
 mod pushlet_conn;
 mod report;
 mod resp_conn;
 mod respond;
 pub mod route;
 mod start;
-mod websocket;
+mod stream_conn;
+mod subscription;
 mod worker;
+mod ws_conn;
 
 pub use admission::bearer;
 pub use start::{start, Running, Stopper};

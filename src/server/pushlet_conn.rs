@@ -1,15 +1,23 @@
-//! Pushlet on the worker: hands requests to the Pushlet thread and writes its
-//! answers: whole responses, or the pieces of an open stream.
+//! A Pushlet request held until the Pushlet thread answers it, and the
+//! Pushlet stream it may become (stream mode). The protocol lives in
+//! `crate::pushlet`.
 
-use super::conn::{Awaiting, Conn, Phase};
-use super::worker::{set_phase, Worker};
+use super::conn::{Cx, Handle, Handler, Mail};
+use super::http_conn::HttpConn;
 use crate::chunk::Chunk;
 use crate::http::response::BodyKind;
 use crate::http::{Response, Version};
-use crate::pushlet::engine::ConnRef;
-use crate::pushlet::thread::{Part, PushletIn};
-use crate::reactor::{ConnKey, Io};
+use crate::hub::Part;
+use crate::pushlet::thread::PushletIn;
+use crate::reactor::CloseReason;
 use crate::transport::chunk_of;
+
+pub enum PushletConn {
+    /// Waiting for the Pushlet thread's answer.
+    Held(Box<HttpConn>),
+    /// An open stream the Pushlet thread writes to.
+    Streaming { chunked: bool },
+}
 
 fn pushlet_response(content_type: &str) -> Response {
     Response::new(200)
@@ -20,61 +28,96 @@ fn pushlet_response(content_type: &str) -> Response {
         .header("X-Accel-Buffering", "no")
 }
 
-impl Worker {
-    pub(super) fn pushlet_request(
-        &mut self,
-        io: &mut Io<Conn>,
-        key: ConnKey,
-        mut fields: Vec<(String, String)>,
-        path: String,
-        bearer: Option<String>,
-    ) {
-        // A token in `Authorization: Bearer` counts like `token=`.
-        if let Some(token) = bearer.filter(|_| !fields.iter().any(|(n, _)| n == "token" || n == "p_token")) {
-            fields.push(("token".into(), token));
-        }
-        set_phase(io, key, Phase::Waiting(Awaiting::Pushlet));
-        let remote = io.peer(key).map(|a| a.ip());
-        let from = ConnRef { loop_id: self.loop_id, conn: key.to_u64() };
-        self.pushlet.send(PushletIn::Request { from, fields, path, remote });
+/// Hands the request to the Pushlet thread and waits for its answer.
+pub fn start(
+    http: Box<HttpConn>,
+    cx: &mut Cx,
+    mut fields: Vec<(String, String)>,
+    path: String,
+    bearer: Option<String>,
+) -> Handler {
+    // A token in `Authorization: Bearer` counts like `token=`.
+    if let Some(token) = bearer.filter(|_| !fields.iter().any(|(n, _)| n == "token" || n == "p_token")) {
+        fields.push(("token".into(), token));
     }
+    let remote = cx.conn().map(|c| c.ip);
+    let from = cx.env.conn_ref(cx.key);
+    cx.env.pushlet.send(PushletIn::Request { from, fields, path, remote });
+    Handler::Pushlet(Box::new(PushletConn::Held(http)))
+}
 
-    pub(super) fn on_pushlet(&mut self, io: &mut Io<Conn>, conn: u64, part: Part) {
-        let key = ConnKey::from_u64(conn);
-        let Some(c) = io.conn(key) else { return };
-        let (version, chunked) = (c.version, c.version == Version::Http11);
-        match (&c.phase, part) {
-            (Phase::Waiting(Awaiting::Pushlet), Part::Whole { content_type, body }) => {
+impl PushletConn {
+    fn part(self: Box<Self>, cx: &mut Cx, part: Part) -> Handler {
+        match (*self, part) {
+            (PushletConn::Held(http), Part::Whole { content_type, body }) => {
                 let answer = |v: Version, k: bool| pushlet_response(content_type).with_body(&body, v, k);
-                self.finish_waiting(io, key, answer);
+                match http.answer_with(cx, answer) {
+                    Handler::Http(http) => http.input(cx),
+                    other => other,
+                }
             }
-            (Phase::Waiting(Awaiting::Pushlet), Part::Open { content_type, body }) => {
+            (PushletConn::Held(http), Part::Open { content_type, body }) => {
+                let chunked = http.version == Version::Http11;
                 let kind = if chunked { BodyKind::Chunked } else { BodyKind::UntilClose };
-                let mut head = pushlet_response(content_type).head(kind, version, chunked);
-                if let Some(origin) = &c.cors {
+                let mut head = pushlet_response(content_type).head(kind, http.version, chunked);
+                if let Some(origin) = &http.cors {
                     super::respond::add_cors(&mut head, origin);
                 }
-                c.phase = Phase::Waiting(Awaiting::PushletStream);
-                io.send_exempt(key, Chunk::Owned(head));
-                io.send_exempt(key, Chunk::Owned(chunk_of(&body, chunked)));
+                cx.io.send_exempt(cx.key, Chunk::Owned(head));
+                cx.io.send_exempt(cx.key, Chunk::Owned(chunk_of(&body, chunked)));
+                Handler::Pushlet(Box::new(PushletConn::Streaming { chunked }))
             }
-            (Phase::Waiting(Awaiting::PushletStream), Part::More(body)) => {
-                io.send(key, Chunk::Owned(chunk_of(&body, chunked)));
+            (PushletConn::Streaming { chunked }, Part::More(body)) => {
+                cx.io.send(cx.key, Chunk::Owned(chunk_of(&body, chunked)));
+                Handler::Pushlet(Box::new(PushletConn::Streaming { chunked }))
             }
-            (Phase::Waiting(Awaiting::PushletStream), Part::End(body)) => {
-                c.phase = Phase::Closing;
-                io.send_exempt(key, Chunk::Owned(chunk_of(&body, chunked)));
+            (PushletConn::Streaming { chunked }, Part::End(body)) => {
+                cx.io.send_exempt(cx.key, Chunk::Owned(chunk_of(&body, chunked)));
                 if chunked {
-                    io.send_exempt(key, Chunk::Static(crate::http::chunked::LAST_CHUNK));
+                    cx.io.send_exempt(cx.key, Chunk::Static(crate::http::chunked::LAST_CHUNK));
                 }
-                io.close_after_flush(key);
+                cx.io.close_after_flush(cx.key);
+                // Closing: the Pushlet thread has already let go of it.
+                Handler::Closing
             }
-            _ => {}
+            (state, _) => Handler::Pushlet(Box::new(state)),
+        }
+    }
+}
+
+impl Handle for PushletConn {
+    fn input(self: Box<Self>, _cx: &mut Cx) -> Handler {
+        Handler::Pushlet(self)
+    }
+
+    fn mail(mut self: Box<Self>, cx: &mut Cx, mail: Mail) -> Handler {
+        match mail {
+            Mail::Engine(part) => self.part(cx, part),
+            Mail::Shutdown => {
+                // The Pushlet thread ends this loop's streams and held pulls.
+                if let PushletConn::Held(http) = &mut *self {
+                    http.keep_alive = false;
+                }
+                Handler::Pushlet(self)
+            }
+            _ => Handler::Pushlet(self),
         }
     }
 
-    /// A connection holding a Pushlet request or stream went away.
-    pub(super) fn pushlet_closed(&mut self, key: ConnKey) {
-        self.pushlet.send(PushletIn::Closed(ConnRef { loop_id: self.loop_id, conn: key.to_u64() }));
+    fn deadline(self: Box<Self>, _cx: &mut Cx) -> Handler {
+        Handler::Pushlet(self)
+    }
+
+    /// What is in flight is still answered; then the connection closes.
+    fn eof(mut self: Box<Self>, _cx: &mut Cx) -> Handler {
+        if let PushletConn::Held(http) = &mut *self {
+            http.peer_done = true;
+            http.keep_alive = false;
+        }
+        Handler::Pushlet(self)
+    }
+
+    fn closed(self: Box<Self>, cx: &mut Cx, _reason: CloseReason) {
+        cx.env.pushlet.send(PushletIn::Closed(cx.env.conn_ref(cx.key)));
     }
 }

@@ -8,17 +8,14 @@ use serde_json::{json, Value};
 
 use crate::fanout::FanoutHandle;
 use crate::stats::Stats;
-use crate::transport::Transport;
 
 /// Latency quantiles reported in both forms, with their /stats names.
 const QUANTILES: [f64; 5] = [0.5, 0.9, 0.99, 0.999, 1.0];
 const QUANTILE_NAMES: [&str; 5] = ["p50", "p90", "p99", "p999", "max"];
 
 pub fn stats_json(stats: &Stats, fanout: &FanoutHandle, queue_capacity: usize) -> Value {
-    let by_transport: serde_json::Map<String, Value> = Transport::ALL
-        .iter()
-        .map(|t| (t.name().to_string(), json!(stats.total(|l| &l.subscribers[t.index()]))))
-        .collect();
+    let by_transport: serde_json::Map<String, Value> =
+        stats.subscribers_by_transport().into_iter().map(|(name, n)| (name.to_string(), json!(n))).collect();
     let loops: Vec<Value> = stats
         .loops
         .iter()
@@ -82,9 +79,10 @@ pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
         "Connections refused at max_connections.",
         &one(stats.total(|l| &l.refused)),
     );
-    let by_transport: Vec<(String, u64)> = Transport::ALL
-        .iter()
-        .map(|t| (format!("{{transport=\"{}\"}}", t.name()), stats.total(|l| &l.subscribers[t.index()])))
+    let by_transport: Vec<(String, u64)> = stats
+        .subscribers_by_transport()
+        .into_iter()
+        .map(|(name, n)| (format!("{{transport=\"{name}\"}}"), n))
         .collect();
     metric("subscribers", "gauge", "Subscribers listening now, by transport.", &by_transport);
     metric("requests_total", "counter", "HTTP requests parsed.", &one(stats.total(|l| &l.requests)));

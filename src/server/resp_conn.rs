@@ -1,4 +1,5 @@
-//! The Redis-protocol publish port on the worker. Commands are parsed by the
+//! The Redis-protocol publisher handler, installed at accept on the RESP
+//! port (it never parses HTTP). Commands are parsed by the
 //! sans-IO codec in `crate::resp`; publishes go to the fan-out thread many at
 //! a time (so `redis-cli --pipe` is not bound by round trips), and replies are
 //! written strictly in command order.
@@ -6,12 +7,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::conn::{Conn, Phase};
-use super::worker::Worker;
+use super::conn::{Cx, Handle, Handler, Mail};
 use crate::chunk::Chunk;
-use crate::fanout::{NewMessage, Publish, PublishAck, ReplyTo};
+use crate::fanout::{NewMessage, Publish, PublishAck};
 use crate::hub::validate_channel;
-use crate::reactor::{ConnKey, Io};
+use crate::reactor::CloseReason;
 use crate::resp::{self, reply, Command, Parsed};
 
 /// Publishes one RESP connection may have with the fan-out thread at once.
@@ -21,7 +21,7 @@ const MAX_IN_FLIGHT: usize = 256;
 
 /// A RESP connection's state.
 #[derive(Default)]
-pub struct RespState {
+pub struct RespConn {
     /// Replies in command order; a publish's slot fills when its ack arrives.
     replies: VecDeque<Pending>,
     in_flight: usize,
@@ -38,62 +38,58 @@ enum Pending {
     Publish,
 }
 
-impl Worker {
+impl RespConn {
     /// Parses and handles commands while publish slots are free.
-    pub(super) fn resp_input(&mut self, io: &mut Io<Conn>, key: ConnKey) {
+    fn read_commands(mut self: Box<Self>, cx: &mut Cx) -> Handler {
         // An inline command is a line: the payload plus room for the command
         // and channel name. Tied to the message limit so that it always fits
         // the connection's input buffer.
-        let max_message = self.shared.max_message_bytes;
+        let max_message = cx.env.shared.max_message_bytes;
         let limits =
             resp::Limits { max_bulk: max_message, max_inline: max_message + 1024, ..resp::Limits::default() };
         loop {
-            let Some((conn, input)) = io.conn_and_input(key) else { return };
-            let Phase::Resp(state) = &mut conn.phase else { return };
-            if state.closing || state.in_flight >= MAX_IN_FLIGHT || input.is_empty() {
+            let Some((_, input)) = cx.io.conn_and_input(cx.key) else { return Handler::Closing };
+            if self.closing || self.in_flight >= MAX_IN_FLIGHT || input.is_empty() {
                 break;
             }
             match resp::parse_command(input, &limits) {
                 Ok(Parsed::Partial) => {
                     // A command cut short by the peer's end will never complete.
-                    state.closing |= state.peer_done;
+                    self.closing |= self.peer_done;
                     break;
                 }
                 Ok(Parsed::Complete { command, consumed }) => {
                     input.drain(..consumed);
-                    io.resume_read(key);
+                    cx.io.resume_read(cx.key);
                     if !command.args.is_empty() {
-                        crate::stats::inc(&self.shared.stats.loops[self.loop_index()].requests);
-                        self.resp_command(io, key, command);
+                        crate::stats::inc(&cx.env.stats().requests);
+                        self.command(cx, command);
                     }
                 }
                 Err(e) => {
                     crate::log::debug(format_args!("RESP protocol error: {e}"));
-                    state.replies.push_back(Pending::Ready(error_reply(&e.reply_text())));
-                    state.closing = true;
+                    self.replies.push_back(Pending::Ready(error_reply(&e.reply_text())));
+                    self.closing = true;
                     break;
                 }
             }
         }
-        self.resp_flush(io, key);
+        self.flush(cx)
     }
 
-    fn resp_command(&mut self, io: &mut Io<Conn>, key: ConnKey, command: Command) {
+    fn command(&mut self, cx: &mut Cx, command: Command) {
         let name = command.name_upper();
         let args = &command.args[1..];
-        let authed = matches!(io.conn(key).map(|c| &c.phase), Some(Phase::Resp(state)) if state.authed);
-        if !authed && !matches!(name.as_str(), "AUTH" | "QUIT" | "HELLO") {
-            return push(io, key, Pending::Ready(error_reply("NOAUTH Authentication required.")));
+        if !self.authed && !matches!(name.as_str(), "AUTH" | "QUIT" | "HELLO") {
+            return self.replies.push_back(Pending::Ready(error_reply("NOAUTH Authentication required.")));
         }
         let ready = match (name.as_str(), args.len()) {
-            ("AUTH", 1 | 2) => self.resp_auth(io, key, args.last().map_or(&[][..], |a| a.as_slice())),
-            ("PUBLISH", 2) => return self.resp_publish(io, key, &args[0], &args[1]),
+            ("AUTH", 1 | 2) => self.auth(cx, args.last().map_or(&[][..], |a| a.as_slice())),
+            ("PUBLISH", 2) => return self.publish(cx, &args[0], &args[1]),
             ("PING", 0) => simple("PONG"),
             ("PING", 1) | ("ECHO", 1) => bulk(&args[0]),
             ("QUIT", 0) => {
-                if let Some(Phase::Resp(state)) = io.conn(key).map(|c| &mut c.phase) {
-                    state.closing = true;
-                }
+                self.closing = true;
                 simple("OK")
             }
             // redis-cli asks for command docs at start and redis-benchmark
@@ -109,16 +105,17 @@ impl Worker {
             )),
             _ => error_reply(&format!("ERR unknown command '{}'", printable(&command.args[0]))),
         };
-        push(io, key, Pending::Ready(ready));
+        self.replies.push_back(Pending::Ready(ready));
     }
 
-    fn resp_publish(&mut self, io: &mut Io<Conn>, key: ConnKey, channel: &[u8], data: &[u8]) {
+    fn publish(&mut self, cx: &mut Cx, channel: &[u8], data: &[u8]) {
+        let shared = cx.env.shared.clone();
         let checked = std::str::from_utf8(channel)
             .map_err(|_| "ERR channel name is not UTF-8".to_string())
             .and_then(|c| validate_channel(c).map(|_| c).map_err(|e| format!("ERR {e}")))
             .and_then(|c| {
-                if data.len() > self.shared.max_message_bytes {
-                    return Err(format!("ERR message is over {} bytes", self.shared.max_message_bytes));
+                if data.len() > shared.max_message_bytes {
+                    return Err(format!("ERR message is over {} bytes", shared.max_message_bytes));
                 }
                 let data =
                     std::str::from_utf8(data).map_err(|_| "ERR message is not valid UTF-8".to_string())?;
@@ -126,39 +123,37 @@ impl Worker {
             });
         let mut message = match checked {
             Ok(m) => m,
-            Err(text) => return push(io, key, Pending::Ready(error_reply(&text))),
+            Err(text) => return self.replies.push_back(Pending::Ready(error_reply(&text))),
         };
-        let now = io.now();
-        let rate = self.shared.guard.rate_per_connection;
-        if let Some(Err(retry)) = io.conn(key).and_then(|c| c.bucket.as_mut()).map(|b| b.take(now)) {
+        let now = cx.io.now();
+        let rate = shared.guard.rate_per_connection;
+        if let Some(Err(retry)) = cx.conn().and_then(|c| c.bucket.as_mut()).map(|b| b.take(now)) {
             let text =
                 format!("ERR more than {rate} publishes per second on this connection; retry in {retry} s");
-            return push(io, key, Pending::Ready(error_reply(&text)));
+            return self.replies.push_back(Pending::Ready(error_reply(&text)));
         }
-        if let Err(denied) = self.shared.guard.filter_messages(std::slice::from_mut(&mut message)) {
-            return push(io, key, Pending::Ready(error_reply(&format!("ERR {}", denied.reason))));
+        if let Err(denied) = shared.guard.filter_messages(std::slice::from_mut(&mut message)) {
+            return self.replies.push_back(Pending::Ready(error_reply(&format!("ERR {}", denied.reason))));
         }
-        let reply = Some(ReplyTo { loop_id: self.loop_id, conn: key.to_u64() });
-        let publish = Publish { messages: vec![message], reply, received_at: io.now() };
-        match self.fanout.try_publish(publish) {
+        let reply = Some(cx.env.conn_ref(cx.key));
+        let publish = Publish { messages: vec![message], reply, received_at: now };
+        match cx.env.fanout.try_publish(publish) {
             Ok(()) => {
-                if let Some(Phase::Resp(state)) = io.conn(key).map(|c| &mut c.phase) {
-                    state.in_flight += 1;
-                    state.replies.push_back(Pending::Publish);
-                }
+                self.in_flight += 1;
+                self.replies.push_back(Pending::Publish);
             }
-            Err(_) => push(io, key, Pending::Ready(error_reply("BUSY publish queue is full; retry shortly"))),
+            Err(_) => self
+                .replies
+                .push_back(Pending::Ready(error_reply("BUSY publish queue is full; retry shortly"))),
         }
     }
 
     /// `AUTH [user] key`: compared in constant time with the ingest key.
-    fn resp_auth(&mut self, io: &mut Io<Conn>, key: ConnKey, given: &[u8]) -> Vec<u8> {
-        let expected = self.shared.guard.ingest_key.as_deref();
+    fn auth(&mut self, cx: &mut Cx, given: &[u8]) -> Vec<u8> {
+        let expected = cx.env.shared.guard.ingest_key.as_deref();
         let ok = expected.is_some_and(|k| crate::guard::constant_time_eq(given, k.as_bytes()));
         if ok {
-            if let Some(Phase::Resp(state)) = io.conn(key).map(|c| &mut c.phase) {
-                state.authed = true;
-            }
+            self.authed = true;
             return simple("OK");
         }
         match expected {
@@ -168,45 +163,66 @@ impl Worker {
     }
 
     /// A publish was taken: its slot (the oldest waiting one) gets `:N`.
-    pub(super) fn resp_ack(&mut self, io: &mut Io<Conn>, key: ConnKey, acks: &[PublishAck]) {
-        let Some(Phase::Resp(state)) = io.conn(key).map(|c| &mut c.phase) else { return };
+    fn ack(mut self: Box<Self>, cx: &mut Cx, acks: &[PublishAck]) -> Handler {
         let mut out = Vec::new();
         reply::integer(&mut out, acks.first().map_or(0, |a| a.subscribers as i64));
-        if let Some(slot) = state.replies.iter_mut().find(|p| matches!(p, Pending::Publish)) {
+        if let Some(slot) = self.replies.iter_mut().find(|p| matches!(p, Pending::Publish)) {
             *slot = Pending::Ready(out);
         }
-        state.in_flight = state.in_flight.saturating_sub(1);
-        self.resp_input(io, key);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.read_commands(cx)
     }
 
-    /// Writes the replies that are ready, in order, up to the first one still waiting.
-    pub(super) fn resp_flush(&mut self, io: &mut Io<Conn>, key: ConnKey) {
-        let Some(Phase::Resp(state)) = io.conn(key).map(|c| &mut c.phase) else { return };
+    /// Writes the replies that are ready, in order, up to the first one still
+    /// waiting; closes once everything is answered after QUIT, an error or EOF.
+    fn flush(mut self: Box<Self>, cx: &mut Cx) -> Handler {
         let mut out = Vec::new();
-        while let Some(Pending::Ready(_)) = state.replies.front() {
-            if let Some(Pending::Ready(bytes)) = state.replies.pop_front() {
+        while let Some(Pending::Ready(_)) = self.replies.front() {
+            if let Some(Pending::Ready(bytes)) = self.replies.pop_front() {
                 out.extend_from_slice(&bytes);
             }
         }
-        let all_read = state.in_flight == 0 && (state.closing || state.peer_done);
-        let done = all_read && state.replies.is_empty();
+        let all_read = self.in_flight == 0 && (self.closing || self.peer_done);
+        let done = all_read && self.replies.is_empty();
         if !out.is_empty() {
-            io.send_exempt(key, Chunk::Owned(out));
+            cx.io.send_exempt(cx.key, Chunk::Owned(out));
         }
         if done {
-            io.close_after_flush(key);
+            cx.io.close_after_flush(cx.key);
+            return Handler::Closing;
         }
-    }
-
-    fn loop_index(&self) -> usize {
-        self.loop_id.min(self.shared.stats.loops.len().saturating_sub(1))
+        Handler::Resp(self)
     }
 }
 
-fn push(io: &mut Io<Conn>, key: ConnKey, pending: Pending) {
-    if let Some(Phase::Resp(state)) = io.conn(key).map(|c| &mut c.phase) {
-        state.replies.push_back(pending);
+impl Handle for RespConn {
+    fn input(self: Box<Self>, cx: &mut Cx) -> Handler {
+        self.read_commands(cx)
     }
+
+    fn mail(mut self: Box<Self>, cx: &mut Cx, mail: Mail) -> Handler {
+        match mail {
+            Mail::Published(acks) => self.ack(cx, &acks),
+            Mail::Shutdown => {
+                self.peer_done = true;
+                self.flush(cx)
+            }
+            _ => Handler::Resp(self),
+        }
+    }
+
+    fn deadline(self: Box<Self>, _cx: &mut Cx) -> Handler {
+        Handler::Resp(self)
+    }
+
+    /// Every command received before the end is still answered (a
+    /// pipelining publisher may half-close right after its last write).
+    fn eof(mut self: Box<Self>, cx: &mut Cx) -> Handler {
+        self.peer_done = true;
+        self.read_commands(cx)
+    }
+
+    fn closed(self: Box<Self>, _cx: &mut Cx, _reason: CloseReason) {}
 }
 
 fn simple(text: &str) -> Vec<u8> {
@@ -232,13 +248,8 @@ fn printable(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).chars().take(40).map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
-impl RespState {
-    pub fn new(authed: bool) -> RespState {
-        RespState { authed, ..RespState::default() }
-    }
-
-    /// The peer is done sending: answer everything received, then close.
-    pub fn finish(&mut self) {
-        self.peer_done = true;
+impl RespConn {
+    pub fn new(authed: bool) -> RespConn {
+        RespConn { authed, ..RespConn::default() }
     }
 }

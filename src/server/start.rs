@@ -10,10 +10,14 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::index::Index;
+use super::mail::{LoopMsg, LoopReplies};
 use super::route::{Port, RouteLimits};
-use super::worker::{Shared, Worker};
+use super::worker::{Env, Shared, Worker};
+use crate::bayeux::thread::{BayeuxHandle, BayeuxIn};
 use crate::config::Config;
-use crate::fanout::{self, FanoutConfig, LoopMsg};
+use crate::fanout::{self, FanoutConfig, Outlets};
+use crate::pushlet::thread::{PushletHandle, PushletIn};
 use crate::reactor::mailbox::{mailbox, Mailbox};
 use crate::reactor::{Listener, Reactor, ReactorLimits};
 
@@ -26,7 +30,9 @@ pub struct Running {
     mailboxes: Vec<Mailbox<LoopMsg>>,
     loops: Vec<JoinHandle<()>>,
     fanout: JoinHandle<()>,
+    bayeux: BayeuxHandle,
     bayeux_thread: JoinHandle<()>,
+    pushlet: PushletHandle,
     pushlet_thread: JoinHandle<()>,
 }
 
@@ -55,14 +61,17 @@ impl Running {
         self.stopper().shutdown();
     }
 
-    /// Waits for the loops and then the fan-out thread to finish.
+    /// Waits for the loops, then stops the engines, then the fan-out thread.
     pub fn wait(self) {
         for handle in self.loops {
             let _ = handle.join();
         }
         drop(self.mailboxes);
-        // The Bayeux thread ends when the loops' handles are gone, and then
-        // drops its fan-out handle, which lets the fan-out thread end.
+        // The engines end when told (the hub still holds their inboxes as
+        // outlets) and drop their fan-out handles; with the loops' gone
+        // too, the fan-out thread ends.
+        self.bayeux.send(BayeuxIn::Stop);
+        self.pushlet.send(PushletIn::Stop);
         let _ = self.bayeux_thread.join();
         let _ = self.pushlet_thread.join();
         let _ = self.fanout.join();
@@ -198,42 +207,61 @@ pub fn start(config: &Config) -> Result<Running, String> {
         mailboxes.push(mb);
         inboxes.push(inbox);
     }
-    // Every published batch also goes to the Bayeux thread (wildcard
-    // subscriptions need to see every channel). Unbounded: one entry per
-    // batch, at most one batch per window.
-    let (tap_tx, tap_rx) = crossbeam_channel::unbounded();
-    let (pushlet_tap_tx, pushlet_tap_rx) = crossbeam_channel::unbounded();
+    // The hub's outlets: the loops first (outlet i is loop i), then the
+    // engines, which subscribe to channels and patterns like any subscriber.
+    let (bayeux, bayeux_inbox) = crate::bayeux::thread::inbox();
+    let (pushlet, pushlet_inbox) = crate::pushlet::thread::inbox();
+    let mut outlets: Outlets =
+        mailboxes.iter().map(|m| Box::new(m.clone()) as Box<dyn fanout::Outlet>).collect();
+    let bayeux_outlet = outlets.len();
+    outlets.push(Box::new(bayeux.clone()));
+    let pushlet_outlet = outlets.len();
+    outlets.push(Box::new(pushlet.clone()));
     let fanout_config = FanoutConfig {
         history_size: config.history_size,
         history_ttl: Duration::from_secs(config.history_ttl_secs),
         batch_window: Duration::from_micros(config.batch_window_us),
         batch_max: config.batch_max,
         publish_queue: config.publish_queue,
-        taps: vec![tap_tx, pushlet_tap_tx],
     };
-    let (handle, fanout) = fanout::spawn(fanout_config, mailboxes.clone(), shared.stats.clone())
+    let (handle, fanout) = fanout::spawn(fanout_config, outlets, shared.stats.clone())
         .map_err(|e| format!("fan-out thread: {e}"))?;
-    let (bayeux, bayeux_thread) = crate::bayeux::thread::spawn(
+    let bayeux_thread = crate::bayeux::thread::spawn(
         bayeux_config(config),
-        mailboxes.clone(),
-        handle.clone(),
-        tap_rx,
-        shared.guard.clone(),
+        crate::bayeux::thread::Wiring {
+            outlet: bayeux_outlet,
+            inbox: bayeux_inbox,
+            replies: Box::new(LoopReplies(mailboxes.clone())),
+            fanout: handle.clone(),
+            guard: shared.guard.clone(),
+            stats: shared.stats.clone(),
+        },
     )
     .map_err(|e| format!("Bayeux thread: {e}"))?;
-    let (pushlet, pushlet_thread) = crate::pushlet::thread::spawn(
+    let pushlet_thread = crate::pushlet::thread::spawn(
         pushlet_config(config),
-        mailboxes.clone(),
-        handle.clone(),
-        pushlet_tap_rx,
-        shared.guard.clone(),
-        config.max_message_bytes,
+        crate::pushlet::thread::Wiring {
+            outlet: pushlet_outlet,
+            inbox: pushlet_inbox,
+            replies: Box::new(LoopReplies(mailboxes.clone())),
+            fanout: handle.clone(),
+            guard: shared.guard.clone(),
+            stats: shared.stats.clone(),
+            max_message_bytes: config.max_message_bytes,
+        },
     )
     .map_err(|e| format!("Pushlet thread: {e}"))?;
     let mut loops = Vec::with_capacity(threads);
     for (loop_id, (reactor, inbox)) in reactors.into_iter().zip(inboxes).enumerate() {
-        let mut worker =
-            Worker::new(loop_id, shared.clone(), handle.clone(), bayeux.clone(), pushlet.clone(), inbox);
+        let env = Env {
+            loop_id,
+            shared: shared.clone(),
+            fanout: handle.clone(),
+            bayeux: bayeux.clone(),
+            pushlet: pushlet.clone(),
+            index: Index::new(handle.clone(), loop_id),
+        };
+        let mut worker = Worker::new(env, inbox);
         let thread = std::thread::Builder::new()
             .name(format!("halley-loop-{loop_id}"))
             .spawn(move || {
@@ -244,6 +272,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
             .map_err(|e| format!("event loop thread: {e}"))?;
         loops.push(thread);
     }
+    drop(handle);
     Ok(Running {
         public_addr,
         ingest_addr,
@@ -252,7 +281,9 @@ pub fn start(config: &Config) -> Result<Running, String> {
         mailboxes,
         loops,
         fanout,
+        bayeux,
         bayeux_thread,
+        pushlet,
         pushlet_thread,
     })
 }

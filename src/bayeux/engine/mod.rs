@@ -16,12 +16,8 @@ use super::message::{Incoming, Unreadable};
 use crate::fanout::NewMessage;
 use crate::hub::Message;
 
-/// Where an answer goes: a connection on an event loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnRef {
-    pub loop_id: usize,
-    pub conn: u64,
-}
+pub use crate::hub::ConnRef;
+use crate::hub::{MessageId, Pattern};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -61,9 +57,14 @@ pub struct Config {
 pub enum Output {
     /// Answer a polling request (the whole body) or send one WebSocket frame.
     Reply { to: ConnRef, messages: Vec<Value> },
-    /// Fetch a channel's recent history for a new subscriber, then call
-    /// [`Engine::deliver_history`] (after the subscribe reply went out).
-    History { client: String, channel: Arc<str>, n: usize },
+    /// A session subscribed to a hub channel: subscribe one more listener at
+    /// the hub, with the channel's last `backlog` messages handed back under
+    /// `tag` to [`Engine::deliver_history`] (after the subscribe reply).
+    Listen { channel: Arc<str>, backlog: usize, tag: u64 },
+    /// A session left a hub channel: one listener fewer.
+    Unlisten { channel: Arc<str> },
+    /// Sessions on a wildcard: `delta` more (or fewer) at the hub.
+    Watch { pattern: Pattern, delta: i32 },
 }
 
 /// Hands a client's publish (and its address) to the hub; the error is a
@@ -97,8 +98,9 @@ struct Session {
     /// Dropped if no connect arrives by then (none while a connect is held).
     expires_at: Option<Instant>,
     /// Per channel, the newest id already sent as history: the same message
-    /// arriving live is not sent twice.
-    history_upto: HashMap<String, crate::hub::MessageId>,
+    /// arriving live is not sent twice. `MessageId::MAX` while the history is
+    /// on its way: live messages until then are in it.
+    history_upto: HashMap<String, MessageId>,
     /// The handshake's token, when one was given and verified.
     claims: Option<crate::auth::Claims>,
 }
@@ -112,6 +114,9 @@ pub struct Engine {
     wildcards: HashMap<String, HashSet<String>>,
     random: std::collections::hash_map::RandomState,
     counter: u64,
+    /// History asked of the hub and not yet answered: tag → (session, channel).
+    history_waits: HashMap<u64, (String, String)>,
+    next_tag: u64,
 }
 
 impl Engine {
@@ -123,6 +128,8 @@ impl Engine {
             wildcards: HashMap::new(),
             random: Default::default(),
             counter: 0,
+            history_waits: HashMap::new(),
+            next_tag: 0,
         }
     }
 
@@ -174,7 +181,7 @@ impl Engine {
                     Connect::Hold(cid, reply) => held = Some((cid, reply)),
                 },
                 "/meta/subscribe" => replies.push(self.subscribe(&m, out)),
-                "/meta/unsubscribe" => replies.push(self.unsubscribe(&m)),
+                "/meta/unsubscribe" => replies.push(self.unsubscribe(&m, out)),
                 "/meta/disconnect" => replies.push(self.disconnect(&m, now, out)),
                 other if channel::is_meta(other) => {
                     replies.push(failure(&m, "400::unknown meta channel", None));
@@ -291,46 +298,71 @@ impl Engine {
             return with_subscription(failure(m, &e, None), m);
         }
         for sub in &m.subscription {
+            let fresh = self.sessions.get_mut(&cid).is_some_and(|s| s.subscriptions.insert(sub.clone()));
+            if !fresh {
+                continue;
+            }
             let index = if channel::is_wildcard(sub) { &mut self.wildcards } else { &mut self.exact };
             index.entry(sub.clone()).or_default().insert(cid.clone());
-            if let Some(session) = self.sessions.get_mut(&cid) {
-                session.subscriptions.insert(sub.clone());
-            }
-            let n = self.config.history_on_subscribe;
-            if n > 0 && !channel::is_wildcard(sub) {
-                if let Ok(hub) = channel::to_hub(sub) {
-                    out.push(Output::History { client: cid.clone(), channel: Arc::from(hub), n });
-                }
-            }
+            self.listen(&cid, sub, out);
         }
         let mut reply = json!({ "channel": "/meta/subscribe", "clientId": cid, "successful": true });
         copy_id_ext(m, &mut reply);
         with_subscription(reply, m)
     }
 
-    fn unsubscribe(&mut self, m: &Incoming) -> Value {
+    /// Tells the hub about a session's new subscription (asking for history
+    /// where configured).
+    fn listen(&mut self, cid: &str, sub: &str, out: &mut Vec<Output>) {
+        if let Some(pattern) = hub_pattern(sub) {
+            return out.push(Output::Watch { pattern, delta: 1 });
+        }
+        let Ok(hub) = channel::to_hub(sub) else { return };
+        let backlog = self.config.history_on_subscribe;
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if backlog > 0 {
+            self.history_waits.insert(tag, (cid.to_string(), sub.to_string()));
+            if let Some(session) = self.sessions.get_mut(cid) {
+                session.history_upto.insert(sub.to_string(), MessageId::MAX);
+            }
+        }
+        out.push(Output::Listen { channel: Arc::from(hub), backlog, tag });
+    }
+
+    /// The hub counterpart of dropping one subscription.
+    fn unlisten(sub: &str, out: &mut Vec<Output>) {
+        if let Some(pattern) = hub_pattern(sub) {
+            out.push(Output::Watch { pattern, delta: -1 });
+        } else if let Ok(hub) = channel::to_hub(sub) {
+            out.push(Output::Unlisten { channel: Arc::from(hub) });
+        }
+    }
+
+    fn unsubscribe(&mut self, m: &Incoming, out: &mut Vec<Output>) -> Value {
         let Some(cid) = self.known(m) else { return unknown_client(m) };
         if let Err(e) = check_subscriptions(&m.subscription) {
             return with_subscription(failure(m, &e, None), m);
         }
         for sub in &m.subscription {
-            self.forget_subscription(&cid, sub);
+            self.forget_subscription(&cid, sub, out);
         }
         let mut reply = json!({ "channel": "/meta/unsubscribe", "clientId": cid, "successful": true });
         copy_id_ext(m, &mut reply);
         with_subscription(reply, m)
     }
 
-    fn forget_subscription(&mut self, cid: &str, sub: &str) {
+    fn forget_subscription(&mut self, cid: &str, sub: &str, out: &mut Vec<Output>) {
+        let had = self.sessions.get_mut(cid).is_some_and(|s| s.subscriptions.remove(sub));
+        if had {
+            Self::unlisten(sub, out);
+        }
         let index = if channel::is_wildcard(sub) { &mut self.wildcards } else { &mut self.exact };
         if let Some(sessions) = index.get_mut(sub) {
             sessions.remove(cid);
             if sessions.is_empty() {
                 index.remove(sub);
             }
-        }
-        if let Some(session) = self.sessions.get_mut(cid) {
-            session.subscriptions.remove(sub);
         }
     }
 
@@ -353,16 +385,13 @@ impl Engine {
 
     /// Removes a session; a held connect is answered so its request ends.
     fn drop_session(&mut self, cid: &str, out: &mut Vec<Output>) {
-        let Some(mut session) = self.sessions.remove(cid) else { return };
-        for sub in std::mem::take(&mut session.subscriptions) {
-            let index = if channel::is_wildcard(&sub) { &mut self.wildcards } else { &mut self.exact };
-            if let Some(sessions) = index.get_mut(&sub) {
-                sessions.remove(cid);
-                if sessions.is_empty() {
-                    index.remove(&sub);
-                }
-            }
+        let subscriptions: Vec<String> =
+            self.sessions.get(cid).map(|s| s.subscriptions.iter().cloned().collect()).unwrap_or_default();
+        for sub in subscriptions {
+            self.forget_subscription(cid, &sub, out);
         }
+        self.history_waits.retain(|_, (waiting, _)| waiting != cid);
+        let Some(mut session) = self.sessions.remove(cid) else { return };
         if let Some(mut hold) = session.hold.take() {
             hold.connect["successful"] = json!(false);
             hold.connect["error"] = json!("402::Unknown client");
@@ -492,21 +521,44 @@ impl Engine {
         self.hand_over(touched, now, out);
     }
 
-    /// A new subscriber's history, after its subscribe reply.
+    /// The hub's answer to a `Listen` under `tag`: a new subscriber's
+    /// history, delivered after its subscribe reply and before anything live.
     pub fn deliver_history(
         &mut self,
-        client: &str,
+        tag: u64,
         messages: &[Arc<Message>],
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        let Some(last) = messages.last() else { return };
-        let name = channel::from_hub(&last.channel);
+        let Some((client, name)) = self.history_waits.remove(&tag) else { return };
         let subscribers = self.exact.get(&name).map_or(0, HashSet::len);
         let deliveries: Vec<Value> = messages.iter().map(|m| self.delivery(m, &name, subscribers)).collect();
-        let Some(session) = self.sessions.get_mut(client) else { return };
-        session.history_upto.insert(name, last.id);
-        self.hand_over(HashMap::from([(client.to_string(), deliveries)]), now, out);
+        let Some(session) = self.sessions.get_mut(&client) else { return };
+        match messages.last() {
+            Some(last) => session.history_upto.insert(name, last.id),
+            None => session.history_upto.remove(&name),
+        };
+        if !deliveries.is_empty() {
+            self.hand_over(HashMap::from([(client, deliveries)]), now, out);
+        }
+    }
+
+    /// A hub channel was deleted: subscriptions to exactly it end (the hub
+    /// has already forgotten them); wildcards that take it in stay.
+    pub fn channel_deleted(&mut self, hub: &str) {
+        let name = channel::from_hub(hub);
+        let Some(sessions) = self.exact.remove(&name) else { return };
+        for cid in sessions {
+            if let Some(session) = self.sessions.get_mut(&cid) {
+                session.subscriptions.remove(&name);
+                session.history_upto.remove(&name);
+            }
+        }
+    }
+
+    /// Subscriptions held by all sessions (for `/metrics`).
+    pub fn subscriptions(&self) -> usize {
+        self.sessions.values().map(|s| s.subscriptions.len()).sum()
     }
 
     /// Gives each session its deliveries: pushed on its WebSocket, or queued
@@ -614,6 +666,16 @@ impl Engine {
             }
         }
     }
+}
+
+/// The hub pattern of a Bayeux wildcard (`/a/*`, `/a/**`), `None` for a
+/// concrete channel.
+fn hub_pattern(sub: &str) -> Option<Pattern> {
+    let parent = |p: &str| p.strip_prefix('/').unwrap_or(p).into();
+    if let Some(p) = sub.strip_suffix("/**") {
+        return Some(Pattern::Descendants(parent(p)));
+    }
+    sub.strip_suffix("/*").map(|p| Pattern::Children(parent(p)))
 }
 
 fn now_secs() -> u64 {

@@ -44,7 +44,7 @@ fn replies(out: &[Output]) -> Vec<(ConnRef, Vec<Value>)> {
     out.iter()
         .filter_map(|o| match o {
             Output::Reply { to, messages } => Some((*to, messages.clone())),
-            Output::History { .. } => None,
+            Output::Listen { .. } | Output::Unlisten { .. } | Output::Watch { .. } => None,
         })
         .collect()
 }
@@ -304,13 +304,18 @@ fn history_on_subscribe_is_sent_once_even_when_the_same_message_arrives_live() {
         &format!(r#"[{{"channel":"/meta/subscribe","clientId":"{cid}","subscription":"/h"}}]"#),
         t0,
     );
-    assert!(
-        out.iter().any(|o| matches!(o, Output::History { channel, n: 2, .. } if &**channel == "h")),
-        "{out:?}"
-    );
+    let tag = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Listen { channel, backlog: 2, tag } if &**channel == "h" => Some(*tag),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no Listen with a backlog of 2 in {out:?}"));
+    // A live message published before the hub took the subscription arrives
+    // first; it is in the history too, so it waits for it.
+    e.deliver(&[hub("h", 2, "b")], t0, &mut Vec::new());
     let old = [hub("h", 1, "a"), hub("h", 2, "b")];
-    e.deliver_history(&cid, &old, t0, &mut Vec::new());
-    // The tap brings message 2 again (it was in flight during the fetch), then 3.
+    e.deliver_history(tag, &old, t0, &mut Vec::new());
     e.deliver(&[hub("h", 2, "b"), hub("h", 3, "c")], t0, &mut Vec::new());
     let out = send(
         &mut e,
@@ -322,4 +327,40 @@ fn history_on_subscribe_is_sent_once_even_when_the_same_message_arrives_live() {
     let data: Vec<Value> =
         replies(&out)[0].1.iter().filter(|v| v["channel"] == "/h").map(|v| v["data"].clone()).collect();
     assert_eq!(data, vec![json!("a"), json!("b"), json!("c")]);
+}
+
+#[test]
+fn subscriptions_are_hub_subscriptions() {
+    let t0 = Instant::now();
+    let mut e = engine();
+    let cid = handshake(&mut e, t0);
+    let subscribe = |e: &mut Engine, channel: &str, sub: &str| {
+        let body = format!(r#"[{{"channel":"{channel}","clientId":"{cid}","subscription":"{sub}"}}]"#);
+        send(e, A, Transport::LongPolling, &body, t0)
+    };
+    let hub_side = |out: &[Output]| -> Vec<String> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Listen { channel, .. } => Some(format!("+{channel}")),
+                Output::Unlisten { channel } => Some(format!("-{channel}")),
+                Output::Watch { pattern, delta } => Some(format!("{delta:+} {pattern:?}")),
+                Output::Reply { .. } => None,
+            })
+            .collect()
+    };
+    assert_eq!(hub_side(&subscribe(&mut e, "/meta/subscribe", "/a/b")), ["+a/b"]);
+    assert_eq!(
+        hub_side(&subscribe(&mut e, "/meta/subscribe", "/a/b")),
+        Vec::<String>::new(),
+        "once per session"
+    );
+    assert_eq!(hub_side(&subscribe(&mut e, "/meta/subscribe", "/a/**")), [r#"+1 Descendants("a")"#]);
+    assert_eq!(hub_side(&subscribe(&mut e, "/meta/subscribe", "/*")), [r#"+1 Children("")"#]);
+    assert_eq!(hub_side(&subscribe(&mut e, "/meta/unsubscribe", "/a/**")), [r#"-1 Descendants("a")"#]);
+    assert_eq!(e.subscriptions(), 2);
+    let body = format!(r#"[{{"channel":"/meta/disconnect","clientId":"{cid}"}}]"#);
+    let mut gone = hub_side(&send(&mut e, A, Transport::LongPolling, &body, t0));
+    gone.sort();
+    assert_eq!(gone, [r#"-1 Children("")"#, "-a/b"]);
+    assert_eq!(e.subscriptions(), 0);
 }
