@@ -92,7 +92,7 @@ impl Guard {
     /// auth off nothing needs one.
     fn check_channels(&self, messages: &[NewMessage], token: Option<&str>) -> Result<(), Denied> {
         let Some(policy) = &self.auth else { return Ok(()) };
-        let now_secs = crate::hub::id::unix_ms() / 1000;
+        let now_secs = crate::clock::unix_secs();
         for m in messages.iter().filter(|m| policy.requires(&m.channel)) {
             policy.publish(token, &m.channel, now_secs)?;
         }
