@@ -273,28 +273,22 @@ impl Config {
         std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
     }
 
-    /// The guard's settings (address lists, words, rates, auth, sizes).
-    pub fn guard_config(&self) -> crate::guard::GuardConfig {
-        let mode = if self.blocked_words_mode == "reject" {
-            crate::guard::WordMode::Reject
-        } else {
-            crate::guard::WordMode::Mask
-        };
-        crate::guard::GuardConfig {
-            auth_secret: self.auth_secret.clone(),
-            auth_required: self.auth_required.clone(),
-            ingest_key: self.ingest_key.clone(),
-            ip_allow_subscribers: self.ip_allow_subscribers.clone(),
-            ip_deny_subscribers: self.ip_deny_subscribers.clone(),
-            ip_allow_publishers: self.ip_allow_publishers.clone(),
-            ip_deny_publishers: self.ip_deny_publishers.clone(),
-            blocked_words: self.blocked_words.clone(),
-            blocked_words_mode: mode,
-            max_connections_per_ip: self.max_connections_per_ip,
-            publish_rate_per_ip: self.publish_rate_per_ip,
-            publish_rate_per_connection: self.publish_rate_per_connection,
+    /// The guard's rules (auth, address lists, words, rates, the message
+    /// size); `Err` names a bad address list.
+    pub fn guard_config(&self) -> Result<crate::guard::GuardConfig, String> {
+        use crate::guard::{IpRules, WordFilter, WordMode};
+        let mode = if self.blocked_words_mode == "reject" { WordMode::Reject } else { WordMode::Mask };
+        Ok(crate::guard::GuardConfig {
+            auth: crate::auth::Policy::new(&self.auth_secret, &self.auth_required),
+            ingest_key: Some(self.ingest_key.clone()).filter(|k| !k.is_empty()),
+            subscribers: IpRules::parse(&self.ip_allow_subscribers, &self.ip_deny_subscribers)?,
+            publishers: IpRules::parse(&self.ip_allow_publishers, &self.ip_deny_publishers)?,
+            words: WordFilter::new(&self.blocked_words, mode),
+            max_per_ip: self.max_connections_per_ip,
+            rate_per_ip: self.publish_rate_per_ip,
+            rate_per_connection: self.publish_rate_per_connection,
             max_message_bytes: self.max_message_bytes,
-        }
+        })
     }
 
     /// Sets one setting by its key (e.g. `max_head_bytes`) from its textual
