@@ -273,28 +273,22 @@ impl Config {
         std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
     }
 
-    /// The guard's settings (address lists, words, rates, auth, sizes).
-    pub fn guard_config(&self) -> crate::guard::GuardConfig {
-        let mode = if self.blocked_words_mode == "reject" {
-            crate::guard::WordMode::Reject
-        } else {
-            crate::guard::WordMode::Mask
-        };
-        crate::guard::GuardConfig {
-            auth_secret: self.auth_secret.clone(),
-            auth_required: self.auth_required.clone(),
-            ingest_key: self.ingest_key.clone(),
-            ip_allow_subscribers: self.ip_allow_subscribers.clone(),
-            ip_deny_subscribers: self.ip_deny_subscribers.clone(),
-            ip_allow_publishers: self.ip_allow_publishers.clone(),
-            ip_deny_publishers: self.ip_deny_publishers.clone(),
-            blocked_words: self.blocked_words.clone(),
-            blocked_words_mode: mode,
-            max_connections_per_ip: self.max_connections_per_ip,
-            publish_rate_per_ip: self.publish_rate_per_ip,
-            publish_rate_per_connection: self.publish_rate_per_connection,
+    /// The guard's rules (auth, address lists, words, rates, the message
+    /// size); `Err` names a bad address list.
+    pub fn guard_config(&self) -> Result<crate::guard::GuardConfig, String> {
+        use crate::guard::{IpRules, WordFilter, WordMode};
+        let mode = if self.blocked_words_mode == "reject" { WordMode::Reject } else { WordMode::Mask };
+        Ok(crate::guard::GuardConfig {
+            auth: crate::auth::Policy::new(&self.auth_secret, &self.auth_required),
+            ingest_key: Some(self.ingest_key.clone()).filter(|k| !k.is_empty()),
+            subscribers: IpRules::parse(&self.ip_allow_subscribers, &self.ip_deny_subscribers)?,
+            publishers: IpRules::parse(&self.ip_allow_publishers, &self.ip_deny_publishers)?,
+            words: WordFilter::new(&self.blocked_words, mode),
+            max_per_ip: self.max_connections_per_ip,
+            rate_per_ip: self.publish_rate_per_ip,
+            rate_per_connection: self.publish_rate_per_connection,
             max_message_bytes: self.max_message_bytes,
-        }
+        })
     }
 
     /// Sets one setting by its key (e.g. `max_head_bytes`) from its textual
@@ -504,6 +498,65 @@ pub(crate) fn check_log_level(name: &str, value: &str) -> Result<(), String> {
     }
     Err(format!("{name} must be one of {}, got '{value}'", LOG_LEVELS.join("|")))
 }
+
+fn check_one_of(name: &str, value: &str, allowed: &[&str]) -> Result<(), String> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(format!("{name} must be one of {}, got '{value}'", allowed.join(", ")))
+}
+
+/// What each setting bounds, one line each, for `--help`.
+const SETTING_HELP: &[(&str, &str)] = &[
+    ("listen", "public (subscriber) address"),
+    ("ingest", "trusted publish/admin address"),
+    ("resp", "Redis-protocol publish address (trusted side)"),
+    ("threads", "event-loop threads; 0 = one per core"),
+    ("backlog", "listen backlog per listener"),
+    ("max_connections", "open connections per process, all ports"),
+    ("max_head_bytes", "request head size limit (431 over it)"),
+    ("max_body_bytes", "request body limit other than single publishes (413)"),
+    ("max_message_bytes", "published payload limit (413)"),
+    ("head_timeout_secs", "time to send a request head; also idle keep-alive time"),
+    ("longpoll_timeout_secs", "default long-poll hold"),
+    ("longpoll_timeout_max_secs", "cap on ?timeout="),
+    ("heartbeat_secs", "streaming heartbeat interval"),
+    ("sse_retry_ms", "SSE retry: hint sent to EventSource"),
+    ("max_channels_per_subscription", "channels in one /sub request"),
+    ("history_size", "messages retained per channel"),
+    ("history_ttl_secs", "age after which retained messages are dropped"),
+    ("batch_window_us", "fan-out batching window (one wake-up per loop per window)"),
+    ("batch_max", "publishes per fan-out batch"),
+    ("publish_queue", "publishes waiting for the fan-out thread (503 when full)"),
+    ("max_outbound_bytes", "unwritten bytes per connection before it is cut off"),
+    ("shutdown_grace_ms", "time to flush and close on SIGTERM"),
+    ("max_stream_age_secs", "streams end cleanly with a reconnect hint after this long"),
+    ("cors_origins", "origins allowed cross-origin: *, a comma-separated list, or empty"),
+    ("demo_publish", "the demo page's publish helper: auto (on for loopback), on, off"),
+    ("bayeux_timeout_ms", "Bayeux: how long a /meta/connect is held"),
+    ("bayeux_max_interval_ms", "Bayeux: session expiry without /meta/connect"),
+    ("bayeux_max_queue", "Bayeux: messages queued per session before it is dropped"),
+    ("bayeux_publish_allow", "Bayeux: channel patterns clients may publish to, comma-separated"),
+    ("bayeux_add_fields", "Bayeux: add ext.halley (publish time, subscribers) to deliveries"),
+    ("bayeux_history_on_subscribe", "Bayeux: retained messages sent to a new subscriber"),
+    ("auth_secret", "HS256 secret for tokens (JWT); empty turns auth off"),
+    ("auth_required", "channel prefixes that need a token, comma-separated; * = all"),
+    ("ingest_key", "key the ingest and RESP ports require; empty = none"),
+    ("ip_allow_subscribers", "CIDR blocks allowed to subscribe, comma-separated"),
+    ("ip_deny_subscribers", "CIDR blocks denied subscribing, comma-separated"),
+    ("ip_allow_publishers", "CIDR blocks allowed to publish, comma-separated"),
+    ("ip_deny_publishers", "CIDR blocks denied publishing, comma-separated"),
+    ("blocked_words", "blocked words, comma-separated, on every publish path"),
+    ("blocked_words_mode", "mask (asterisks) or reject (422)"),
+    ("max_connections_per_ip", "connections per client address; 0 = no limit"),
+    ("publish_rate_per_ip", "public-side publishes per second per address; 0 = no limit"),
+    ("publish_rate_per_connection", "publishes per second per ingest connection; 0 = no limit"),
+    ("pushlet_lease_secs", "Pushlet: session lease without requests or a stream"),
+    ("pushlet_max_queue", "Pushlet: events queued per session before it is dropped"),
+    ("pushlet_read_timeout_secs", "Pushlet: pull hold time and stream heartbeat interval"),
+    ("pushlet_publish_allow", "Pushlet: subject prefixes clients may publish to; empty = off"),
+    ("log_level", "error, warn, info, debug or trace"),
+];
 
 #[cfg(test)]
 mod tests {
@@ -754,63 +807,6 @@ mod tests {
         assert!(config.to_toml().starts_with('#'));
         assert!(config.set("threads", "1").is_err());
     }
-}
-
-/// What each setting bounds, one line each, for `--help`.
-const SETTING_HELP: &[(&str, &str)] = &[
-    ("listen", "public (subscriber) address"),
-    ("ingest", "trusted publish/admin address"),
-    ("resp", "Redis-protocol publish address (trusted side)"),
-    ("threads", "event-loop threads; 0 = one per core"),
-    ("backlog", "listen backlog per listener"),
-    ("max_connections", "open connections per process, all ports"),
-    ("max_head_bytes", "request head size limit (431 over it)"),
-    ("max_body_bytes", "request body limit other than single publishes (413)"),
-    ("max_message_bytes", "published payload limit (413)"),
-    ("head_timeout_secs", "time to send a request head; also idle keep-alive time"),
-    ("longpoll_timeout_secs", "default long-poll hold"),
-    ("longpoll_timeout_max_secs", "cap on ?timeout="),
-    ("heartbeat_secs", "streaming heartbeat interval"),
-    ("sse_retry_ms", "SSE retry: hint sent to EventSource"),
-    ("max_channels_per_subscription", "channels in one /sub request"),
-    ("history_size", "messages retained per channel"),
-    ("history_ttl_secs", "age after which retained messages are dropped"),
-    ("batch_window_us", "fan-out batching window (one wake-up per loop per window)"),
-    ("batch_max", "publishes per fan-out batch"),
-    ("publish_queue", "publishes waiting for the fan-out thread (503 when full)"),
-    ("max_outbound_bytes", "unwritten bytes per connection before it is cut off"),
-    ("shutdown_grace_ms", "time to flush and close on SIGTERM"),
-    ("max_stream_age_secs", "streams end cleanly with a reconnect hint after this long"),
-    ("cors_origins", "origins allowed cross-origin: *, a comma-separated list, or empty"),
-    ("demo_publish", "the demo page's publish helper: auto (on for loopback), on, off"),
-    ("bayeux_timeout_ms", "Bayeux: how long a /meta/connect is held"),
-    ("bayeux_max_interval_ms", "Bayeux: session expiry without /meta/connect"),
-    ("bayeux_max_queue", "Bayeux: messages queued per session before it is dropped"),
-    ("bayeux_publish_allow", "Bayeux: channel patterns clients may publish to, comma-separated"),
-    ("bayeux_add_fields", "Bayeux: add ext.halley (publish time, subscribers) to deliveries"),
-    ("bayeux_history_on_subscribe", "Bayeux: retained messages sent to a new subscriber"),
-    ("auth_secret", "HS256 secret for tokens (JWT); empty turns auth off"),
-    ("auth_required", "channel prefixes that need a token, comma-separated; * = all"),
-    ("ingest_key", "key the ingest and RESP ports require; empty = none"),
-    ("ip_allow_subscribers", "CIDR blocks allowed to subscribe, comma-separated"),
-    ("ip_deny_subscribers", "CIDR blocks denied subscribing, comma-separated"),
-    ("ip_allow_publishers", "CIDR blocks allowed to publish, comma-separated"),
-    ("ip_deny_publishers", "CIDR blocks denied publishing, comma-separated"),
-    ("blocked_words", "blocked words, comma-separated, on every publish path"),
-    ("blocked_words_mode", "mask (asterisks) or reject (422)"),
-    ("max_connections_per_ip", "connections per client address; 0 = no limit"),
-    ("publish_rate_per_ip", "public-side publishes per second per address; 0 = no limit"),
-    ("publish_rate_per_connection", "publishes per second per ingest connection; 0 = no limit"),
-    ("pushlet_lease_secs", "Pushlet: session lease without requests or a stream"),
-    ("pushlet_max_queue", "Pushlet: events queued per session before it is dropped"),
-    ("pushlet_read_timeout_secs", "Pushlet: pull hold time and stream heartbeat interval"),
-    ("pushlet_publish_allow", "Pushlet: subject prefixes clients may publish to; empty = off"),
-    ("log_level", "error, warn, info, debug or trace"),
-];
-
-#[cfg(test)]
-mod help_tests {
-    use super::*;
 
     #[test]
     fn every_setting_has_a_description() {
@@ -818,11 +814,4 @@ mod help_tests {
             assert!(!Config::describe(&key).is_empty(), "setting {key} has no --help description");
         }
     }
-}
-
-fn check_one_of(name: &str, value: &str, allowed: &[&str]) -> Result<(), String> {
-    if allowed.contains(&value) {
-        return Ok(());
-    }
-    Err(format!("{name} must be one of {}, got '{value}'", allowed.join(", ")))
 }

@@ -21,28 +21,23 @@ use std::time::Instant;
 
 use crate::auth::{Denied, Policy};
 
-/// The settings the guard needs, taken from the server's config at start-up.
-/// List settings are comma-separated text, as configured.
+/// What the guard is built from: its rules, already parsed from the
+/// server's config at start-up (`Config::guard_config`).
 #[derive(Debug, Clone)]
 pub struct GuardConfig {
-    /// HS256 secret; empty = auth off.
-    pub auth_secret: String,
-    /// Channel prefixes that need a token (`*` = every channel).
-    pub auth_required: String,
-    /// Key the ingest side must present; empty = none needed.
-    pub ingest_key: String,
-    pub ip_allow_subscribers: String,
-    pub ip_deny_subscribers: String,
-    pub ip_allow_publishers: String,
-    pub ip_deny_publishers: String,
-    pub blocked_words: String,
-    pub blocked_words_mode: WordMode,
+    /// The token policy; `None` = auth off.
+    pub auth: Option<Policy>,
+    /// The key the ingest side must present; `None` = none needed.
+    pub ingest_key: Option<String>,
+    pub subscribers: IpRules,
+    pub publishers: IpRules,
+    pub words: WordFilter,
     /// Open connections per address; 0 = unlimited.
-    pub max_connections_per_ip: usize,
+    pub max_per_ip: usize,
     /// Public-side publishes per second per address; 0 = unlimited.
-    pub publish_rate_per_ip: u32,
+    pub rate_per_ip: u32,
     /// Publishes per second per ingest connection; 0 = unlimited.
-    pub publish_rate_per_connection: u32,
+    pub rate_per_connection: u32,
     /// The largest message payload any path may publish.
     pub max_message_bytes: usize,
 }
@@ -73,20 +68,19 @@ struct PerIp {
 }
 
 impl Guard {
-    /// The guard for `config`; `Err` names a bad address list.
-    pub fn new(config: &GuardConfig) -> Result<Guard, String> {
-        Ok(Guard {
-            auth: Policy::new(&config.auth_secret, &config.auth_required),
-            ingest_key: Some(config.ingest_key.clone()).filter(|k| !k.is_empty()),
-            subscribers: IpRules::parse(&config.ip_allow_subscribers, &config.ip_deny_subscribers)?,
-            publishers: IpRules::parse(&config.ip_allow_publishers, &config.ip_deny_publishers)?,
-            words: WordFilter::new(&config.blocked_words, config.blocked_words_mode),
-            max_per_ip: config.max_connections_per_ip,
-            rate_per_ip: config.publish_rate_per_ip,
-            rate_per_connection: config.publish_rate_per_connection,
+    pub fn new(config: GuardConfig) -> Guard {
+        Guard {
+            auth: config.auth,
+            ingest_key: config.ingest_key,
+            subscribers: config.subscribers,
+            publishers: config.publishers,
+            words: config.words,
+            max_per_ip: config.max_per_ip,
+            rate_per_ip: config.rate_per_ip,
+            rate_per_connection: config.rate_per_connection,
             max_message_bytes: config.max_message_bytes,
             per_ip: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// Counts a new connection from `ip`; false when its limit is reached.

@@ -92,7 +92,7 @@ impl Guard {
     /// auth off nothing needs one.
     fn check_channels(&self, messages: &[NewMessage], token: Option<&str>) -> Result<(), Denied> {
         let Some(policy) = &self.auth else { return Ok(()) };
-        let now_secs = crate::hub::id::unix_ms() / 1000;
+        let now_secs = crate::clock::unix_secs();
         for m in messages.iter().filter(|m| policy.requires(&m.channel)) {
             policy.publish(token, &m.channel, now_secs)?;
         }
@@ -107,23 +107,20 @@ mod tests {
 
     use serde_json::json;
 
-    use super::super::{GuardConfig, WordMode};
+    use super::super::{GuardConfig, IpRules, WordFilter, WordMode};
     use super::*;
+    use crate::auth::Policy;
 
     fn config() -> GuardConfig {
         GuardConfig {
-            auth_secret: "k".into(),
-            auth_required: "private/".into(),
-            ingest_key: String::new(),
-            ip_allow_subscribers: String::new(),
-            ip_deny_subscribers: String::new(),
-            ip_allow_publishers: String::new(),
-            ip_deny_publishers: "10.0.0.0/8".into(),
-            blocked_words: "darn".into(),
-            blocked_words_mode: WordMode::Mask,
-            max_connections_per_ip: 0,
-            publish_rate_per_ip: 2,
-            publish_rate_per_connection: 1,
+            auth: Policy::new("k", "private/"),
+            ingest_key: None,
+            subscribers: IpRules::parse("", "").unwrap(),
+            publishers: IpRules::parse("", "10.0.0.0/8").unwrap(),
+            words: WordFilter::new("darn", WordMode::Mask),
+            max_per_ip: 0,
+            rate_per_ip: 2,
+            rate_per_connection: 1,
             max_message_bytes: 8,
         }
     }
@@ -191,7 +188,7 @@ mod tests {
         ];
         let now = Instant::now();
         for (name, from, channel, data, want) in cases {
-            let guard = Guard::new(&config()).unwrap();
+            let guard = Guard::new(config());
             let got = screen_one(&guard, from, channel, data, now);
             match (got, want) {
                 (Ok(got), Ok(want)) => assert_eq!(got, want, "{name}"),
@@ -206,7 +203,7 @@ mod tests {
     #[test]
     fn rates_count_calls_and_skip_refused_sizes() {
         let now = Instant::now();
-        let guard = Guard::new(&config()).unwrap();
+        let guard = Guard::new(config());
         let public = From::Public("1.2.3.4", None);
         // An oversized message is refused before the rate: it costs no token.
         assert_eq!(screen_one(&guard, public, "news", "123456789", now).unwrap_err().status, 413);
@@ -231,7 +228,7 @@ mod tests {
 
     #[test]
     fn a_refused_batch_is_refused_whole() {
-        let guard = Guard::new(&GuardConfig { blocked_words_mode: WordMode::Reject, ..config() }).unwrap();
+        let guard = Guard::new(GuardConfig { words: WordFilter::new("darn", WordMode::Reject), ..config() });
         let now = Instant::now();
         let mut batch = vec![message("a", "fine"), message("b", "darn")];
         let denied = guard.screen(&mut batch, Origin::Session { ip: None }, now).unwrap_err();

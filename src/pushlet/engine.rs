@@ -27,9 +27,7 @@
 //! not listened receive nothing, and silent drops of unicasts to unknown ids.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use super::event::{clip, field, render_document, render_end, render_event, render_start, Event, Format};
@@ -37,7 +35,9 @@ use super::reply::{event, heartbeat, nack, refresh_event, refresh_url, whole, wi
 pub use super::request::Request;
 use super::request::{loose_format, Action, Command, ListenPlan, Mode, SubscriptionSpec};
 use super::session::{batch, Link, Session, Subscription};
+use crate::clock::unix_secs;
 use crate::fanout::NewMessage;
+use crate::random::Random;
 
 mod deliver;
 
@@ -105,47 +105,22 @@ const MIN_READ_TIMEOUT: Duration = Duration::from_millis(10);
 /// Stands in for "never" when a configured duration overflows `Instant`.
 const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
 
-/// Randomness without a `rand` dependency: std's per-process random SipHash
-/// keys fed a counter.
-struct Dice {
-    state: RandomState,
-    counter: u64,
-}
-
-impl Dice {
-    fn next(&mut self) -> u64 {
-        self.counter = self.counter.wrapping_add(1);
-        let mut h = self.state.build_hasher();
-        h.write_u64(self.counter);
-        h.finish()
-    }
-
-    /// Pushlet's `Rand.randomName`: lowercase, consonants at even positions,
-    /// vowels at odd ones (`bafemoruki`), about 3.4 bits a letter. Fresh
-    /// random bits every 8 letters, so long names stay fully random.
-    fn name(&mut self, len: usize) -> String {
-        let mut out = String::with_capacity(len);
-        let mut bits = 0;
-        for i in 0..len {
-            if i % 8 == 0 {
-                bits = self.next();
-            }
-            let alphabet = if i % 2 == 0 { CONSONANTS } else { VOWELS };
-            let n = alphabet.len() as u64;
-            out.push(alphabet.get((bits % n) as usize).copied().map_or('a', char::from));
-            bits /= n;
+/// Pushlet's `Rand.randomName`: lowercase, consonants at even positions,
+/// vowels at odd ones (`bafemoruki`), about 3.4 bits a letter. Fresh
+/// random bits every 8 letters, so long names stay fully random.
+fn random_name(random: &mut Random, len: usize) -> String {
+    let mut out = String::with_capacity(len);
+    let mut bits = 0;
+    for i in 0..len {
+        if i % 8 == 0 {
+            bits = random.next_u64();
         }
-        out
+        let alphabet = if i % 2 == 0 { CONSONANTS } else { VOWELS };
+        let n = alphabet.len() as u64;
+        out.push(alphabet.get((bits % n) as usize).copied().map_or('a', char::from));
+        bits /= n;
     }
-
-    /// A number in `lo..=hi` (either order).
-    fn between(&mut self, (a, b): (u64, u64)) -> u64 {
-        let (lo, hi) = (a.min(b), a.max(b));
-        match (hi - lo).checked_add(1) {
-            Some(span) => lo + self.next() % span,
-            None => self.next(),
-        }
-    }
+    out
 }
 
 pub struct Engine {
@@ -160,7 +135,7 @@ pub struct Engine {
     /// or is gone): [`Engine::tick`] re-checks the session and re-arms. Each
     /// session's real deadline is at or after one of its entries.
     timers: BinaryHeap<Reverse<(Instant, String)>>,
-    dice: Dice,
+    random: Random,
     /// Subject subscriptions added (+1) or dropped (-1) since the thread
     /// last took them, for the hub (a subject is a channel-name prefix).
     hub_changes: Vec<(Pattern, i32)>,
@@ -176,7 +151,7 @@ impl Engine {
             index: HashMap::new(),
             conns: HashMap::new(),
             timers: BinaryHeap::new(),
-            dice: Dice { state: RandomState::new(), counter: 0 },
+            random: Random::new(),
             hub_changes: Vec::new(),
             watching: 0,
         }
@@ -254,7 +229,7 @@ impl Engine {
         };
         let token = field(fields, "p_token").or_else(|| field(fields, "token")).filter(|t| !t.is_empty());
         let claims = match (&self.config.auth, token) {
-            (Some(policy), Some(token)) => match policy.verify(Some(token), now_secs()) {
+            (Some(policy), Some(token)) => match policy.verify(Some(token), unix_secs()) {
                 Ok(claims) => Some(claims),
                 Err(denied) => return refuse(&denied.reason, out),
             },
@@ -294,7 +269,9 @@ impl Engine {
     }
 
     fn new_session_id(&mut self) -> Option<String> {
-        (0..ID_TRIES).map(|_| self.dice.name(SESSION_ID_LEN)).find(|id| !self.sessions.contains_key(id))
+        (0..ID_TRIES)
+            .map(|_| random_name(&mut self.random, SESSION_ID_LEN))
+            .find(|id| !self.sessions.contains_key(id))
     }
 
     /// Commands on an existing session (`p_id`); each renews its lease.
@@ -418,7 +395,7 @@ impl Engine {
     /// A random `p_wait` for `mode`.
     fn wait_ms(&mut self, mode: Mode) -> u64 {
         let range = if mode == Mode::Poll { self.config.poll_wait_ms } else { self.config.pull_wait_ms };
-        self.dice.between(range)
+        self.random.between(range)
     }
 
     /// `subscribe`: `p_subject` (a list) and optional `p_label`.
@@ -452,7 +429,7 @@ impl Engine {
         // with a valid one (given at join); which of those channels it grants
         // is checked on every delivery.
         if let Some(policy) = &self.config.auth {
-            let valid = session.claims.as_ref().is_some_and(|c| c.exp.is_none_or(|exp| now_secs() < exp));
+            let valid = session.claims.as_ref().is_some_and(|c| c.exp.is_none_or(|exp| unix_secs() < exp));
             let protected =
                 spec.subjects.iter().find(|s| policy.may_require_prefix(s.trim_start_matches('/')));
             if let (Some(subject), false) = (protected, valid) {
@@ -460,7 +437,8 @@ impl Engine {
             }
         }
         let taken = |sid: &String| session.subscriptions.iter().any(|s| s.sid == *sid);
-        let Some(sid) = (0..ID_TRIES).map(|_| self.dice.name(SID_LEN)).find(|sid| !taken(sid)) else {
+        let Some(sid) = (0..ID_TRIES).map(|_| random_name(&mut self.random, SID_LEN)).find(|sid| !taken(sid))
+        else {
             return Err("could not allocate a subscription id; retry".into());
         };
         for subject in &spec.subjects {
@@ -675,10 +653,6 @@ impl Engine {
 /// `now + d`, saturating far in the future instead of overflowing.
 fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).or_else(|| now.checked_add(FAR)).unwrap_or(now)
-}
-
-fn now_secs() -> u64 {
-    crate::hub::id::unix_ms() / 1000
 }
 
 #[cfg(test)]

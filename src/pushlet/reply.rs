@@ -16,13 +16,9 @@ pub(super) struct Reply {
     pub(super) id: Option<String>,
 }
 
-pub(super) fn unix_secs() -> u64 {
-    crate::hub::id::unix_ms() / 1000
-}
-
 /// A server event: `p_event` and `p_time` (seconds).
 pub(super) fn event(kind: &str) -> Event {
-    vec![("p_event".into(), kind.into()), ("p_time".into(), unix_secs().to_string())]
+    vec![("p_event".into(), kind.into()), ("p_time".into(), crate::clock::unix_secs().to_string())]
 }
 
 pub(super) fn with_id(mut event: Event, reply: &Reply) -> Event {

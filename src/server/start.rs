@@ -113,7 +113,7 @@ fn bind_all(
 const DEMO_PAGE: &str = include_str!("demo/index.html");
 
 fn shared(config: &Config, public_addr: SocketAddr, ingest_addr: SocketAddr) -> Result<Shared, String> {
-    let guard = Arc::new(crate::guard::Guard::new(&config.guard_config())?);
+    let guard = Arc::new(crate::guard::Guard::new(config.guard_config()?));
     Ok(Shared {
         limits: RouteLimits {
             max_channels: config.max_channels_per_subscription,

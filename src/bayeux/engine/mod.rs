@@ -4,7 +4,6 @@
 //! [`Output`]s; the Bayeux thread (`thread.rs`) does the I/O.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +12,10 @@ use serde_json::{json, Map, Value};
 
 use super::channel;
 use super::message::{Incoming, Unreadable};
+use crate::clock::unix_secs;
 use crate::fanout::NewMessage;
 use crate::hub::Message;
+use crate::random::Random;
 
 pub use crate::hub::ConnRef;
 use crate::hub::{MessageId, Pattern};
@@ -112,8 +113,7 @@ pub struct Engine {
     exact: HashMap<String, HashSet<String>>,
     /// Wildcard pattern → sessions subscribed to it.
     wildcards: HashMap<String, HashSet<String>>,
-    random: std::collections::hash_map::RandomState,
-    counter: u64,
+    random: Random,
     /// History asked of the hub and not yet answered: tag → (session, channel).
     history_waits: HashMap<u64, (String, String)>,
     next_tag: u64,
@@ -126,8 +126,7 @@ impl Engine {
             sessions: HashMap::new(),
             exact: HashMap::new(),
             wildcards: HashMap::new(),
-            random: Default::default(),
-            counter: 0,
+            random: Random::new(),
             history_waits: HashMap::new(),
             next_tag: 0,
         }
@@ -140,10 +139,8 @@ impl Engine {
     /// A random client id: 64 random bits (std's per-process SipHash keys,
     /// fed a counter) and the counter, so ids never repeat in a process.
     fn new_client_id(&mut self) -> String {
-        self.counter += 1;
-        let mut h = self.random.build_hasher();
-        h.write_u64(self.counter);
-        format!("{:016x}{:x}", h.finish(), self.counter)
+        let (bits, counter) = self.random.next_counted();
+        format!("{bits:016x}{counter:x}")
     }
 
     fn advice(&self) -> Value {
@@ -212,7 +209,7 @@ impl Engine {
         }
         let token = m.ext.as_ref().and_then(|e| e.get("token")).and_then(Value::as_str);
         let claims = match (&self.config.auth, token) {
-            (Some(policy), Some(token)) => match policy.verify(Some(token), now_secs()) {
+            (Some(policy), Some(token)) => match policy.verify(Some(token), unix_secs()) {
                 Ok(claims) => Some(claims),
                 Err(denied) => {
                     return failure(m, &format!("401::{}", denied.reason), Some(json!({"reconnect": "none"})))
@@ -460,7 +457,7 @@ impl Engine {
             let Some(claims) = claims else {
                 return Err(format!("401::channel {name} needs a token: send ext.token in the handshake"));
             };
-            if claims.exp.is_some_and(|exp| now_secs() >= exp) {
+            if claims.exp.is_some_and(|exp| unix_secs() >= exp) {
                 return Err("401::token has expired".into());
             }
             if !claim(claims).iter().any(|p| crate::auth::pattern_matches(p, hub)) {
@@ -474,7 +471,7 @@ impl Engine {
     fn session_grants(&self, cid: &str, hub: &str) -> bool {
         let claims = self.sessions.get(cid).and_then(|s| s.claims.as_ref());
         claims.is_some_and(|c| {
-            c.exp.is_none_or(|exp| now_secs() < exp)
+            c.exp.is_none_or(|exp| unix_secs() < exp)
                 && c.channels.iter().any(|p| crate::auth::pattern_matches(p, hub))
         })
     }
@@ -641,7 +638,7 @@ impl Engine {
         }
         // A session whose token has expired ends: its client gets 402 and
         // must handshake again with a fresh token.
-        let secs = now_secs();
+        let secs = unix_secs();
         expired.extend(
             self.sessions
                 .iter()
@@ -676,10 +673,6 @@ fn hub_pattern(sub: &str) -> Option<Pattern> {
         return Some(Pattern::Descendants(parent(p)));
     }
     sub.strip_suffix("/*").map(|p| Pattern::Children(parent(p)))
-}
-
-fn now_secs() -> u64 {
-    crate::hub::id::unix_ms() / 1000
 }
 
 enum Connect {

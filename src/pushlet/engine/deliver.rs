@@ -8,7 +8,8 @@ use super::super::event::{clip, field, render_event, valid_name};
 use super::super::reply::{event, hub_event, nack, whole, Reply};
 use super::super::request::{hub_message, payload_fields, Mode};
 use super::super::session::{batch, Link, Queued};
-use super::{later, now_secs, Engine, Output, PublishFn};
+use super::{later, Engine, Output, PublishFn};
+use crate::clock::unix_secs;
 use crate::hub::Message;
 
 impl Engine {
@@ -187,7 +188,7 @@ pub(super) fn grants(
     patterns: impl Fn(&crate::auth::Claims) -> &Vec<String>,
 ) -> bool {
     claims.is_some_and(|c| {
-        c.exp.is_none_or(|exp| now_secs() < exp)
+        c.exp.is_none_or(|exp| unix_secs() < exp)
             && patterns(c).iter().any(|p| crate::auth::pattern_matches(p, channel))
     })
 }
