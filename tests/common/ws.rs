@@ -2,6 +2,7 @@
 //! client frames in any length form, and a reader of server frames that checks
 //! what a server must obey. Nothing here comes from the code under test.
 
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr};
 
 use base64::engine::general_purpose::STANDARD;
@@ -295,6 +296,11 @@ impl Ws {
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.conn.send(bytes);
+    }
+
+    /// Writes `bytes`; false when the write fails (the server may close first).
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> bool {
+        self.conn.stream.write_all(bytes).is_ok()
     }
 
     /// Sends a frame masked with a fresh key in the given first byte and length form.
