@@ -202,21 +202,6 @@ fn publish_rate_per_connection_refuses_the_excess_on_http_ingest_and_resp() {
     assert!(fresh.resp_line().starts_with(':'), "RESP publish on a new connection");
 }
 
-fn bayeux(server: &Server, messages: &Value) -> Vec<Value> {
-    let resp = request(
-        server.public,
-        "POST",
-        "/bayeux",
-        &[("Content-Type", "application/json")],
-        messages.to_string().as_bytes(),
-    );
-    assert_eq!(resp.status, 200, "POST /bayeux {messages}: {} {}", resp.status, resp.text());
-    match resp.json() {
-        Value::Array(items) => items,
-        other => panic!("Bayeux answer is not an array: {other}"),
-    }
-}
-
 #[test]
 fn publish_rate_per_address_refuses_the_excess_on_bayeux_and_the_demo_helper() {
     const RATE: usize = 3;

@@ -95,23 +95,8 @@ fn assert_401(resp: &Response, needle: &str, what: &str) {
 // ---------------------------------------------------------------------------
 // Bayeux over long-polling
 
-fn bayeux(server: &Server, messages: Value) -> Vec<Value> {
-    let resp = request(
-        server.public,
-        "POST",
-        "/bayeux",
-        &[("Content-Type", "application/json")],
-        messages.to_string().as_bytes(),
-    );
-    assert_eq!(resp.status, 200, "POST /bayeux {messages}: {} {}", resp.status, resp.text());
-    match resp.json() {
-        Value::Array(items) => items,
-        other => panic!("Bayeux answer is not an array: {other}"),
-    }
-}
-
 fn bayeux_one(server: &Server, message: Value) -> Value {
-    let replies = bayeux(server, json!([message]));
+    let replies = bayeux(server, &json!([message]));
     assert_eq!(replies.len(), 1, "one reply expected to {message}: {replies:?}");
     replies.into_iter().next().unwrap()
 }
@@ -134,7 +119,7 @@ fn bayeux_session(server: &Server, token: Option<&str>) -> String {
     let reply = bayeux_one(server, handshake_msg(token));
     assert_eq!(reply["successful"], true, "handshake: {reply}");
     let cid = reply["clientId"].as_str().expect("clientId").to_string();
-    let answer = bayeux(server, json!([bayeux_connect_msg(&cid)]));
+    let answer = bayeux(server, &json!([bayeux_connect_msg(&cid)]));
     assert_eq!(answer.last().map(|r| &r["successful"]), Some(&json!(true)), "first connect: {answer:?}");
     cid
 }
@@ -169,7 +154,7 @@ fn bayeux_await_delivery(server: &Server, cid: &str, channel: &str) -> Value {
     let start = Instant::now();
     loop {
         assert!(before_deadline(start), "no delivery on {channel} for {cid}");
-        let answer = bayeux(server, json!([bayeux_connect_msg(cid)]));
+        let answer = bayeux(server, &json!([bayeux_connect_msg(cid)]));
         if let Some(d) = answer.iter().find(|m| m["channel"] == channel && m.get("data").is_some()) {
             return d["data"].clone();
         }
@@ -474,7 +459,7 @@ fn bayeux_wildcard_subscriptions_do_not_leak_private_channels() {
     let mut got = Vec::new();
     while !got.iter().any(|m: &Value| m["channel"] == "/news") {
         assert!(before_deadline(start), "sentinel not delivered; got {got:?}");
-        let answer = bayeux(&server, json!([bayeux_connect_msg(&anon)]));
+        let answer = bayeux(&server, &json!([bayeux_connect_msg(&anon)]));
         got.extend(answer.into_iter().filter(|m| m.get("data").is_some()));
     }
     let leaked: Vec<&Value> = got.iter().filter(|m| m["channel"] == "/private/x").collect();
@@ -495,7 +480,7 @@ fn a_bayeux_session_ends_when_its_token_expires() {
     let start = Instant::now();
     let ended = loop {
         assert!(before_deadline(start), "the session outlived its token (exp {exp})");
-        let answer = bayeux(&server, json!([bayeux_connect_msg(&cid)]));
+        let answer = bayeux(&server, &json!([bayeux_connect_msg(&cid)]));
         let reply = answer.last().expect("connect reply");
         if reply["successful"] == false {
             assert_bayeux_error(reply, "402", "unknown client", "connect after token expiry");
@@ -644,14 +629,16 @@ fn redis_cli_with_the_key_publishes_and_without_it_is_refused() {
 fn a_denied_subscriber_address_gets_403_and_others_subscribe() {
     let server = Server::start(&["--ip-deny-subscribers", "127.0.0.3"]);
     let path = "/sub/ipx?transport=longpoll&timeout=0";
-    let resp = request_from("127.0.0.3", server.public, "GET", path, &[], b"");
+    let resp = HttpConn::from_src("127.0.0.3", server.public).request("GET", path, &[], b"");
     assert_json_error(&resp, 403, "127.0.0.3", "long-poll from a denied address");
-    let resp =
-        request_from("127.0.0.3", server.public, "GET", "/sub/ipx", &[("Accept", "text/event-stream")], b"");
+    let resp = HttpConn::from_src("127.0.0.3", server.public).request(
+        "GET",
+        "/sub/ipx",
+        &[("Accept", "text/event-stream")],
+        b"",
+    );
     assert_json_error(&resp, 403, "127.0.0.3", "SSE from a denied address");
-    let resp = request_from(
-        "127.0.0.3",
-        server.public,
+    let resp = HttpConn::from_src("127.0.0.3", server.public).request(
         "POST",
         "/bayeux",
         &[],
@@ -659,7 +646,7 @@ fn a_denied_subscriber_address_gets_403_and_others_subscribe() {
     );
     assert_json_error(&resp, 403, "127.0.0.3", "Bayeux from a denied address");
 
-    let resp = request_from("127.0.0.2", server.public, "GET", path, &[], b"");
+    let resp = HttpConn::from_src("127.0.0.2", server.public).request("GET", path, &[], b"");
     assert_eq!(resp.status, 200, "long-poll from 127.0.0.2: {}", resp.text());
     // A stream from an allowed address receives.
     let mut conn = HttpConn::from_src("127.0.0.2", server.public);
@@ -699,11 +686,13 @@ fn only_allowed_publisher_addresses_publish_over_http_resp_bayeux_and_the_demo_h
     );
 
     // 127.0.0.2 is.
-    let resp = request_from("127.0.0.2", server.ingest, "POST", "/pub/ipp", &[], b"http from .2");
+    let resp =
+        HttpConn::from_src("127.0.0.2", server.ingest).request("POST", "/pub/ipp", &[], b"http from .2");
     assert_eq!(resp.status, 200, "HTTP ingest from 127.0.0.2: {}", resp.text());
     let mut conn = HttpConn::from_src("127.0.0.2", server.resp);
     assert_eq!(conn.resp_call(&["PUBLISH", "ipp", "resp from .2"]), ":1");
-    let resp = request_from("127.0.0.2", server.public, "POST", "/demo/pub/ipp", &[], b"demo from .2");
+    let resp =
+        HttpConn::from_src("127.0.0.2", server.public).request("POST", "/demo/pub/ipp", &[], b"demo from .2");
     assert_eq!(resp.status, 200, "demo helper from 127.0.0.2: {}", resp.text());
 
     for want in ["http from .2", "resp from .2", "demo from .2"] {

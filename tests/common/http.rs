@@ -88,18 +88,6 @@ pub fn request(
     HttpConn::new(addr).request(method, path, headers, body)
 }
 
-/// One request on a fresh connection from `src`.
-pub fn request_from(
-    src: &str,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
-    HttpConn::from_src(src, addr).request(method, path, headers, body)
-}
-
 /// GET on a fresh connection.
 pub fn get(addr: SocketAddr, path: &str) -> Response {
     request(addr, "GET", path, &[], b"")

@@ -164,3 +164,19 @@ pub fn stats(server: &Server) -> serde_json::Value {
     assert_eq!(resp.status, 200, "GET /stats: {}", resp.text());
     resp.json()
 }
+
+/// POSTs Bayeux messages to `/bayeux`; asserts a 200 JSON array and returns it.
+pub fn bayeux(server: &Server, messages: &serde_json::Value) -> Vec<serde_json::Value> {
+    let resp = request(
+        server.public,
+        "POST",
+        "/bayeux",
+        &[("Content-Type", "application/json")],
+        messages.to_string().as_bytes(),
+    );
+    assert_eq!(resp.status, 200, "POST /bayeux {messages}: {} {}", resp.status, resp.text());
+    match resp.json() {
+        serde_json::Value::Array(items) => items,
+        other => panic!("Bayeux answer is not an array: {other}"),
+    }
+}
