@@ -221,7 +221,7 @@ impl HttpConn {
             if let Some(data) = dechunk.next(&mut self.buf, &self.what) {
                 return data;
             }
-            assert!(self.fill(), "{}: closed inside a chunked body; have {:?}", self.what, self.buf);
+            assert!(self.fill(), "{}: closed inside a chunked body; have {}", self.what, esc(&self.buf));
         }
     }
 

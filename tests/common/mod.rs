@@ -2,6 +2,7 @@
 //! it over real sockets. Every wait has a deadline and fails with what it saw.
 #![allow(dead_code)]
 
+pub mod frame;
 pub mod http;
 pub mod process;
 pub mod resp;
@@ -15,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
+pub use frame::*;
 #[allow(unused_imports)]
 pub use http::*;
 #[allow(unused_imports)]
