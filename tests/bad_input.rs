@@ -60,13 +60,6 @@ fn noise(seed: u64, n: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Printable form of bytes for assertion messages (at most 300 bytes shown).
-fn esc(bytes: &[u8]) -> String {
-    let shown = &bytes[..bytes.len().min(300)];
-    let more = if bytes.len() > 300 { format!("… ({} bytes)", bytes.len()) } else { String::new() };
-    format!("\"{}\"{more}", shown.escape_ascii())
-}
-
 /// A request head (no Content-Length added) and body.
 fn req(line: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
     let mut out = format!("{line} HTTP/1.1\r\nHost: test\r\n").into_bytes();
@@ -153,12 +146,6 @@ fn exchange(addr: SocketAddr, bytes: &[u8], half_close: bool, what: &str) -> Out
     let took = start.elapsed();
     assert!(took < hang_limit(), "{what}: the server took {took:?} to finish; got {}", esc(&bytes));
     Outcome { bytes, end, took }
-}
-
-/// Drops the connection with a TCP reset (SO_LINGER 0) instead of a FIN.
-fn reset(s: TcpStream) {
-    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).expect("SO_LINGER 0");
-    drop(s);
 }
 
 // ---------------------------------------------------------------------------
@@ -335,38 +322,12 @@ struct ControlReport {
     max_lag: Duration,
 }
 
-fn join<T>(handle: JoinHandle<T>, what: &str) -> T {
-    handle.join().unwrap_or_else(|e| {
-        let why = e
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        panic!("{what} failed: {why}")
-    })
-}
-
 /// One RESP publish of `data` to [`CTL`]; returns the subscriber count.
-fn resp_publish(s: &mut TcpStream, buf: &mut Vec<u8>, data: &str) -> i64 {
-    let cmd = format!("*3\r\n$7\r\nPUBLISH\r\n${}\r\n{CTL}\r\n${}\r\n{data}\r\n", CTL.len(), data.len());
-    s.write_all(cmd.as_bytes()).expect("control RESP publish write");
-    loop {
-        if let Some(i) = find(buf, b"\r\n") {
-            let line: Vec<u8> = buf.drain(..i + 2).collect();
-            let text = String::from_utf8_lossy(&line[..i]).to_string();
-            let n = text
-                .strip_prefix(':')
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("control RESP publish {data:?}: reply {}", esc(&line)));
-            return n;
-        }
-        let mut tmp = [0u8; 1024];
-        match s.read(&mut tmp) {
-            Ok(0) => panic!("control RESP connection closed; have {}", esc(buf)),
-            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            Err(e) => panic!("control RESP publish {data:?}: no reply ({e})"),
-        }
-    }
+fn resp_publish(conn: &mut HttpConn, data: &str) -> i64 {
+    let line = conn.resp_call(&["PUBLISH", CTL, data]);
+    line.strip_prefix(':')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("control RESP publish {data:?}: reply {line:?}"))
 }
 
 impl Control {
@@ -390,8 +351,7 @@ impl Control {
         let (ingest, resp, flag) = (server.ingest, server.resp, stop.clone());
         let publisher = thread::spawn(move || {
             let mut http = HttpConn::new(ingest);
-            let mut resp = connect(resp);
-            let mut resp_buf = Vec::new();
+            let mut resp = HttpConn::new(resp);
             let mut sent = Vec::new();
             let mut publish = |data: String, n: usize| {
                 let subscribers = if n.is_multiple_of(2) {
@@ -400,7 +360,7 @@ impl Control {
                     assert_eq!(r.status, 200, "control HTTP publish {data:?}: {}", r.text());
                     r.json()["subscribers"].as_i64().unwrap_or(-1)
                 } else {
-                    resp_publish(&mut resp, &mut resp_buf, &data)
+                    resp_publish(&mut resp, &data)
                 };
                 assert!(subscribers >= 1, "control publish {data:?} reached {subscribers} subscribers");
                 sent.push(Sent { data, acked: Instant::now() });
@@ -1008,20 +968,6 @@ fn http_bad_input_is_refused_and_the_control_subscriber_is_undisturbed() {
 // ---------------------------------------------------------------------------
 // RESP
 
-/// Splits RESP replies that are all simple lines (`+`, `-`, `:`); panics on
-/// a partial line.
-fn resp_lines(bytes: &[u8], what: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let end =
-            find(rest, b"\r\n").unwrap_or_else(|| panic!("{what}: a partial reply line in {}", esc(bytes)));
-        out.push(String::from_utf8_lossy(&rest[..end]).into_owned());
-        rest = &rest[end + 2..];
-    }
-    out
-}
-
 /// Every reply is an error line (`-…`).
 fn assert_all_errors(lines: &[String], what: &str) {
     for l in lines {
@@ -1218,13 +1164,6 @@ fn resp_bad_input_is_refused_and_the_control_subscriber_is_undisturbed() {
 // ---------------------------------------------------------------------------
 // WebSocket: /sub (the hub) and /bayeux
 
-const FIN: u8 = 0x80;
-const OP_CONT: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
-
 fn upgrade(path: &str, extra: &[&str]) -> Vec<u8> {
     let mut headers = vec![
         "Upgrade: websocket",
@@ -1236,141 +1175,27 @@ fn upgrade(path: &str, extra: &[&str]) -> Vec<u8> {
     req(&format!("GET {path}"), &headers, b"")
 }
 
-/// A masked client frame; `first` is the whole first byte (FIN, opcode).
-fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let n = payload.len();
-    let mut out = vec![first];
-    if n <= 125 {
-        out.push(0x80 | n as u8);
-    } else if n <= 0xffff {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(n as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, k)| b ^ k));
-    out
-}
-
-/// A masked frame header announcing a 64-bit `len`, without payload.
-fn header64(first: u8, len: u64) -> Vec<u8> {
-    let mut out = vec![first, 0x80 | 127];
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&[1, 2, 3, 4]);
-    out
-}
-
-struct Ws {
-    s: TcpStream,
-    buf: Vec<u8>,
-    what: String,
+/// Upgrades `path`, sending `extra` bytes in the same write, and reads a
+/// correct 101 (frames in `extra` are answered after it).
+fn ws_open(addr: SocketAddr, path: &str, extra: &[u8], what: &str) -> Ws {
+    let request = [upgrade_request(path, FIXED_KEY, &[]), extra.to_vec()].concat();
+    let mut ws = Ws::open_raw(addr, path, &request, FIXED_KEY, Rng::new());
+    ws.conn.what = what.to_string();
+    ws
 }
 
 impl Ws {
-    /// Sends the upgrade (and `extra` bytes in the same write) and reads the 101.
-    fn open(addr: SocketAddr, path: &str, extra: &[u8], what: &str) -> Ws {
-        let mut s = connect(addr);
-        s.write_all(&[upgrade(path, &[]), extra.to_vec()].concat()).expect("write upgrade");
-        let mut ws = Ws { s, buf: Vec::new(), what: what.to_string() };
-        let end = loop {
-            if let Some(i) = find(&ws.buf, b"\r\n\r\n") {
-                break i;
-            }
-            assert!(ws.fill(), "{what}: closed before the 101; got {}", esc(&ws.buf));
-        };
-        let head = String::from_utf8_lossy(&ws.buf[..end]).to_string();
-        assert!(head.starts_with("HTTP/1.1 101 "), "{what}: want a 101, got {head:?}");
-        ws.buf.drain(..end + 4);
-        ws
-    }
-
-    fn send(&mut self, bytes: &[u8]) -> bool {
-        self.s.write_all(bytes).is_ok()
-    }
-
-    /// More bytes; false at EOF or reset; panics at the read timeout.
-    fn fill(&mut self) -> bool {
-        let mut tmp = [0u8; 65536];
-        match self.s.read(&mut tmp) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&tmp[..n]);
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => false,
-            Err(e) => panic!(
-                "{}: nothing from the server within {DEADLINE:?} ({e}); have {}",
-                self.what,
-                esc(&self.buf)
-            ),
-        }
-    }
-
-    /// The next server frame, None when the connection ended between frames.
-    fn frame(&mut self) -> Option<(u8, Vec<u8>)> {
-        loop {
-            if self.buf.len() >= 2 {
-                let (b0, b1) = (self.buf[0], self.buf[1]);
-                assert_eq!(b1 & 0x80, 0, "{}: a masked server frame", self.what);
-                let (len, at): (usize, usize) = match b1 & 0x7f {
-                    126 if self.buf.len() >= 4 => {
-                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
-                    }
-                    127 if self.buf.len() >= 10 => {
-                        (u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize, 10)
-                    }
-                    126 | 127 => (usize::MAX, 0),
-                    n => (n as usize, 2),
-                };
-                if at > 0 && self.buf.len() >= at.saturating_add(len) {
-                    let payload = self.buf[at..at + len].to_vec();
-                    self.buf.drain(..at + len);
-                    return Some((b0 & 0x0f, payload));
-                }
-            }
-            if !self.fill() {
-                assert!(
-                    self.buf.is_empty(),
-                    "{}: the connection ended inside a frame: {}",
-                    self.what,
-                    esc(&self.buf)
-                );
-                return None;
-            }
-        }
-    }
-
-    /// The next frame that is not a ping or pong.
-    fn data_frame(&mut self) -> Option<(u8, Vec<u8>)> {
-        loop {
-            match self.frame() {
-                Some((OP_PING | OP_PONG, _)) => continue,
-                other => return other,
-            }
-        }
-    }
-
-    fn next_json(&mut self) -> Value {
-        let (op, payload) =
-            self.data_frame().unwrap_or_else(|| panic!("{}: closed, want a text frame", self.what));
-        assert_eq!(op, OP_TEXT, "{}: want a text frame, got opcode {op:#x} {}", self.what, esc(&payload));
-        serde_json::from_slice(&payload)
-            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {}", self.what, esc(&payload)))
-    }
-
     /// The server ends the connection: a close frame with a code from
     /// `codes` then EOF, or (when `eof_ok`) a bare EOF. Returns the code.
-    fn expect_close(&mut self, codes: &[u16], eof_ok: bool) -> Option<u16> {
-        let what = self.what.clone();
-        match self.data_frame() {
+    fn expect_close_any(&mut self, codes: &[u16], eof_ok: bool) -> Option<u16> {
+        let what = self.what().to_string();
+        match self.data_frame("the close") {
             None => {
                 assert!(eof_ok, "{what}: closed without a close frame (want one of {codes:?})");
                 None
             }
-            Some((OP_CLOSE, payload)) => {
+            Some(f) if f.opcode == OP_CLOSE => {
+                let payload = f.payload;
                 assert!(payload.len() >= 2, "{what}: a close frame without a code: {}", esc(&payload));
                 let code = u16::from_be_bytes([payload[0], payload[1]]);
                 assert!(
@@ -1379,11 +1204,11 @@ impl Ws {
                     esc(&payload)
                 );
                 assert!(std::str::from_utf8(&payload[2..]).is_ok(), "{what}: close reason not UTF-8");
-                while self.fill() {}
-                self.buf.clear();
+                while self.conn.fill() {}
+                self.conn.buf.clear();
                 Some(code)
             }
-            Some((op, payload)) => panic!("{what}: want a close, got opcode {op:#x} {}", esc(&payload)),
+            Some(f) => panic!("{what}: want a close, got opcode {:#x} {}", f.opcode, esc(&f.payload)),
         }
     }
 }
@@ -1438,35 +1263,35 @@ fn websocket_bad_input_is_refused_and_the_control_subscriber_is_undisturbed() {
         let mut garbage = vec![0xff, 0xff];
         garbage.extend(noise(3, 256));
         case(&mut cases, format!("{label}: garbage pipelined after the upgrade"), move |what| {
-            let mut ws = Ws::open(public, path, &garbage, what);
+            let mut ws = ws_open(public, path, &garbage, what);
             if !bayeux {
                 // LENIENT: the hub processes bytes that came with the upgrade
                 // only when more arrive (see
                 // `websocket_frames_pipelined_after_the_upgrade_are_processed`).
-                ws.send(&frame(FIN | OP_PING, b"nudge"));
+                ws.try_send_raw(&frame(FIN | OP_PING, b"nudge"));
             }
-            ws.expect_close(VIOLATION, true);
+            ws.expect_close_any(VIOLATION, true);
         });
 
         // Invalid UTF-8 in a text frame, whole or split over fragments.
         case(&mut cases, format!("{label}: a text frame of invalid UTF-8"), move |what| {
-            let mut ws = Ws::open(public, path, b"", what);
-            ws.send(&frame(FIN | OP_TEXT, b"{\"subscribe\":[\"\xff\xfe\"]}"));
-            assert_eq!(ws.expect_close(&[1007], false), Some(1007));
+            let mut ws = ws_open(public, path, b"", what);
+            ws.try_send_raw(&frame(FIN | OP_TEXT, b"{\"subscribe\":[\"\xff\xfe\"]}"));
+            assert_eq!(ws.expect_close_any(&[1007], false), Some(1007));
         });
         case(&mut cases, format!("{label}: invalid UTF-8 split over two fragments"), move |what| {
-            let mut ws = Ws::open(public, path, b"", what);
-            ws.send(&frame(OP_TEXT, b"[\"\xc3"));
-            ws.send(&frame(FIN | OP_CONT, b"\x28\"]"));
-            assert_eq!(ws.expect_close(&[1007], false), Some(1007));
+            let mut ws = ws_open(public, path, b"", what);
+            ws.try_send_raw(&frame(OP_TEXT, b"[\"\xc3"));
+            ws.try_send_raw(&frame(FIN | OP_CONTINUATION, b"\x28\"]"));
+            assert_eq!(ws.expect_close_any(&[1007], false), Some(1007));
         });
 
         // Invalid JSON: an error in place, and the connection keeps serving.
         case(&mut cases, format!("{label}: invalid JSON commands"), move |what| {
-            let mut ws = Ws::open(public, path, b"", what);
+            let mut ws = ws_open(public, path, b"", what);
             for bad in [&b"not json"[..], b"{\"subscribe\":", b"[[[[[[[[[[", b"\"\"", b"{}", b"null"] {
-                ws.send(&frame(FIN | OP_TEXT, bad));
-                let reply = ws.next_json();
+                ws.try_send_raw(&frame(FIN | OP_TEXT, bad));
+                let reply = ws.next_json(what);
                 if bayeux {
                     let first = &reply[0];
                     assert_eq!(first["successful"], false, "{what}: reply to {}: {reply}", esc(bad));
@@ -1481,13 +1306,13 @@ fn websocket_bad_input_is_refused_and_the_control_subscriber_is_undisturbed() {
                 }
             }
             if bayeux {
-                ws.send(&frame(FIN | OP_TEXT, &bayeux_handshake()));
-                let reply = ws.next_json();
+                ws.try_send_raw(&frame(FIN | OP_TEXT, &bayeux_handshake()));
+                let reply = ws.next_json(what);
                 assert_eq!(reply[0]["successful"], true, "{what}: a handshake after the bad JSON: {reply}");
             } else {
-                ws.send(&frame(FIN | OP_TEXT, br#"{"subscribe":["abuse2"]}"#));
+                ws.try_send_raw(&frame(FIN | OP_TEXT, br#"{"subscribe":["abuse2"]}"#));
                 assert_eq!(
-                    ws.next_json(),
+                    ws.next_json(what),
                     json!({"subscribed": ["abuse2"]}),
                     "{what}: a subscribe after the bad JSON"
                 );
@@ -1496,14 +1321,14 @@ fn websocket_bad_input_is_refused_and_the_control_subscriber_is_undisturbed() {
 
         // Absurd lengths.
         case(&mut cases, format!("{label}: a frame announcing 2^63-1 bytes"), move |what| {
-            let mut ws = Ws::open(public, path, b"", what);
-            ws.send(&header64(FIN | OP_TEXT, i64::MAX as u64));
-            ws.expect_close(&[1009, 1002], false);
+            let mut ws = ws_open(public, path, b"", what);
+            ws.try_send_raw(&header_only_64(FIN | OP_TEXT, i64::MAX as u64, [1, 2, 3, 4]));
+            ws.expect_close_any(&[1009, 1002], false);
         });
         case(&mut cases, format!("{label}: a 64-bit length with the top bit set"), move |what| {
-            let mut ws = Ws::open(public, path, b"", what);
-            ws.send(&header64(FIN | OP_TEXT, u64::MAX));
-            ws.expect_close(&[1002, 1009], false);
+            let mut ws = ws_open(public, path, b"", what);
+            ws.try_send_raw(&header_only_64(FIN | OP_TEXT, u64::MAX, [1, 2, 3, 4]));
+            ws.expect_close_any(&[1002, 1009], false);
         });
 
         // Binary noise after the handshake, then half-close.
@@ -1512,51 +1337,51 @@ fn websocket_bad_input_is_refused_and_the_control_subscriber_is_undisturbed() {
                 &mut cases,
                 format!("{label}: 4 KiB of noise after the handshake (seed {seed})"),
                 move |what| {
-                    let mut ws = Ws::open(public, path, b"", what);
-                    ws.send(&noise(seed + 100, 4096));
-                    let _ = ws.s.shutdown(Shutdown::Write);
-                    ws.expect_close(VIOLATION, true);
+                    let mut ws = ws_open(public, path, b"", what);
+                    ws.try_send_raw(&noise(seed + 100, 4096));
+                    let _ = ws.conn.stream.shutdown(Shutdown::Write);
+                    ws.expect_close_any(VIOLATION, true);
                 },
             );
         }
 
         // Half-open: the client half-closes right after the handshake.
         case(&mut cases, format!("{label}: half-close right after the 101"), move |what| {
-            let mut ws = Ws::open(public, path, b"", what);
+            let mut ws = ws_open(public, path, b"", what);
             let start = Instant::now();
-            ws.s.shutdown(Shutdown::Write).expect("half-close");
-            ws.expect_close(&[1000, 1001, 1002, 1011], true);
+            ws.conn.stream.shutdown(Shutdown::Write).expect("half-close");
+            ws.expect_close_any(&[1000, 1001, 1002, 1011], true);
             assert!(start.elapsed() < hang_limit(), "{what}: took {:?}", start.elapsed());
         });
 
         // Vanish mid-frame and mid-message.
         case(&mut cases, format!("{label}: half a frame, then RST"), move |what| {
-            let mut ws = Ws::open(public, path, b"", what);
+            let mut ws = ws_open(public, path, b"", what);
             let f = frame(FIN | OP_TEXT, &[b'x'; 100]);
-            ws.send(&f[..40]);
+            ws.try_send_raw(&f[..40]);
             thread::sleep(Duration::from_millis(50));
-            reset(ws.s);
+            reset(ws.conn.stream);
         });
         case(&mut cases, format!("{label}: the first fragment of a message, then RST"), move |what| {
-            let mut ws = Ws::open(public, path, b"", what);
-            ws.send(&frame(OP_TEXT, b"{\"subscr"));
+            let mut ws = ws_open(public, path, b"", what);
+            ws.try_send_raw(&frame(OP_TEXT, b"{\"subscr"));
             thread::sleep(Duration::from_millis(50));
-            reset(ws.s);
+            reset(ws.conn.stream);
         });
     }
     // A hub WebSocket subscriber of ctl that vanishes mid-stream.
     case(&mut cases, "hub: a WebSocket subscriber of ctl vanishes (RST) mid-stream", move |what| {
-        let ws = Ws::open(public, "/sub/ctl", b"", what);
+        let ws = ws_open(public, "/sub/ctl", b"", what);
         thread::sleep(Duration::from_millis(150));
-        reset(ws.s);
+        reset(ws.conn.stream);
     });
     case(&mut cases, "hub: a WebSocket subscriber of ctl sends garbage mid-stream", move |what| {
-        let mut ws = Ws::open(public, "/sub/ctl", b"", what);
+        let mut ws = ws_open(public, "/sub/ctl", b"", what);
         thread::sleep(Duration::from_millis(100));
-        ws.send(&[0x8f, 0x00]);
+        ws.try_send_raw(&[0x8f, 0x00]);
         // Deliveries of ctl may come first; then the close.
         loop {
-            match ws.data_frame() {
+            match ws.data_frame(what).map(|f| (f.opcode, f.payload)) {
                 Some((OP_TEXT, _)) => continue,
                 Some((OP_CLOSE, p)) => {
                     let code = u16::from_be_bytes([p[0], p[1]]);
@@ -1802,7 +1627,7 @@ fn non_utf8_query_parameters_are_refused() {
 fn websocket_frames_pipelined_after_the_upgrade_are_processed() {
     let server = Server::start(&[]);
     let what = "a ping pipelined after the upgrade of /sub/x";
-    let mut ws = Ws::open(server.public, "/sub/x", &frame(FIN | OP_PING, b"p1"), what);
-    ws.s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    assert_eq!(ws.frame(), Some((OP_PONG, b"p1".to_vec())), "{what}");
+    let mut ws = ws_open(server.public, "/sub/x", &frame(FIN | OP_PING, b"p1"), what);
+    ws.conn.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    assert_eq!(ws.try_frame(what).map(|f| (f.opcode, f.payload)), Some((OP_PONG, b"p1".to_vec())), "{what}");
 }

@@ -12,72 +12,13 @@
 mod common;
 use common::*;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::net::Shutdown;
+use std::process::Command;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 // ---------------------------------------------------------------------------
 // External programs.
-
-/// Fails with what to install when `program` is missing (never skips).
-fn require_tool(program: &str, package: &str) {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "`{program}` is required and was not found on PATH: install Debian's {package} \
-         (`apt-get install -y {package}`); tests/run installs it when missing"
-    );
-}
-
-/// Runs `cmd` with `input` on its stdin and returns its output; kills it and
-/// fails if it has not finished within the deadline.
-fn run(cmd: &mut Command, input: Vec<u8>) -> Output {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let pid = child.id();
-    let mut stdin = child.stdin.take().expect("stdin");
-    // Dropping stdin at the end of the write closes it: the program sees EOF.
-    let writer = thread::spawn(move || stdin.write_all(&input));
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(output) => {
-            let output = output.unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
-            if let Ok(Err(e)) = writer.join() {
-                panic!("writing stdin of {what}: {e}; stderr {}", String::from_utf8_lossy(&output.stderr));
-            }
-            output
-        }
-        Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            panic!("{what} did not finish within {DEADLINE:?}");
-        }
-    }
-}
-
-fn show(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 fn redis_cli(server: &Server) -> Command {
     let mut cmd = Command::new("redis-cli");
@@ -88,100 +29,8 @@ fn redis_cli(server: &Server) -> Command {
 // ---------------------------------------------------------------------------
 // A raw RESP connection.
 
-/// A RESP request in the array form every client library sends.
-fn resp_cmd(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-fn publish_cmd(channel: &str, data: &str) -> Vec<u8> {
-    resp_cmd(&[b"PUBLISH", channel.as_bytes(), data.as_bytes()])
-}
-
-/// The length of the first complete RESP2 reply in `buf`, if it is all there.
-fn reply_len(buf: &[u8]) -> Option<usize> {
-    let line_end = find(buf, b"\r\n")? + 2;
-    let header = std::str::from_utf8(&buf[1..line_end - 2]).ok();
-    match buf[0] {
-        b'+' | b'-' | b':' => Some(line_end),
-        b'$' => {
-            let len: i64 = header?.parse().unwrap_or_else(|_| panic!("bad bulk header in {}", esc(buf)));
-            if len < 0 {
-                return Some(line_end);
-            }
-            let end = line_end + len as usize + 2;
-            (buf.len() >= end).then_some(end)
-        }
-        b'*' => {
-            let n: i64 = header?.parse().unwrap_or_else(|_| panic!("bad array header in {}", esc(buf)));
-            let mut end = line_end;
-            for _ in 0..n.max(0) {
-                end += reply_len(&buf[end..])?;
-            }
-            Some(end)
-        }
-        other => panic!("reply starts with {:?}: {}", other as char, esc(buf)),
-    }
-}
-
 fn esc(bytes: &[u8]) -> String {
     bytes.escape_ascii().to_string()
-}
-
-struct Resp {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Resp {
-    fn connect(addr: SocketAddr) -> Resp {
-        Resp { stream: connect(addr), buf: Vec::new() }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write to the RESP port");
-    }
-
-    /// Reads more bytes; false on EOF or reset. Panics at the read timeout.
-    fn fill(&mut self) -> bool {
-        let mut tmp = [0u8; 65536];
-        match self.stream.read(&mut tmp) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&tmp[..n]);
-                true
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
-            Err(e) => panic!("no RESP reply within {DEADLINE:?} ({e}); have {}", esc(&self.buf)),
-        }
-    }
-
-    /// One whole reply's bytes.
-    fn reply(&mut self) -> Vec<u8> {
-        loop {
-            if let Some(len) = (!self.buf.is_empty()).then(|| reply_len(&self.buf)).flatten() {
-                return self.buf.drain(..len).collect();
-            }
-            assert!(self.fill(), "connection closed before a whole reply; have {}", esc(&self.buf));
-        }
-    }
-
-    /// Everything until the server closes the connection.
-    fn read_to_close(&mut self) -> Vec<u8> {
-        while self.fill() {}
-        std::mem::take(&mut self.buf)
-    }
-
-    /// Sends one command and returns its reply.
-    fn call(&mut self, request: &[u8]) -> Vec<u8> {
-        self.send(request);
-        self.reply()
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -194,14 +43,7 @@ struct Reader<T>(JoinHandle<(T, StreamClient)>, String);
 impl<T> Reader<T> {
     fn finish_open(self) -> (T, StreamClient) {
         let Reader(handle, what) = self;
-        handle.join().unwrap_or_else(|e| {
-            let why = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            panic!("{what} failed: {why}")
-        })
+        join(handle, &what)
     }
 
     /// What it read; the subscriber disconnects.
@@ -257,12 +99,6 @@ fn stream_reader(server: &Server, channel: &str, n: usize) -> Reader<Vec<serde_j
     )
 }
 
-/// Orders ids as the interface promises: `ms-seq`, numerically.
-fn id_key(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or_else(|| panic!("id {id:?} is not ms-seq"));
-    (ms.parse().expect("ms"), seq.parse().expect("seq"))
-}
-
 /// Asserts the events carry exactly `want` in order, with increasing ids.
 fn assert_sse_sequence(what: &str, events: &[SseEvent], want: &[String]) {
     let datas: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
@@ -284,12 +120,6 @@ fn assert_sse_sequence(what: &str, events: &[SseEvent], want: &[String]) {
     if let Some(i) = ids.windows(2).position(|w| w[0] >= w[1]) {
         panic!("{what}: ids not increasing at #{i}: {:?} then {:?}", events[i].id, events[i + 1].id);
     }
-}
-
-fn channel_info(server: &Server, channel: &str) -> serde_json::Value {
-    let resp = get(server.ingest, &format!("/pub/{channel}"));
-    assert_eq!(resp.status, 200, "GET /pub/{channel}: {}", resp.text());
-    resp.json()
 }
 
 // ---------------------------------------------------------------------------
@@ -406,10 +236,14 @@ fn redis_benchmark_publishes_all_arrive_and_the_server_stays_healthy() {
     // Healthy afterwards: health check, a RESP round trip, and a publish.
     let health = get(server.ingest, "/healthz");
     assert_eq!((health.status, health.text().trim()), (200, "ok"), "healthz after the benchmark");
-    let mut conn = Resp::connect(server.resp);
-    assert_eq!(esc(&conn.call(b"PING\r\n")), "+PONG\\r\\n");
+    let mut conn = HttpConn::new(server.resp);
+    assert_eq!(esc(&conn.resp_exchange(b"PING\r\n")), "+PONG\\r\\n");
     let reader = sse_reader(&server, "bench", 1);
-    assert_eq!(esc(&conn.call(&publish_cmd("bench", "after"))), ":2\\r\\n", "both subscribers reached");
+    assert_eq!(
+        esc(&conn.resp_exchange(&publish_cmd("bench", "after"))),
+        ":2\\r\\n",
+        "both subscribers reached"
+    );
     assert_eq!(reader.finish()[0].data, "after");
 }
 
@@ -580,18 +414,18 @@ fn malformed_resp_is_refused_while_a_control_publisher_keeps_working() {
         ),
     ];
 
-    let mut control = Resp::connect(server.resp);
+    let mut control = HttpConn::new(server.resp);
     let reader = sse_reader(&server, "ctl", cases.len() + 1);
     let mut want = Vec::new();
     let mut control_publish = |label: String, want: &mut Vec<String>| {
-        let reply = control.call(&publish_cmd("ctl", &label));
+        let reply = control.resp_exchange(&publish_cmd("ctl", &label));
         assert_eq!(esc(&reply), ":1\\r\\n", "control publish {label:?}: the subscriber is reached");
         want.push(label);
     };
     control_publish("before".into(), &mut want);
 
     for (what, bytes, expect) in &cases {
-        let mut conn = Resp::connect(server.resp);
+        let mut conn = HttpConn::new(server.resp);
         conn.send(bytes);
         match expect {
             Expect::Close(reply) => {
@@ -599,9 +433,9 @@ fn malformed_resp_is_refused_while_a_control_publisher_keeps_working() {
                 assert_eq!(esc(&got), esc(reply), "{what}: sent {}; want the reply then a close", esc(bytes));
             }
             Expect::Open(reply) => {
-                let got = conn.reply();
+                let got = conn.resp_reply();
                 assert_eq!(esc(&got), esc(reply), "{what}: sent {}", esc(bytes));
-                let pong = conn.call(b"PING\r\n");
+                let pong = conn.resp_exchange(b"PING\r\n");
                 assert_eq!(esc(&pong), "+PONG\\r\\n", "{what}: the connection keeps serving after the error");
             }
             Expect::NothingAfterEof => {
@@ -648,7 +482,7 @@ fn pipelined_commands_in_one_write_are_answered_in_order() {
     let reader = sse_reader(&server, "pipe:one", 3);
     let mut bytes = pipeline("pipe:one");
     bytes.extend_from_slice(b"PING\r\n");
-    let mut conn = Resp::connect(server.resp);
+    let mut conn = HttpConn::new(server.resp);
     conn.send(&bytes);
     let got = conn.read_to_close();
     assert_eq!(esc(&got), esc(want), "replies to the pipeline {}, then a close after QUIT", esc(&bytes));
@@ -657,7 +491,7 @@ fn pipelined_commands_in_one_write_are_answered_in_order() {
     // One byte per write (up to QUIT: writing past it could meet the closed
     // socket): the same replies.
     let reader = sse_reader(&server, "pipe:bytes", 3);
-    let mut conn = Resp::connect(server.resp);
+    let mut conn = HttpConn::new(server.resp);
     for byte in &pipeline("pipe:bytes") {
         conn.send(std::slice::from_ref(byte));
     }
@@ -671,9 +505,9 @@ fn a_payload_of_exactly_max_message_bytes_is_published() {
     let server = Server::start(&["--max-message-bytes", "1024"]);
     let reader = sse_reader(&server, "edge", 1);
     let payload = "x".repeat(1024);
-    let mut conn = Resp::connect(server.resp);
+    let mut conn = HttpConn::new(server.resp);
     assert_eq!(
-        esc(&conn.call(&publish_cmd("edge", &payload))),
+        esc(&conn.resp_exchange(&publish_cmd("edge", &payload))),
         ":1\\r\\n",
         "a 1024-byte payload at the limit"
     );
@@ -686,9 +520,9 @@ fn a_payload_of_exactly_max_message_bytes_is_published() {
 #[test]
 fn inline_publish_over_max_message_bytes_is_refused() {
     let server = Server::start(&["--max-message-bytes", "1024"]);
-    let mut conn = Resp::connect(server.resp);
+    let mut conn = HttpConn::new(server.resp);
     let line = format!("PUBLISH big {}\r\n", "x".repeat(3000));
-    let reply = conn.call(line.as_bytes());
+    let reply = conn.resp_exchange(line.as_bytes());
     assert!(
         reply.starts_with(b"-ERR"),
         "a 3000-byte inline payload with --max-message-bytes 1024 was answered {} (HTTP answers 413)",
@@ -703,7 +537,7 @@ fn inline_line_longer_than_the_input_buffer_is_refused() {
     // max_head_bytes + 2 × max_message_bytes + 4096 = 14,336 bytes of input
     // cap, under the 65 KiB inline limit: the line neither completes nor fails.
     let server = Server::start(&["--max-message-bytes", "1024"]);
-    let mut conn = Resp::connect(server.resp);
+    let mut conn = HttpConn::new(server.resp);
     conn.send(format!("PUBLISH big {}", "x".repeat(20_000)).as_bytes());
     let got = conn.read_to_close();
     assert!(
@@ -717,7 +551,7 @@ fn inline_line_longer_than_the_input_buffer_is_refused() {
 fn pipelined_publishes_then_half_close_are_all_answered() {
     const N: usize = 2000;
     let server = Server::start(&[]);
-    let mut conn = Resp::connect(server.resp);
+    let mut conn = HttpConn::new(server.resp);
     let pipeline: Vec<u8> = (0..N).flat_map(|i| publish_cmd("half", &format!("m{i}"))).collect();
     conn.send(&pipeline);
     conn.stream.shutdown(Shutdown::Write).unwrap();
@@ -739,17 +573,17 @@ const BUSY: &str = "-BUSY publish queue is full; retry shortly\r\n";
 fn full_publish_queue_answers_busy_on_the_resp_port() {
     let server = Server::start(&["--publish-queue", "1", "--batch-max", "1", "--batch-window-us", "5000000"]);
     const CONNS: usize = 6;
-    let mut conns: Vec<Resp> = (0..CONNS).map(|_| Resp::connect(server.resp)).collect();
+    let mut conns: Vec<HttpConn> = (0..CONNS).map(|_| HttpConn::new(server.resp)).collect();
     for (i, conn) in conns.iter_mut().enumerate() {
         conn.send(&publish_cmd("busy", &format!("p{i}")));
     }
     // At most three are taken (one flushed, one pending, one queued); their
     // answers come as the 5 s batch window allows, so read all at once.
-    let readers: Vec<JoinHandle<(Resp, Vec<u8>)>> = conns
+    let readers: Vec<JoinHandle<(HttpConn, Vec<u8>)>> = conns
         .into_iter()
         .map(|mut conn| {
             thread::spawn(move || {
-                let reply = conn.reply();
+                let reply = conn.resp_reply();
                 (conn, reply)
             })
         })
@@ -761,7 +595,7 @@ fn full_publish_queue_answers_busy_on_the_resp_port() {
         assert!(text == ":0\r\n" || text == BUSY, "publisher #{i}: want :0 or {BUSY:?}, got {text:?}");
         if text == BUSY {
             // A refusal keeps the connection.
-            assert_eq!(esc(&conn.call(b"PING\r\n")), "+PONG\\r\\n", "publisher #{i} after -BUSY");
+            assert_eq!(esc(&conn.resp_exchange(b"PING\r\n")), "+PONG\\r\\n", "publisher #{i} after -BUSY");
         }
         answers.push(text);
     }

@@ -14,160 +14,17 @@
 mod common;
 use common::*;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use socket2::{Domain, Protocol, Socket, Type};
 
 // ---------------------------------------------------------------------------
-// Raw connections from a chosen loopback source address.
-
-/// A TCP connection to `addr` from `src` (e.g. 127.0.0.2): bind, then connect.
-fn connect_from(src: &str, addr: SocketAddr) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
-    let from: SocketAddr = format!("{src}:0").parse().expect("source address");
-    socket.bind(&from.into()).unwrap_or_else(|e| panic!("bind {from}: {e}"));
-    socket
-        .connect_timeout(&addr.into(), DEADLINE)
-        .unwrap_or_else(|e| panic!("connect {addr} from {src}: {e}"));
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
-}
-
-/// An HTTP/RESP client connection.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    what: String,
-}
-
-impl Conn {
-    fn new(addr: SocketAddr) -> Conn {
-        Conn { stream: connect(addr), buf: Vec::new(), what: format!("connection to {addr}") }
-    }
-
-    fn from_src(src: &str, addr: SocketAddr) -> Conn {
-        Conn { stream: connect_from(src, addr), buf: Vec::new(), what: format!("connection {src} -> {addr}") }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap_or_else(|e| panic!("{}: write: {e}", self.what));
-    }
-
-    /// Reads more; false at EOF or reset; panics at the read timeout.
-    fn fill(&mut self) -> bool {
-        let mut tmp = [0u8; 65536];
-        match self.stream.read(&mut tmp) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&tmp[..n]);
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => false,
-            Err(e) => panic!(
-                "{}: nothing arrived within the read timeout ({e}); have {:?}",
-                self.what,
-                String::from_utf8_lossy(&self.buf)
-            ),
-        }
-    }
-
-    fn read_until(&mut self, needle: &[u8]) -> Vec<u8> {
-        loop {
-            if let Some(i) = find(&self.buf, needle) {
-                return self.buf.drain(..i + needle.len()).collect();
-            }
-            assert!(
-                self.fill(),
-                "{}: closed before {:?}; have {:?}",
-                self.what,
-                String::from_utf8_lossy(needle),
-                String::from_utf8_lossy(&self.buf)
-            );
-        }
-    }
-
-    fn read_to_close(&mut self) -> Vec<u8> {
-        while self.fill() {}
-        std::mem::take(&mut self.buf)
-    }
-
-    fn head(&mut self) -> (u16, Vec<(String, String)>) {
-        let head = String::from_utf8(self.read_until(b"\r\n\r\n")).expect("UTF-8 head");
-        let mut lines = head.trim_end().split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{}: bad status line {status_line:?}", self.what));
-        let headers = lines
-            .map(|l| {
-                let (n, v) = l.split_once(':').unwrap_or_else(|| panic!("bad header line {l:?}"));
-                (n.trim().to_string(), v.trim().to_string())
-            })
-            .collect();
-        (status, headers)
-    }
-
-    fn chunk(&mut self) -> Option<Vec<u8>> {
-        let line = self.read_until(b"\r\n");
-        let text = String::from_utf8_lossy(&line[..line.len() - 2]).to_string();
-        let size = usize::from_str_radix(text.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or_else(|_| panic!("{}: bad chunk size line {text:?}", self.what));
-        while self.buf.len() < size + 2 {
-            assert!(self.fill(), "{}: closed mid-chunk", self.what);
-        }
-        let data: Vec<u8> = self.buf.drain(..size).collect();
-        self.buf.drain(..2);
-        (size > 0).then_some(data)
-    }
-
-    /// One whole response with a Content-Length body (or until close).
-    fn response(&mut self) -> Response {
-        let (status, headers) = self.head();
-        let len = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .map(|(_, v)| v.parse::<usize>().expect("Content-Length"));
-        let body = match len {
-            Some(len) => {
-                while self.buf.len() < len {
-                    assert!(self.fill(), "{}: closed mid-body", self.what);
-                }
-                self.buf.drain(..len).collect()
-            }
-            None => self.read_to_close(),
-        };
-        Response { status, headers, body }
-    }
-
-    fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-        self.send(&format_request(method, path, headers, body));
-        self.response()
-    }
-
-    /// One RESP reply line, without its CRLF.
-    fn resp_line(&mut self) -> String {
-        let line = self.read_until(b"\r\n");
-        String::from_utf8_lossy(&line[..line.len() - 2]).into_owned()
-    }
-}
-
-fn resp_cmd(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
-    }
-    out
-}
+// Connections and refusals
 
 /// An open SSE subscription (its head read, so the server has counted it).
-fn open_stream(conn: &mut Conn, channel: &str) {
+fn open_stream(conn: &mut HttpConn, channel: &str) {
     conn.send(&format_request("GET", &format!("/sub/{channel}"), &[("Accept", "text/event-stream")], b""));
     let (status, headers) = conn.head();
     assert_eq!(status, 200, "{}: SSE /sub/{channel}: headers {headers:?}", conn.what);
@@ -175,13 +32,13 @@ fn open_stream(conn: &mut Conn, channel: &str) {
 
 /// Reads what the server says to a connection we have not sent anything on:
 /// the refusal at accept, then the close.
-fn refusal_at_accept(mut conn: Conn) -> Response {
+fn refusal_at_accept(mut conn: HttpConn) -> Response {
     let (status, headers) = conn.head();
     let body = conn.read_to_close();
     Response { status, headers, body }
 }
 
-fn assert_refused_at_accept(conn: Conn, status: u16, needle: &str, what: &str) {
+fn assert_refused_at_accept(conn: HttpConn, status: u16, needle: &str, what: &str) {
     let resp = refusal_at_accept(conn);
     assert_json_error(&resp, status, needle, what);
     assert_eq!(resp.header("retry-after"), Some("1"), "{what}: headers {:?}", resp.headers);
@@ -219,20 +76,20 @@ fn max_accepted(burst: usize, rate: f64, elapsed: Duration) -> usize {
 fn connections_over_the_per_address_limit_get_429_at_accept_on_every_port() {
     let server = Server::start(&["--max-connections-per-ip", "3"]);
     // Three streams from 127.0.0.2, each counted (its head read) before the next.
-    let mut held: Vec<Conn> = (0..3)
+    let mut held: Vec<HttpConn> = (0..3)
         .map(|i| {
-            let mut conn = Conn::from_src("127.0.0.2", server.public);
+            let mut conn = HttpConn::from_src("127.0.0.2", server.public);
             open_stream(&mut conn, &format!("held{i}"));
             conn
         })
         .collect();
 
-    let fourth = Conn::from_src("127.0.0.2", server.public);
+    let fourth = HttpConn::from_src("127.0.0.2", server.public);
     assert_refused_at_accept(fourth, 429, "127.0.0.2", "4th connection from 127.0.0.2");
     // The limit counts connections on every port.
-    let ingest = Conn::from_src("127.0.0.2", server.ingest);
+    let ingest = HttpConn::from_src("127.0.0.2", server.ingest);
     assert_refused_at_accept(ingest, 429, "127.0.0.2", "ingest connection from 127.0.0.2");
-    let mut resp = Conn::from_src("127.0.0.2", server.resp);
+    let mut resp = HttpConn::from_src("127.0.0.2", server.resp);
     let refused = String::from_utf8_lossy(&resp.read_to_close()).into_owned();
     assert!(
         refused.starts_with("-ERR too many connections"),
@@ -240,7 +97,7 @@ fn connections_over_the_per_address_limit_get_429_at_accept_on_every_port() {
     );
 
     // Another address is not affected.
-    let mut other = Conn::from_src("127.0.0.3", server.public);
+    let mut other = HttpConn::from_src("127.0.0.3", server.public);
     open_stream(&mut other, "other");
     assert!(served("127.0.0.3", server.public), "a second connection from 127.0.0.3");
 
@@ -260,26 +117,26 @@ fn connections_over_the_per_address_limit_get_429_at_accept_on_every_port() {
 #[test]
 fn connections_over_max_connections_get_503_at_accept_on_every_port() {
     let server = Server::start(&["--max-connections", "3"]);
-    let mut held: Vec<Conn> = (0..3)
+    let mut held: Vec<HttpConn> = (0..3)
         .map(|i| {
-            let mut conn = Conn::new(server.public);
+            let mut conn = HttpConn::new(server.public);
             open_stream(&mut conn, &format!("full{i}"));
             conn
         })
         .collect();
     assert_refused_at_accept(
-        Conn::new(server.public),
+        HttpConn::new(server.public),
         503,
         "limit of 3 connections",
         "public port when full",
     );
     assert_refused_at_accept(
-        Conn::new(server.ingest),
+        HttpConn::new(server.ingest),
         503,
         "limit of 3 connections",
         "ingest port when full",
     );
-    let mut resp = Conn::new(server.resp);
+    let mut resp = HttpConn::new(server.resp);
     let refused = String::from_utf8_lossy(&resp.read_to_close()).into_owned();
     assert!(refused.starts_with("-ERR server is at its limit"), "RESP port when full: {refused:?}");
 
@@ -297,7 +154,7 @@ fn publish_rate_per_connection_refuses_the_excess_on_http_ingest_and_resp() {
     let server = Server::start(&["--publish-rate-per-connection", "5"]);
 
     // HTTP: SENT publishes pipelined on one keep-alive connection.
-    let mut conn = Conn::new(server.ingest);
+    let mut conn = HttpConn::new(server.ingest);
     let pipeline: Vec<u8> = (0..SENT)
         .flat_map(|i| format_request("POST", "/pub/rated", &[], format!("m{i}").as_bytes()))
         .collect();
@@ -321,9 +178,9 @@ fn publish_rate_per_connection_refuses_the_excess_on_http_ingest_and_resp() {
     assert_eq!(resp.status, 200, "publish on a new connection: {}", resp.text());
 
     // RESP: the same, pipelined in one write.
-    let mut resp_conn = Conn::new(server.resp);
+    let mut resp_conn = HttpConn::new(server.resp);
     let pipeline: Vec<u8> =
-        (0..SENT).flat_map(|i| resp_cmd(&["PUBLISH", "rated", &format!("r{i}")])).collect();
+        (0..SENT).flat_map(|i| resp_args(&["PUBLISH", "rated", &format!("r{i}")])).collect();
     let started = Instant::now();
     resp_conn.send(&pipeline);
     let replies: Vec<String> = (0..SENT).map(|_| resp_conn.resp_line()).collect();
@@ -338,26 +195,11 @@ fn publish_rate_per_connection_refuses_the_excess_on_http_ingest_and_resp() {
         assert!(reply.starts_with("-ERR more than 5 publishes per second"), "RESP over the rate: {reply:?}");
     }
     // The refused connection stays open, and a new one has its own allowance.
-    resp_conn.send(&resp_cmd(&["PING"]));
+    resp_conn.send(&resp_args(&["PING"]));
     assert_eq!(resp_conn.resp_line(), "+PONG");
-    let mut fresh = Conn::new(server.resp);
-    fresh.send(&resp_cmd(&["PUBLISH", "rated", "fresh"]));
+    let mut fresh = HttpConn::new(server.resp);
+    fresh.send(&resp_args(&["PUBLISH", "rated", "fresh"]));
     assert!(fresh.resp_line().starts_with(':'), "RESP publish on a new connection");
-}
-
-fn bayeux(server: &Server, messages: &Value) -> Vec<Value> {
-    let resp = request(
-        server.public,
-        "POST",
-        "/bayeux",
-        &[("Content-Type", "application/json")],
-        messages.to_string().as_bytes(),
-    );
-    assert_eq!(resp.status, 200, "POST /bayeux {messages}: {} {}", resp.status, resp.text());
-    match resp.json() {
-        Value::Array(items) => items,
-        other => panic!("Bayeux answer is not an array: {other}"),
-    }
 }
 
 #[test]
@@ -386,7 +228,7 @@ fn publish_rate_per_address_refuses_the_excess_on_bayeux_and_the_demo_helper() {
     }
 
     // The demo helper from 127.0.0.2: pipelined on one connection.
-    let mut conn = Conn::from_src("127.0.0.2", server.public);
+    let mut conn = HttpConn::from_src("127.0.0.2", server.public);
     let pipeline: Vec<u8> = (0..10)
         .flat_map(|i| format_request("POST", "/demo/pub/rated", &[], format!("d{i}").as_bytes()))
         .collect();
@@ -407,10 +249,10 @@ fn publish_rate_per_address_refuses_the_excess_on_bayeux_and_the_demo_helper() {
     }
 
     // Per address: 127.0.0.3 still publishes; the ingest port has no per-address rate.
-    let mut other = Conn::from_src("127.0.0.3", server.public);
+    let mut other = HttpConn::from_src("127.0.0.3", server.public);
     let resp = other.request("POST", "/demo/pub/rated", &[], b"other address");
     assert_eq!(resp.status, 200, "demo helper from 127.0.0.3: {}", resp.text());
-    let mut ingest = Conn::new(server.ingest);
+    let mut ingest = HttpConn::new(server.ingest);
     let pipeline: Vec<u8> = (0..10).flat_map(|_| format_request("POST", "/pub/rated", &[], b"i")).collect();
     ingest.send(&pipeline);
     for i in 0..10 {
@@ -427,7 +269,7 @@ fn publish_rate_per_address_refuses_the_excess_on_bayeux_and_the_demo_helper() {
 fn publish_rate_per_address_holds_across_reconnects() {
     let server = Server::start(&["--publish-rate-per-ip", "1"]);
     let publish = || {
-        let mut conn = Conn::new(server.public);
+        let mut conn = HttpConn::new(server.public);
         let resp = conn.request("POST", "/demo/pub/r", &[("Connection", "close")], b"x");
         // Wait for the server's close, then close ours: the server then drops the connection.
         conn.read_to_close();
@@ -453,50 +295,6 @@ fn publish_rate_per_address_holds_across_reconnects() {
 // ---------------------------------------------------------------------------
 // Channels per subscription, stream age
 
-/// A minimal WebSocket on `path`; returns the connection after the 101.
-fn ws_open(addr: SocketAddr, path: &str) -> Conn {
-    let mut conn = Conn::new(addr);
-    conn.send(
-        format!(
-            "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    let (status, headers) = conn.head();
-    assert_eq!(status, 101, "WebSocket {path}: headers {headers:?}");
-    conn
-}
-
-fn ws_send(conn: &mut Conn, text: &str) {
-    let key = [0x11u8, 0x22, 0x33, 0x44];
-    assert!(text.len() <= 125, "short commands only");
-    let mut frame = vec![0x81u8, 0x80 | text.len() as u8];
-    frame.extend_from_slice(&key);
-    frame.extend(text.bytes().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
-    conn.send(&frame);
-}
-
-/// The next text frame as JSON (heartbeat pings skipped).
-fn ws_json(conn: &mut Conn) -> Value {
-    loop {
-        while conn.buf.len() < 2 {
-            assert!(conn.fill(), "closed before a frame");
-        }
-        let (opcode, len) = (conn.buf[0] & 0x0f, (conn.buf[1] & 0x7f) as usize);
-        assert!(len < 126, "unexpectedly long frame");
-        while conn.buf.len() < 2 + len {
-            assert!(conn.fill(), "closed mid-frame");
-        }
-        let payload: Vec<u8> = conn.buf.drain(..2 + len).skip(2).collect();
-        if opcode == 0x9 {
-            continue;
-        }
-        assert_eq!(opcode, 0x1, "want a text frame: {}", String::from_utf8_lossy(&payload));
-        return serde_json::from_slice(&payload).expect("JSON frame");
-    }
-}
-
 #[test]
 fn max_channels_per_subscription_limits_paths_and_websocket_subscribes() {
     let server = Server::start(&["--max-channels-per-subscription", "2"]);
@@ -507,28 +305,28 @@ fn max_channels_per_subscription_limits_paths_and_websocket_subscribes() {
     let resp = request(server.public, "GET", "/sub/a,b,c", &[("Accept", "text/event-stream")], b"");
     assert_json_error(&resp, 400, "the limit is 2", "three channels, SSE");
 
-    let mut ws = ws_open(server.public, "/sub/a");
-    ws_send(&mut ws, r#"{"subscribe":["b","c"]}"#);
-    let error = ws_json(&mut ws);
+    let mut ws = Ws::open(server.public, "/sub/a");
+    ws.send_text(r#"{"subscribe":["b","c"]}"#);
+    let error = ws.next_json("a command's answer");
     assert!(error["error"].as_str().is_some_and(|m| m.contains("at most 2 channels")), "a+b+c: {error}");
-    ws_send(&mut ws, r#"{"subscribe":["x","y","z"]}"#);
-    let error = ws_json(&mut ws);
+    ws.send_text(r#"{"subscribe":["x","y","z"]}"#);
+    let error = ws.next_json("a command's answer");
     assert!(
         error["error"].as_str().is_some_and(|m| m.contains("the limit is 2")),
         "three in one command: {error}"
     );
-    ws_send(&mut ws, r#"{"subscribe":["b"]}"#);
-    assert_eq!(ws_json(&mut ws), json!({"subscribed": ["b"]}));
-    ws_send(&mut ws, r#"{"subscribe":["c"]}"#);
-    let error = ws_json(&mut ws);
+    ws.send_text(r#"{"subscribe":["b"]}"#);
+    assert_eq!(ws.next_json("a command's answer"), json!({"subscribed": ["b"]}));
+    ws.send_text(r#"{"subscribe":["c"]}"#);
+    let error = ws.next_json("a command's answer");
     assert!(error["error"].as_str().is_some_and(|m| m.contains("at most 2 channels")), "a+b then c: {error}");
     // Leaving one makes room.
-    ws_send(&mut ws, r#"{"unsubscribe":["a"]}"#);
-    assert_eq!(ws_json(&mut ws), json!({"unsubscribed": ["a"]}));
-    ws_send(&mut ws, r#"{"subscribe":["c"]}"#);
-    assert_eq!(ws_json(&mut ws), json!({"subscribed": ["c"]}));
+    ws.send_text(r#"{"unsubscribe":["a"]}"#);
+    assert_eq!(ws.next_json("a command's answer"), json!({"unsubscribed": ["a"]}));
+    ws.send_text(r#"{"subscribe":["c"]}"#);
+    assert_eq!(ws.next_json("a command's answer"), json!({"subscribed": ["c"]}));
     server.publish("c", "on c");
-    assert_eq!(ws_json(&mut ws)["data"], "on c");
+    assert_eq!(ws.next_json("a command's answer")["data"], "on c");
 }
 
 #[test]

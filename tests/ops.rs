@@ -11,27 +11,12 @@
 mod common;
 use common::*;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
+use std::process::Command;
 
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------
 // Helpers.
-
-fn channel_info(server: &Server, channel: &str) -> Value {
-    let resp = get(server.ingest, &format!("/pub/{channel}"));
-    assert_eq!(resp.status, 200, "GET /pub/{channel}: {}", resp.text());
-    resp.json()
-}
-
-fn stats(server: &Server) -> Value {
-    let resp = get(server.ingest, "/stats");
-    assert_eq!(resp.status, 200, "GET /stats: {}", resp.text());
-    resp.json()
-}
 
 fn sse(server: &Server, path: &str) -> StreamClient {
     let sub = StreamClient::open(server.public, path, &[("Accept", "text/event-stream")]);
@@ -60,52 +45,6 @@ fn rest_of_stream(sub: &mut StreamClient) -> String {
         text.push_str(&chunk);
     }
     text
-}
-
-/// Orders ids as the interface promises: `ms-seq`, numerically.
-fn id_key(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or_else(|| panic!("id {id:?} is not ms-seq"));
-    (ms.parse().expect("ms"), seq.parse().expect("seq"))
-}
-
-/// Runs `cmd` with `input` on stdin; kills it and fails after the deadline.
-fn run(cmd: &mut Command, input: Vec<u8>) -> Output {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let pid = child.id();
-    let mut stdin = child.stdin.take().expect("stdin");
-    let writer = thread::spawn(move || stdin.write_all(&input));
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(output) => {
-            let output = output.unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
-            if let Ok(Err(e)) = writer.join() {
-                panic!("writing stdin of {what}: {e}; stderr {}", String::from_utf8_lossy(&output.stderr));
-            }
-            output
-        }
-        Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            panic!("{what} did not finish within {DEADLINE:?}");
-        }
-    }
-}
-
-fn show(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 // ---------------------------------------------------------------------------

@@ -17,7 +17,6 @@ mod common;
 use common::*;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -480,11 +479,9 @@ impl PlStream {
         let mut conn = HttpConn::new(addr);
         conn.send(&format_request("GET", path, &[], b""));
         let (status, headers) = conn.head();
-        let header =
-            |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
         assert_eq!(status, 200, "stream {path}: {headers:?}");
-        assert_eq!(header("transfer-encoding").as_deref(), Some("chunked"), "{headers:?}");
-        let fmt = Fmt::from_content_type(&header("content-type").expect("content-type"));
+        assert_eq!(header(&headers, "transfer-encoding"), Some("chunked"), "{headers:?}");
+        let fmt = Fmt::from_content_type(header(&headers, "content-type").expect("content-type"));
         PlStream { conn, decoder: Decoder::new(fmt), ended: false, seq: 0 }
     }
 
@@ -571,20 +568,8 @@ fn assert_quiet(conn: &mut HttpConn, d: Duration) {
 
 /// A RESP `PUBLISH` on a fresh connection; the integer reply.
 fn resp_publish(addr: SocketAddr, channel: &str, data: &str) -> String {
-    let mut out = b"*3\r\n$7\r\nPUBLISH\r\n".to_vec();
-    for arg in [channel, data] {
-        out.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
-    }
-    let mut stream = connect(addr);
-    stream.write_all(&out).unwrap();
-    let mut reply = Vec::new();
-    let mut tmp = [0u8; 256];
-    while !reply.ends_with(b"\r\n") {
-        let n = stream.read(&mut tmp).expect("RESP reply");
-        assert!(n > 0, "RESP closed; have {:?}", String::from_utf8_lossy(&reply));
-        reply.extend_from_slice(&tmp[..n]);
-    }
-    String::from_utf8(reply).unwrap()
+    let mut conn = HttpConn::new(addr);
+    String::from_utf8(conn.resp_exchange(&publish_cmd(channel, data))).unwrap()
 }
 
 /// Values built to break out of a js literal, a `<script>`, an XML

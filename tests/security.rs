@@ -15,17 +15,13 @@
 mod common;
 use common::*;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use socket2::{Domain, Protocol, Socket, Type};
 
 const SECRET: &str = "integration-test-secret-0123456789abcdef";
 /// Channels under `private/` need a token; the rest are public.
@@ -57,184 +53,6 @@ fn none_alg_token() -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let claims = URL_SAFE_NO_PAD.encode(json!({"channels": ["**"], "publish": ["**"]}).to_string());
     format!("{header}.{claims}.")
-}
-
-// ---------------------------------------------------------------------------
-// Raw connections, optionally from a chosen loopback source address.
-
-/// A TCP connection to `addr` from `src` (e.g. 127.0.0.2): bind, then connect.
-/// Linux routes all of 127.0.0.0/8 over loopback, so the server sees `src`.
-fn connect_from(src: &str, addr: SocketAddr) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
-    let from: SocketAddr = format!("{src}:0").parse().expect("source address");
-    socket.bind(&from.into()).unwrap_or_else(|e| panic!("bind {from}: {e}"));
-    socket
-        .connect_timeout(&addr.into(), DEADLINE)
-        .unwrap_or_else(|e| panic!("connect {addr} from {src}: {e}"));
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
-}
-
-/// An HTTP/RESP/WebSocket client connection over any stream.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    what: String,
-}
-
-impl Conn {
-    fn new(addr: SocketAddr) -> Conn {
-        Conn::from_stream(connect(addr), format!("connection to {addr}"))
-    }
-
-    fn from_src(src: &str, addr: SocketAddr) -> Conn {
-        Conn::from_stream(connect_from(src, addr), format!("connection {src} -> {addr}"))
-    }
-
-    fn from_stream(stream: TcpStream, what: String) -> Conn {
-        Conn { stream, buf: Vec::new(), what }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap_or_else(|e| panic!("{}: write: {e}", self.what));
-    }
-
-    /// Reads more; false at EOF or reset; panics at the read timeout.
-    fn fill(&mut self) -> bool {
-        let mut tmp = [0u8; 65536];
-        match self.stream.read(&mut tmp) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&tmp[..n]);
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => false,
-            Err(e) => panic!(
-                "{}: nothing arrived within the read timeout ({e}); have {:?}",
-                self.what,
-                String::from_utf8_lossy(&self.buf)
-            ),
-        }
-    }
-
-    /// Removes and returns everything up to and including `needle`.
-    fn read_until(&mut self, needle: &[u8]) -> Vec<u8> {
-        loop {
-            if let Some(i) = find(&self.buf, needle) {
-                return self.buf.drain(..i + needle.len()).collect();
-            }
-            assert!(
-                self.fill(),
-                "{}: closed before {:?}; have {:?}",
-                self.what,
-                String::from_utf8_lossy(needle),
-                String::from_utf8_lossy(&self.buf)
-            );
-        }
-    }
-
-    /// Everything until the server closes.
-    fn read_to_close(&mut self) -> Vec<u8> {
-        while self.fill() {}
-        std::mem::take(&mut self.buf)
-    }
-
-    /// A response head (status, headers).
-    fn head(&mut self) -> (u16, Vec<(String, String)>) {
-        let head = self.read_until(b"\r\n\r\n");
-        let head = String::from_utf8(head).expect("UTF-8 head");
-        let mut lines = head.trim_end().split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{}: bad status line {status_line:?}", self.what));
-        let headers = lines
-            .map(|l| {
-                let (n, v) = l.split_once(':').unwrap_or_else(|| panic!("bad header line {l:?}"));
-                (n.trim().to_string(), v.trim().to_string())
-            })
-            .collect();
-        (status, headers)
-    }
-
-    /// One chunk of a chunked body; None at the last chunk.
-    fn chunk(&mut self) -> Option<Vec<u8>> {
-        let line = self.read_until(b"\r\n");
-        let text = String::from_utf8_lossy(&line[..line.len() - 2]).to_string();
-        let size = usize::from_str_radix(text.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or_else(|_| panic!("{}: bad chunk size line {text:?}", self.what));
-        while self.buf.len() < size + 2 {
-            assert!(self.fill(), "{}: closed mid-chunk", self.what);
-        }
-        let data: Vec<u8> = self.buf.drain(..size).collect();
-        assert_eq!(self.buf.drain(..2).collect::<Vec<u8>>(), b"\r\n", "{}: chunk without CRLF", self.what);
-        (size > 0).then_some(data)
-    }
-
-    /// One whole response (Content-Length, chunked, or until close).
-    fn response(&mut self) -> Response {
-        let (status, headers) = self.head();
-        let header =
-            |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
-        let body = if let Some(len) = header("content-length") {
-            let len: usize = len.parse().expect("Content-Length");
-            while self.buf.len() < len {
-                assert!(self.fill(), "{}: closed mid-body", self.what);
-            }
-            self.buf.drain(..len).collect()
-        } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-            let mut body = Vec::new();
-            while let Some(c) = self.chunk() {
-                body.extend_from_slice(&c);
-            }
-            body
-        } else {
-            self.read_to_close()
-        };
-        Response { status, headers, body }
-    }
-
-    /// One request and its response on this connection.
-    fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-        self.send(&format_request(method, path, headers, body));
-        self.response()
-    }
-
-    /// One RESP reply line (`+…`, `-…`, `:…`), without its CRLF.
-    fn resp_line(&mut self) -> String {
-        let line = self.read_until(b"\r\n");
-        String::from_utf8_lossy(&line[..line.len() - 2]).into_owned()
-    }
-
-    /// Sends a RESP command and reads its one-line reply.
-    fn resp_call(&mut self, args: &[&str]) -> String {
-        self.send(&resp_cmd(args));
-        self.resp_line()
-    }
-}
-
-fn resp_cmd(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
-    }
-    out
-}
-
-/// One request on a fresh connection from `src`.
-fn request_from(
-    src: &str,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
-    Conn::from_src(src, addr).request(method, path, headers, body)
 }
 
 // ---------------------------------------------------------------------------
@@ -275,128 +93,10 @@ fn assert_401(resp: &Response, needle: &str, what: &str) {
 }
 
 // ---------------------------------------------------------------------------
-// A minimal WebSocket client (tests/websocket.rs has the thorough one).
-
-struct Ws {
-    conn: Conn,
-}
-
-/// The upgrade request for `path`, with a fixed key (its accept is checked there).
-fn ws_upgrade(path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = format!(
-        "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    );
-    for (n, v) in extra {
-        out.push_str(&format!("{n}: {v}\r\n"));
-    }
-    out.push_str("\r\n");
-    out.into_bytes()
-}
-
-impl Ws {
-    /// Upgrades; returns the socket on 101, or the refusal.
-    fn try_open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Ws, Response> {
-        let mut conn = Conn::new(addr);
-        conn.what = format!("WebSocket {path}");
-        conn.send(&ws_upgrade(path, headers));
-        let (status, head_headers) = conn.head();
-        if status != 101 {
-            let len = head_headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            while conn.buf.len() < len {
-                assert!(conn.fill(), "closed mid-body");
-            }
-            let body = conn.buf.drain(..len).collect();
-            return Err(Response { status, headers: head_headers, body });
-        }
-        let accept = head_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-accept"));
-        assert_eq!(accept.map(|(_, v)| v.as_str()), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{path}");
-        Ok(Ws { conn })
-    }
-
-    fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Ws {
-        Ws::try_open(addr, path, headers)
-            .unwrap_or_else(|r| panic!("WebSocket {path}: want 101, got {} {}", r.status, r.text()))
-    }
-
-    fn send_text(&mut self, text: &str) {
-        let key = [0x37u8, 0xfa, 0x21, 0x3d];
-        let payload = text.as_bytes();
-        let mut frame = vec![0x81u8];
-        match payload.len() {
-            n if n <= 125 => frame.push(0x80 | n as u8),
-            n => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&key);
-        frame.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
-        self.conn.send(&frame);
-    }
-
-    /// The next frame (opcode, payload), heartbeat pings skipped.
-    fn next_frame(&mut self) -> (u8, Vec<u8>) {
-        loop {
-            while self.conn.buf.len() < 2 {
-                assert!(self.conn.fill(), "{}: closed before a frame", self.conn.what);
-            }
-            let (b0, b1) = (self.conn.buf[0], self.conn.buf[1]);
-            let (len, header) = match b1 & 0x7f {
-                126 => {
-                    while self.conn.buf.len() < 4 {
-                        assert!(self.conn.fill(), "closed mid-frame");
-                    }
-                    (u16::from_be_bytes([self.conn.buf[2], self.conn.buf[3]]) as usize, 4)
-                }
-                127 => panic!("{}: unexpectedly long frame", self.conn.what),
-                n => (n as usize, 2),
-            };
-            while self.conn.buf.len() < header + len {
-                assert!(self.conn.fill(), "{}: closed mid-frame", self.conn.what);
-            }
-            let payload: Vec<u8> = self.conn.buf[header..header + len].to_vec();
-            self.conn.buf.drain(..header + len);
-            let opcode = b0 & 0x0f;
-            if opcode == 0x9 && payload.is_empty() {
-                continue;
-            }
-            return (opcode, payload);
-        }
-    }
-
-    fn next_json(&mut self, what: &str) -> Value {
-        let (opcode, payload) = self.next_frame();
-        assert_eq!(opcode, 0x1, "{what}: want a text frame, got opcode {opcode:#x} {payload:?}");
-        serde_json::from_slice(&payload)
-            .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {}", String::from_utf8_lossy(&payload)))
-    }
-}
-
-// ---------------------------------------------------------------------------
 // Bayeux over long-polling
 
-fn bayeux(server: &Server, messages: Value) -> Vec<Value> {
-    let resp = request(
-        server.public,
-        "POST",
-        "/bayeux",
-        &[("Content-Type", "application/json")],
-        messages.to_string().as_bytes(),
-    );
-    assert_eq!(resp.status, 200, "POST /bayeux {messages}: {} {}", resp.status, resp.text());
-    match resp.json() {
-        Value::Array(items) => items,
-        other => panic!("Bayeux answer is not an array: {other}"),
-    }
-}
-
 fn bayeux_one(server: &Server, message: Value) -> Value {
-    let replies = bayeux(server, json!([message]));
+    let replies = bayeux(server, &json!([message]));
     assert_eq!(replies.len(), 1, "one reply expected to {message}: {replies:?}");
     replies.into_iter().next().unwrap()
 }
@@ -419,7 +119,7 @@ fn bayeux_session(server: &Server, token: Option<&str>) -> String {
     let reply = bayeux_one(server, handshake_msg(token));
     assert_eq!(reply["successful"], true, "handshake: {reply}");
     let cid = reply["clientId"].as_str().expect("clientId").to_string();
-    let answer = bayeux(server, json!([bayeux_connect_msg(&cid)]));
+    let answer = bayeux(server, &json!([bayeux_connect_msg(&cid)]));
     assert_eq!(answer.last().map(|r| &r["successful"]), Some(&json!(true)), "first connect: {answer:?}");
     cid
 }
@@ -454,7 +154,7 @@ fn bayeux_await_delivery(server: &Server, cid: &str, channel: &str) -> Value {
     let start = Instant::now();
     loop {
         assert!(before_deadline(start), "no delivery on {channel} for {cid}");
-        let answer = bayeux(server, json!([bayeux_connect_msg(cid)]));
+        let answer = bayeux(server, &json!([bayeux_connect_msg(cid)]));
         if let Some(d) = answer.iter().find(|m| m["channel"] == channel && m.get("data").is_some()) {
             return d["data"].clone();
         }
@@ -539,8 +239,8 @@ fn granted_tokens_work_by_header_and_query_on_longpoll_sse_and_websocket() {
 
     let mut by_header = sse(server.public, "/sub/private/x", &[("Authorization", &bearer)]);
     let mut by_query = sse(server.public, &format!("/sub/private/x?token={token}"), &[]);
-    let mut ws = Ws::open(server.public, &format!("/sub/private/x?token={token}"), &[]);
-    let mut ws_header = Ws::open(server.public, "/sub/private/x", &[("Authorization", &bearer)]);
+    let mut ws = Ws::open_with(server.public, &format!("/sub/private/x?token={token}"), &[]);
+    let mut ws_header = Ws::open_with(server.public, "/sub/private/x", &[("Authorization", &bearer)]);
     server.publish("private/x", "live");
     assert_eq!(next_data(&mut by_header, "SSE, header"), "live");
     assert_eq!(next_data(&mut by_query, "SSE, ?token="), "live");
@@ -563,7 +263,7 @@ fn an_sse_stream_ends_when_its_token_expires() {
     let exp = unix_secs() + 3;
     let token = sign(&json!({"channels": ["private/**"], "exp": exp}));
     let mut sub = sse(server.public, &format!("/sub/private/x?token={token}"), &[]);
-    let mut ws = Ws::open(server.public, &format!("/sub/private/x?token={token}"), &[]);
+    let mut ws = Ws::open_with(server.public, &format!("/sub/private/x?token={token}"), &[]);
     let head_at = Instant::now();
     server.publish("private/x", "before expiry");
     assert_eq!(next_data(&mut sub, "before expiry"), "before expiry");
@@ -580,7 +280,8 @@ fn an_sse_stream_ends_when_its_token_expires() {
     assert!(sub.conn.closed(), "connection not closed after the terminating chunk");
     // The WebSocket opened with the same token gets the message, then a 1001 close.
     assert_eq!(ws.next_json("WebSocket before expiry")["data"], "before expiry");
-    let (opcode, payload) = ws.next_frame();
+    let frame = ws.next_frame("WebSocket at token expiry");
+    let (opcode, payload) = (frame.opcode, frame.payload);
     assert_eq!(opcode, 0x8, "want a close frame at token expiry, got {opcode:#x} {payload:?}");
     assert_eq!(&payload[..2], &1001u16.to_be_bytes(), "close code: {payload:?}");
     assert_eq!(&payload[2..], b"token-expired", "close reason");
@@ -594,7 +295,7 @@ fn an_sse_stream_ends_when_its_token_expires() {
 fn websocket_channel_changes_need_a_token_granting_them() {
     let server = Server::start(AUTH);
     // Opened on a public channel without a token: private channels are refused.
-    let mut anon = Ws::open(server.public, "/sub/news", &[]);
+    let mut anon = Ws::open_with(server.public, "/sub/news", &[]);
     anon.send_text(r#"{"subscribe":["private/y"]}"#);
     let error = anon.next_json("subscribe private/y without a token");
     let message = error["error"].as_str().unwrap_or_else(|| panic!("want an error frame, got {error}"));
@@ -604,7 +305,7 @@ fn websocket_channel_changes_need_a_token_granting_them() {
 
     // Opened on private/w with a token for private/w and private/y only.
     let token = sign(&json!({"channels": ["private/w", "private/y"], "exp": unix_secs() + 3600}));
-    let mut authed = Ws::open(server.public, &format!("/sub/private/w?token={token}"), &[]);
+    let mut authed = Ws::open_with(server.public, &format!("/sub/private/w?token={token}"), &[]);
     authed.send_text(r#"{"subscribe":["private/z"]}"#);
     let error = authed.next_json("subscribe private/z, not granted");
     assert!(error["error"].as_str().is_some_and(|m| m.contains("private/z")), "want an error frame: {error}");
@@ -643,7 +344,7 @@ fn a_websocket_opened_on_public_channels_keeps_its_token_for_later_private_chann
         ),
     ] {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        let mut ws = Ws::open(server.public, &path, &headers);
+        let mut ws = Ws::open_with(server.public, &path, &headers);
         ws.send_text(r#"{"subscribe":["private/y"]}"#);
         assert_eq!(
             ws.next_json(what),
@@ -758,7 +459,7 @@ fn bayeux_wildcard_subscriptions_do_not_leak_private_channels() {
     let mut got = Vec::new();
     while !got.iter().any(|m: &Value| m["channel"] == "/news") {
         assert!(before_deadline(start), "sentinel not delivered; got {got:?}");
-        let answer = bayeux(&server, json!([bayeux_connect_msg(&anon)]));
+        let answer = bayeux(&server, &json!([bayeux_connect_msg(&anon)]));
         got.extend(answer.into_iter().filter(|m| m.get("data").is_some()));
     }
     let leaked: Vec<&Value> = got.iter().filter(|m| m["channel"] == "/private/x").collect();
@@ -779,7 +480,7 @@ fn a_bayeux_session_ends_when_its_token_expires() {
     let start = Instant::now();
     let ended = loop {
         assert!(before_deadline(start), "the session outlived its token (exp {exp})");
-        let answer = bayeux(&server, json!([bayeux_connect_msg(&cid)]));
+        let answer = bayeux(&server, &json!([bayeux_connect_msg(&cid)]));
         let reply = answer.last().expect("connect reply");
         if reply["successful"] == false {
             assert_bayeux_error(reply, "402", "unknown client", "connect after token expiry");
@@ -799,7 +500,7 @@ fn a_held_long_poll_delivers_nothing_published_after_its_token_expired() {
     let server = Server::start(AUTH);
     let exp = unix_secs() + 2;
     let token = sign(&json!({"channels": ["private/**"], "exp": exp}));
-    let mut poll = Conn::new(server.public);
+    let mut poll = HttpConn::new(server.public);
     poll.send(&format_request(
         "GET",
         &format!("/sub/private/x?transport=longpoll&timeout=15&token={token}"),
@@ -849,7 +550,7 @@ fn the_ingest_key_guards_http_ingest_but_not_healthz() {
 fn resp_needs_auth_before_publish() {
     let server = Server::start(&["--ingest-key", INGEST_KEY]);
     let mut sub = sse(server.public, "/sub/r", &[]);
-    let mut conn = Conn::new(server.resp);
+    let mut conn = HttpConn::new(server.resp);
     let reply = conn.resp_call(&["PUBLISH", "r", "too early"]);
     assert!(reply.starts_with("-NOAUTH"), "PUBLISH before AUTH: {reply:?}");
     let reply = conn.resp_call(&["PING"]);
@@ -863,7 +564,7 @@ fn resp_needs_auth_before_publish() {
     assert_eq!(next_data(&mut sub, "RESP publish"), "authed", "a refused publish was delivered");
 
     // `AUTH username password` (Redis 6 form) works too.
-    let mut conn = Conn::new(server.resp);
+    let mut conn = HttpConn::new(server.resp);
     assert_eq!(conn.resp_call(&["AUTH", "default", INGEST_KEY]), "+OK");
     assert_eq!(conn.resp_call(&["PUBLISH", "r", "acl form"]), ":1");
     assert_eq!(next_data(&mut sub, "RESP publish after AUTH user key"), "acl form");
@@ -878,26 +579,10 @@ fn run(cmd: &mut Command) -> (bool, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {what} (install Debian's redis-tools): {e}"));
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(output) => {
-            let output = output.unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            (output.status.success(), text)
-        }
-        Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            panic!("{what} did not finish within {DEADLINE:?}");
-        }
-    }
+    let output = wait_output(child, &what);
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
 }
 
 #[test]
@@ -944,14 +629,16 @@ fn redis_cli_with_the_key_publishes_and_without_it_is_refused() {
 fn a_denied_subscriber_address_gets_403_and_others_subscribe() {
     let server = Server::start(&["--ip-deny-subscribers", "127.0.0.3"]);
     let path = "/sub/ipx?transport=longpoll&timeout=0";
-    let resp = request_from("127.0.0.3", server.public, "GET", path, &[], b"");
+    let resp = HttpConn::from_src("127.0.0.3", server.public).request("GET", path, &[], b"");
     assert_json_error(&resp, 403, "127.0.0.3", "long-poll from a denied address");
-    let resp =
-        request_from("127.0.0.3", server.public, "GET", "/sub/ipx", &[("Accept", "text/event-stream")], b"");
+    let resp = HttpConn::from_src("127.0.0.3", server.public).request(
+        "GET",
+        "/sub/ipx",
+        &[("Accept", "text/event-stream")],
+        b"",
+    );
     assert_json_error(&resp, 403, "127.0.0.3", "SSE from a denied address");
-    let resp = request_from(
-        "127.0.0.3",
-        server.public,
+    let resp = HttpConn::from_src("127.0.0.3", server.public).request(
         "POST",
         "/bayeux",
         &[],
@@ -959,10 +646,10 @@ fn a_denied_subscriber_address_gets_403_and_others_subscribe() {
     );
     assert_json_error(&resp, 403, "127.0.0.3", "Bayeux from a denied address");
 
-    let resp = request_from("127.0.0.2", server.public, "GET", path, &[], b"");
+    let resp = HttpConn::from_src("127.0.0.2", server.public).request("GET", path, &[], b"");
     assert_eq!(resp.status, 200, "long-poll from 127.0.0.2: {}", resp.text());
     // A stream from an allowed address receives.
-    let mut conn = Conn::from_src("127.0.0.2", server.public);
+    let mut conn = HttpConn::from_src("127.0.0.2", server.public);
     conn.send(&format_request("GET", "/sub/ipx", &[("Accept", "text/event-stream")], b""));
     let (status, _) = conn.head();
     assert_eq!(status, 200, "SSE from 127.0.0.2");
@@ -982,7 +669,7 @@ fn only_allowed_publisher_addresses_publish_over_http_resp_bayeux_and_the_demo_h
     // 127.0.0.1 is not on the list.
     let resp = request(server.ingest, "POST", "/pub/ipp", &[], b"from .1");
     assert_json_error(&resp, 403, "127.0.0.1", "HTTP ingest from 127.0.0.1");
-    let mut resp_conn = Conn::new(server.resp);
+    let mut resp_conn = HttpConn::new(server.resp);
     let refused = String::from_utf8_lossy(&resp_conn.read_to_close()).into_owned();
     assert!(
         refused.starts_with("-ERR ") && refused.contains("may not publish"),
@@ -999,11 +686,13 @@ fn only_allowed_publisher_addresses_publish_over_http_resp_bayeux_and_the_demo_h
     );
 
     // 127.0.0.2 is.
-    let resp = request_from("127.0.0.2", server.ingest, "POST", "/pub/ipp", &[], b"http from .2");
+    let resp =
+        HttpConn::from_src("127.0.0.2", server.ingest).request("POST", "/pub/ipp", &[], b"http from .2");
     assert_eq!(resp.status, 200, "HTTP ingest from 127.0.0.2: {}", resp.text());
-    let mut conn = Conn::from_src("127.0.0.2", server.resp);
+    let mut conn = HttpConn::from_src("127.0.0.2", server.resp);
     assert_eq!(conn.resp_call(&["PUBLISH", "ipp", "resp from .2"]), ":1");
-    let resp = request_from("127.0.0.2", server.public, "POST", "/demo/pub/ipp", &[], b"demo from .2");
+    let resp =
+        HttpConn::from_src("127.0.0.2", server.public).request("POST", "/demo/pub/ipp", &[], b"demo from .2");
     assert_eq!(resp.status, 200, "demo helper from 127.0.0.2: {}", resp.text());
 
     for want in ["http from .2", "resp from .2", "demo from .2"] {
@@ -1027,7 +716,7 @@ fn blocked_words_are_masked_on_every_publish_path() {
         concat!(r#"{"channel":"w","data":"说坏话了"}"#, "\n", r#"{"channel":"w","data":"Darn, DARN"}"#, "\n");
     let resp = request(server.ingest, "POST", "/pub", &[], batch.as_bytes());
     assert_eq!(resp.status, 200, "batch: {}", resp.text());
-    let mut resp_conn = Conn::new(server.resp);
+    let mut resp_conn = HttpConn::new(server.resp);
     assert_eq!(resp_conn.resp_call(&["PUBLISH", "w", "resp: oh darn it"]), ":1");
     let cid = bayeux_session(&server, None);
     let reply = bayeux_publish(&server, &cid, "/w", json!("bayeux: 说坏话了"));
@@ -1064,7 +753,7 @@ fn blocked_words_in_reject_mode_refuse_every_publish_path_and_nothing_is_deliver
     let batch = concat!(r#"{"channel":"w","data":"fine"}"#, "\n", r#"{"channel":"w","data":"DARN"}"#, "\n");
     let resp = request(server.ingest, "POST", "/pub", &[], batch.as_bytes());
     assert_json_error(&resp, 422, "blocked word", "batch");
-    let mut resp_conn = Conn::new(server.resp);
+    let mut resp_conn = HttpConn::new(server.resp);
     let reply = resp_conn.resp_call(&["PUBLISH", "w", "resp: darn"]);
     assert!(reply.starts_with("-ERR") && reply.contains("blocked word"), "RESP: {reply:?}");
     let cid = bayeux_session(&server, None);

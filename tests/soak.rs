@@ -61,29 +61,6 @@ fn channel(ch: usize) -> String {
 // ---------------------------------------------------------------------------
 // Randomness and shared counters
 
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn millis(&mut self, min: u64, max: u64) -> Duration {
-        Duration::from_millis(min + self.below(max - min + 1))
-    }
-}
-
 struct Shared {
     public: SocketAddr,
     ingest: SocketAddr,
@@ -124,56 +101,22 @@ fn seq_of(data: &str, ch: usize, what: &str) -> u64 {
         .unwrap_or_else(|| panic!("{what}: a payload {data:?} that is not of channel {ch}"))
 }
 
-fn id_key(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or_else(|| panic!("id {id:?} is not ms-seq"));
-    (ms.parse().expect("ms"), seq.parse().expect("seq"))
-}
-
-/// Drops a connection with a TCP reset (SO_LINGER 0).
-fn reset(s: TcpStream) {
-    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
-    drop(s);
-}
-
-fn esc(bytes: &[u8]) -> String {
-    let shown = &bytes[..bytes.len().min(300)];
-    format!("\"{}\"", shown.escape_ascii())
-}
-
 // ---------------------------------------------------------------------------
 // Publishers
-
-/// One RESP reply line.
-fn resp_line(s: &mut TcpStream, buf: &mut Vec<u8>, what: &str) -> String {
-    loop {
-        if let Some(i) = find(buf, b"\r\n") {
-            let line: Vec<u8> = buf.drain(..i + 2).collect();
-            return String::from_utf8_lossy(&line[..i]).into_owned();
-        }
-        let mut tmp = [0u8; 1024];
-        match s.read(&mut tmp) {
-            Ok(0) => panic!("{what}: the RESP connection closed"),
-            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            Err(e) => panic!("{what}: no RESP reply ({e})"),
-        }
-    }
-}
 
 /// Publishes `c{ch}-{seq}` in order until told to stop; returns the count.
 fn publisher(ch: usize, shared: Arc<Shared>) -> u64 {
     let name = channel(ch);
     let what = format!("publisher of {name}");
     let mut http = HttpConn::new(shared.ingest);
-    let mut resp = connect(shared.resp);
-    let mut resp_buf = Vec::new();
+    let mut resp = HttpConn::new(shared.resp);
     let mut seq = 0u64;
     let mut round = 0u64;
     while !shared.stop.load(SeqCst) {
         if round > 0 && round.is_multiple_of(200) {
             // Publishers reconnect now and then too.
             http = HttpConn::new(shared.ingest);
-            resp = connect(shared.resp);
-            resp_buf.clear();
+            resp = HttpConn::new(shared.resp);
         }
         match round % 3 {
             0 => {
@@ -187,13 +130,8 @@ fn publisher(ch: usize, shared: Arc<Shared>) -> u64 {
             1 => {
                 shared.started[ch].store(seq + 1, SeqCst);
                 let data = format!("c{ch}-{seq}");
-                let cmd = format!(
-                    "*3\r\n$7\r\nPUBLISH\r\n${}\r\n{name}\r\n${}\r\n{data}\r\n",
-                    name.len(),
-                    data.len()
-                );
-                resp.write_all(cmd.as_bytes()).expect("RESP publish");
-                let line = resp_line(&mut resp, &mut resp_buf, &what);
+                resp.send(&publish_cmd(&name, &data));
+                let line = resp.resp_line();
                 assert!(line.starts_with(':'), "{what}: PUBLISH {data}: {line:?}");
                 seq += 1;
             }
@@ -303,38 +241,6 @@ impl Conn {
         }
         let body = self.buf.drain(..len).collect();
         (status, headers, body)
-    }
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-}
-
-/// Decodes a chunked body incrementally.
-#[derive(Default)]
-struct Dechunk {
-    out: Vec<u8>,
-    ended: bool,
-}
-
-impl Dechunk {
-    fn feed(&mut self, raw: &mut Vec<u8>, what: &str) {
-        while !self.ended {
-            let Some(line_end) = find(raw, b"\r\n") else { return };
-            let size_text = String::from_utf8_lossy(&raw[..line_end]).into_owned();
-            let size = usize::from_str_radix(size_text.trim(), 16)
-                .unwrap_or_else(|_| panic!("{what}: bad chunk size line {size_text:?}"));
-            let need = line_end + 2 + size + 2;
-            if raw.len() < need {
-                return;
-            }
-            assert_eq!(&raw[need - 2..need], b"\r\n", "{what}: chunk not followed by CRLF");
-            self.out.extend_from_slice(&raw[line_end + 2..line_end + 2 + size]);
-            raw.drain(..need);
-            if size == 0 {
-                self.ended = true;
-            }
-        }
     }
 }
 
@@ -604,50 +510,8 @@ fn poll_session(t: T, ch: usize, cursor: &str, until: Instant, abrupt: bool, sha
 // ---------------------------------------------------------------------------
 // WebSocket framing (client side)
 
-fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x5a, 0x17, 0xc3, 0x99];
-    let n = payload.len();
-    let mut out = vec![0x80 | opcode];
-    if n <= 125 {
-        out.push(0x80 | n as u8);
-    } else if n <= 0xffff {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(n as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, k)| b ^ k));
-    out
-}
-
-/// The next complete server frame in `buf`, removed from it.
-fn take_frame(buf: &mut Vec<u8>) -> Option<(u8, Vec<u8>)> {
-    if buf.len() < 2 {
-        return None;
-    }
-    let (len, at) = match buf[1] & 0x7f {
-        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
-        127 if buf.len() >= 10 => (u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize, 10),
-        126 | 127 => return None,
-        n => (n as usize, 2),
-    };
-    if buf.len() < at + len {
-        return None;
-    }
-    let opcode = buf[0] & 0x0f;
-    let payload = buf[at..at + len].to_vec();
-    buf.drain(..at + len);
-    Some((opcode, payload))
-}
-
 fn ws_upgrade(conn: &mut Conn, path: &str) -> Vec<(String, String)> {
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: soak\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    );
-    conn.send(request.as_bytes());
+    conn.send(&upgrade_request(path, FIXED_KEY, &[]));
     let (status, headers) = conn.head();
     assert_eq!(status, 101, "{}: upgrade {path}: {headers:?}", conn.what);
     headers
@@ -658,7 +522,7 @@ fn ws_leave(mut conn: Conn, abrupt: bool) {
     if abrupt {
         return reset(conn.s);
     }
-    let _ = conn.s.write_all(&ws_frame(0x8, &1000u16.to_be_bytes()));
+    let _ = conn.s.write_all(&frame(FIN | OP_CLOSE, &1000u16.to_be_bytes()));
     let until = Instant::now() + Duration::from_secs(5);
     while let Got::Data = conn.read_some(until) {}
 }
@@ -669,7 +533,7 @@ fn ws_session(ch: usize, cursor: &str, until: Instant, abrupt: bool, shared: &Sh
     let headers = ws_upgrade(&mut conn, &format!("/sub/{}?last_id={cursor}", channel(ch)));
     let mut out = Session { gap: header(&headers, "x-halley-gap").is_some(), ..Session::default() };
     'read: loop {
-        while let Some((op, payload)) = take_frame(&mut conn.buf) {
+        while let Some(Frame { opcode: op, payload, .. }) = take_frame(&mut conn.buf) {
             match op {
                 0x1 => {
                     let v: Value = serde_json::from_slice(&payload).unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -677,10 +541,10 @@ fn ws_session(ch: usize, cursor: &str, until: Instant, abrupt: bool, shared: &Sh
                         out.msgs.push(m);
                     }
                 }
-                0x9 => conn.send(&ws_frame(0xA, &payload)),
+                0x9 => conn.send(&frame(FIN | OP_PONG, &payload)),
                 0x8 => {
                     out.server_ended = true;
-                    let _ = conn.s.write_all(&ws_frame(0x8, &payload[..payload.len().min(2)]));
+                    let _ = conn.s.write_all(&frame(FIN | OP_CLOSE, &payload[..payload.len().min(2)]));
                     break 'read;
                 }
                 _ => {}
@@ -723,7 +587,7 @@ fn position(ch: usize, shared: &Shared) -> String {
 /// drains to the channel's last message and checks what it got.
 fn hub_client(t: T, ch: usize, seed: u64, shared: Arc<Shared>) -> ClientReport {
     let what = format!("{} client #{seed} of {}", t.name(), channel(ch));
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::seeded(seed);
     // Where this client starts: everything after this position is owed.
     let mut cursor = position(ch, &shared);
     let first = shared.started[ch].load(SeqCst);
@@ -905,15 +769,15 @@ enum WsGot {
 
 fn bayeux_ws_read(conn: &mut Conn, pending: &mut Vec<Value>, until: Instant) -> WsGot {
     loop {
-        while let Some((op, payload)) = take_frame(&mut conn.buf) {
+        while let Some(Frame { opcode: op, payload, .. }) = take_frame(&mut conn.buf) {
             match op {
                 0x1 => match serde_json::from_slice(&payload) {
                     Ok(Value::Array(v)) => pending.extend(v),
                     other => panic!("{}: {other:?}", conn.what),
                 },
-                0x9 => conn.send(&ws_frame(0xA, &payload)),
+                0x9 => conn.send(&frame(FIN | OP_PONG, &payload)),
                 0x8 => {
-                    let _ = conn.s.write_all(&ws_frame(0x8, &payload[..payload.len().min(2)]));
+                    let _ = conn.s.write_all(&frame(FIN | OP_CLOSE, &payload[..payload.len().min(2)]));
                     return WsGot::Closed(payload);
                 }
                 _ => {}
@@ -940,7 +804,7 @@ fn bayeux_ws_session(ch: usize, until: Instant, abrupt: bool, shared: &Shared) -
         ws_upgrade(&mut conn, "/bayeux");
         conn
     };
-    let send = |conn: &mut Conn, v: &Value| conn.send(&ws_frame(0x1, v.to_string().as_bytes()));
+    let send = |conn: &mut Conn, v: &Value| conn.send(&frame(FIN | OP_TEXT, v.to_string().as_bytes()));
     let mut conn = open();
     let mut pending: Vec<Value> = Vec::new();
     send(
@@ -1019,7 +883,7 @@ fn bayeux_ws_session(ch: usize, until: Instant, abrupt: bool, shared: &Shared) -
 
 fn bayeux_client(t: T, ch: usize, seed: u64, shared: Arc<Shared>) -> ClientReport {
     let what = format!("{} client #{seed} of {}", t.name(), channel(ch));
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::seeded(seed);
     let mut sessions = 0u64;
     let mut messages = 0u64;
     loop {
@@ -1048,7 +912,7 @@ fn bayeux_client(t: T, ch: usize, seed: u64, shared: Arc<Shared>) -> ClientRepor
 // Churners: bursts of connections of every transport, dropped without resuming.
 
 fn churner(seed: u64, shared: Arc<Shared>) -> u64 {
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::seeded(seed);
     let mut opened = 0;
     while !shared.stop.load(SeqCst) {
         let burst = 10 + rng.below(21);
@@ -1103,23 +967,6 @@ fn rss_kib(pid: u32) -> u64 {
 
 fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).expect("/proc/<pid>/fd").count()
-}
-
-fn stats(server: &Server) -> Value {
-    let r = get(server.ingest, "/stats");
-    assert_eq!(r.status, 200, "/stats: {}", r.text());
-    r.json()
-}
-
-fn join<T>(h: JoinHandle<T>, what: &str) -> T {
-    h.join().unwrap_or_else(|e| {
-        let why = e
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        panic!("{what} failed: {why}")
-    })
 }
 
 #[derive(Default)]

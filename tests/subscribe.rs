@@ -75,15 +75,6 @@ enum Resume {
     Header,
 }
 
-/// Orders ids as the interface promises: `ms-seq`, numerically.
-fn id_key(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or_else(|| panic!("id {id:?} is not ms-seq"));
-    (
-        ms.parse().unwrap_or_else(|_| panic!("id {id:?}: bad ms")),
-        seq.parse().unwrap_or_else(|_| panic!("id {id:?}: bad seq")),
-    )
-}
-
 fn assert_strictly_increasing(what: &str, msgs: &[Msg]) {
     for pair in msgs.windows(2) {
         assert!(

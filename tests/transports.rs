@@ -464,10 +464,6 @@ fn assert_no_cors(ctx: &str, headers: &[(String, String)]) {
     assert!(cors.is_empty(), "{ctx}: want no CORS headers, got {cors:?}; all headers {headers:?}");
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-}
-
 /// True when the comma-separated header value lists `token` (case-insensitive).
 fn lists(value: Option<&str>, token: &str) -> bool {
     value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))

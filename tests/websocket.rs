@@ -1,5 +1,5 @@
-//! WebSocket (RFC 6455) through real sockets against the real binary, using a
-//! small raw-socket client defined in this file: the opening handshake and
+//! WebSocket (RFC 6455) through real sockets against the real binary, using the
+//! raw-socket client of tests/common/ws.rs: the opening handshake and
 //! its refusals, delivery as text frames, subscribe/unsubscribe commands,
 //! resume after a dropped connection, control frames and the heartbeat, every
 //! framing rule a client can break (with the close code it earns), and the
@@ -13,161 +13,29 @@
 mod common;
 use common::*;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use serde_json::{json, Value};
-use sha1::{Digest, Sha1};
 
 // ---------------------------------------------------------------------------
 // Wire constants (RFC 6455 §5.2, §1.3).
 
-const FIN: u8 = 0x80;
-const OP_CONTINUATION: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
-
 /// The RFC 6455 §1.3 example key and the accept value it must produce.
 const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const RFC_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// The largest client message halley accepts (docs/api.md: "at most 64 KiB").
 const MAX_CLIENT_PAYLOAD: usize = 64 * 1024;
 
-fn accept_for(key: &str) -> String {
-    let mut sha = Sha1::new();
-    sha.update(key.as_bytes());
-    sha.update(GUID.as_bytes());
-    STANDARD.encode(sha.finalize())
-}
-
-fn opcode_name(op: u8) -> &'static str {
-    match op {
-        OP_CONTINUATION => "continuation",
-        OP_TEXT => "text",
-        OP_BINARY => "binary",
-        OP_CLOSE => "close",
-        OP_PING => "ping",
-        OP_PONG => "pong",
-        _ => "reserved",
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Random-ish masks and keys: xorshift64* seeded from the clock and a counter.
-
-static SEED_COUNTER: AtomicU64 = AtomicU64::new(1);
-
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-        let n = SEED_COUNTER.fetch_add(1, Ordering::Relaxed);
-        Rng((nanos ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A non-zero masking key (a zero key would leave masking untested).
-    fn mask(&mut self) -> [u8; 4] {
-        loop {
-            let key = ((self.next() >> 16) as u32).to_be_bytes();
-            if key != [0; 4] {
-                return key;
-            }
-        }
-    }
-
-    /// A fresh `Sec-WebSocket-Key`: base64 of 16 random bytes.
-    fn key(&mut self) -> String {
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&self.next().to_be_bytes());
-        bytes[8..].copy_from_slice(&self.next().to_be_bytes());
-        STANDARD.encode(bytes)
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Client frames.
-
-/// Which length form a client frame uses.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Len {
-    /// The shortest form (what the RFC requires).
-    Minimal,
-    /// 126 + 16-bit length.
-    Bits16,
-    /// 127 + 64-bit length.
-    Bits64,
-}
-
-/// Encodes one client frame. `first` is the whole first byte (FIN, RSV bits,
-/// opcode), so tests can set anything; `mask` None sends the payload unmasked.
-fn encode(first: u8, payload: &[u8], mask: Option<[u8; 4]>, len: Len) -> Vec<u8> {
-    let n = payload.len();
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    let form = match len {
-        Len::Minimal if n <= 125 => None,
-        Len::Minimal if n <= 0xffff => Some(Len::Bits16),
-        Len::Minimal => Some(Len::Bits64),
-        other => Some(other),
-    };
-    let mut out = vec![first];
-    match form {
-        None => out.push(mask_bit | n as u8),
-        Some(Len::Bits16) => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&u16::try_from(n).expect("payload fits 16 bits").to_be_bytes());
-        }
-        Some(_) => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    match mask {
-        Some(key) => {
-            out.extend_from_slice(&key);
-            out.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
-        }
-        None => out.extend_from_slice(payload),
-    }
-    out
-}
 
 /// A masked frame with a fresh key and the shortest length form.
 fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
     encode(first, payload, Some(Rng::new().mask()), Len::Minimal)
-}
-
-/// A masked 64-bit-length header announcing `len` bytes, without the payload.
-fn header_only_64(first: u8, len: u64) -> Vec<u8> {
-    let mut out = vec![first, 0x80 | 127];
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&Rng::new().mask());
-    out
-}
-
-/// A close payload: 2-byte code and reason.
-fn close_payload(code: u16, reason: &str) -> Vec<u8> {
-    let mut payload = code.to_be_bytes().to_vec();
-    payload.extend_from_slice(reason.as_bytes());
-    payload
 }
 
 /// A JSON command padded with whitespace (inside the object, before `}`) to
@@ -180,40 +48,6 @@ fn padded_command(command: &str, total: usize) -> String {
 
 // ---------------------------------------------------------------------------
 // Server frames and the client.
-
-#[derive(Debug)]
-struct Frame {
-    opcode: u8,
-    payload: Vec<u8>,
-}
-
-impl Frame {
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.payload).unwrap_or_else(|e| panic!("server text frame is not UTF-8 ({e})"))
-    }
-
-    /// The close code (None for an empty payload) and reason.
-    fn close(&self) -> (Option<u16>, String) {
-        assert_eq!(self.opcode, OP_CLOSE);
-        match self.payload.as_slice() {
-            [] => (None, String::new()),
-            [_] => panic!("server close frame with a 1-byte payload: {:02x?}", self.payload),
-            [hi, lo, reason @ ..] => {
-                let reason = std::str::from_utf8(reason)
-                    .unwrap_or_else(|e| panic!("server close reason is not UTF-8 ({e}): {reason:02x?}"));
-                (Some(u16::from_be_bytes([*hi, *lo])), reason.to_string())
-            }
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self.opcode {
-            OP_CLOSE => format!("close frame {:?}", self.close()),
-            OP_TEXT => format!("text frame {:?}", String::from_utf8_lossy(&self.payload)),
-            op => format!("{} frame, payload {:02x?}", opcode_name(op), self.payload),
-        }
-    }
-}
 
 /// One delivered message.
 #[derive(Debug, Clone, PartialEq)]
@@ -241,15 +75,6 @@ fn envelope(v: &Value, ctx: &str) -> Msg {
         .get("event")
         .map(|e| e.as_str().unwrap_or_else(|| panic!("{ctx}: event is not a string in {v}")).to_string());
     Msg { id: field("id"), channel: field("channel"), data: field("data"), event }
-}
-
-/// Ids are `ms-seq`; they order numerically.
-fn id_key(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or_else(|| panic!("id {id:?} is not ms-seq"));
-    (
-        ms.parse().unwrap_or_else(|_| panic!("id {id:?}: bad ms")),
-        seq.parse().unwrap_or_else(|_| panic!("id {id:?}: bad seq")),
-    )
 }
 
 fn assert_strictly_increasing(ctx: &str, msgs: &[Msg]) {
@@ -301,278 +126,15 @@ fn publish_event(ingest: SocketAddr, channel: &str, data: &str, event: Option<&s
     Msg { id, channel: channel.to_string(), data: data.to_string(), event: event.map(String::from) }
 }
 
-/// The upgrade request for `path` with `key`; `extra` headers are appended.
-fn upgrade_request(path: &str, key: &str, extra: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = format!(
-        "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
-    );
-    for (n, v) in extra {
-        out.push_str(&format!("{n}: {v}\r\n"));
-    }
-    out.push_str("\r\n");
-    out.into_bytes()
-}
-
-/// A raw WebSocket client connection.
-struct Ws {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    rng: Rng,
-    /// What this connection is, for assertion messages.
-    what: String,
-    headers: Vec<(String, String)>,
-}
-
+/// The envelopes a raw client reads (the client itself is `common::ws`).
 impl Ws {
-    /// Upgrades `GET path` with a random key; asserts the 101 and its accept.
-    fn open(addr: SocketAddr, path: &str) -> Ws {
-        let mut rng = Rng::new();
-        let key = rng.key();
-        Ws::open_raw(addr, path, &upgrade_request(path, &key, &[]), &key, rng)
-    }
-
-    /// Sends `request` (an upgrade with `key`) and asserts a correct 101.
-    fn open_raw(addr: SocketAddr, path: &str, request: &[u8], key: &str, rng: Rng) -> Ws {
-        let what = format!("WebSocket {path}");
-        let mut stream = connect(addr);
-        stream.write_all(request).unwrap_or_else(|e| panic!("{what}: write upgrade request: {e}"));
-        let mut buf = Vec::new();
-        let end = loop {
-            if let Some(i) = find(&buf, b"\r\n\r\n") {
-                break i;
-            }
-            let mut tmp = [0u8; 4096];
-            match stream.read(&mut tmp) {
-                Ok(0) => panic!(
-                    "{what}: connection closed before the handshake answer; got {:?}",
-                    String::from_utf8_lossy(&buf)
-                ),
-                Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                Err(e) => panic!(
-                    "{what}: no handshake answer within {DEADLINE:?} ({e}); got {:?}",
-                    String::from_utf8_lossy(&buf)
-                ),
-            }
-        };
-        let head = String::from_utf8(buf[..end].to_vec())
-            .unwrap_or_else(|_| panic!("{what}: handshake answer head is not UTF-8: {:?}", &buf[..end]));
-        let rest = buf[end + 4..].to_vec();
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        let headers: Vec<(String, String)> = lines
-            .map(|l| {
-                let (n, v) = l.split_once(':').unwrap_or_else(|| panic!("{what}: bad header line {l:?}"));
-                (n.trim().to_string(), v.trim().to_string())
-            })
-            .collect();
-        assert!(
-            status_line.starts_with("HTTP/1.1 101 "),
-            "{what}: want `HTTP/1.1 101 Switching Protocols`, got {status_line:?}\nhead: {head:?}\nafter head: {:?}",
-            String::from_utf8_lossy(&rest)
-        );
-        let ws = Ws { stream, buf: rest, rng, what, headers };
-        let upgrade = ws.header("upgrade").unwrap_or("");
-        assert!(
-            upgrade.eq_ignore_ascii_case("websocket"),
-            "{}: Upgrade header {upgrade:?}; head {head:?}",
-            ws.what
-        );
-        let connection = ws.header("connection").unwrap_or("");
-        assert!(
-            connection.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")),
-            "{}: Connection header {connection:?} lacks `upgrade`; head {head:?}",
-            ws.what
-        );
-        let accept = ws.header("sec-websocket-accept");
-        assert_eq!(
-            accept,
-            Some(accept_for(key).as_str()),
-            "{}: Sec-WebSocket-Accept for key {key:?}; head {head:?}",
-            ws.what
-        );
-        ws
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream
-            .write_all(bytes)
-            .unwrap_or_else(|e| panic!("{}: write {} bytes: {e}", self.what, bytes.len()));
-    }
-
-    /// Sends a masked frame with the given first byte and length form.
-    fn send_frame(&mut self, first: u8, payload: &[u8], len: Len) {
-        let mask = self.rng.mask();
-        let bytes = encode(first, payload, Some(mask), len);
-        self.send_raw(&bytes);
-    }
-
-    /// Sends a final, masked, minimally encoded frame.
-    fn send(&mut self, opcode: u8, payload: &[u8]) {
-        self.send_frame(FIN | opcode, payload, Len::Minimal);
-    }
-
-    fn send_text(&mut self, text: &str) {
-        self.send(OP_TEXT, text.as_bytes());
-    }
-
-    /// Reads more bytes; false at EOF or reset. Panics at the read timeout.
-    fn fill(&mut self, ctx: &str) -> bool {
-        let mut tmp = [0u8; 65536];
-        match self.stream.read(&mut tmp) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&tmp[..n]);
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => false,
-            Err(e) => panic!(
-                "{}: {ctx}: nothing more arrived within {DEADLINE:?} ({e}); unparsed bytes: {:02x?}",
-                self.what,
-                &self.buf[..self.buf.len().min(64)]
-            ),
-        }
-    }
-
-    fn need(&mut self, n: usize, ctx: &str) {
-        while self.buf.len() < n {
-            if !self.fill(ctx) {
-                panic!(
-                    "{}: {ctx}: connection closed with an incomplete frame ({} of {n} bytes): {:02x?}",
-                    self.what,
-                    self.buf.len(),
-                    &self.buf[..self.buf.len().min(64)]
-                );
-            }
-        }
-    }
-
-    /// Reads one server frame and checks it obeys RFC 6455 for a server.
-    fn read_frame(&mut self, ctx: &str) -> Frame {
-        self.need(2, ctx);
-        let (b0, b1) = (self.buf[0], self.buf[1]);
-        let what =
-            format!("{}: {ctx}: server frame header {:02x?}", self.what, &self.buf[..self.buf.len().min(10)]);
-        assert_eq!(b1 & 0x80, 0, "{what}: server frames must not be masked");
-        assert_eq!(b0 & 0x70, 0, "{what}: reserved bits set");
-        let opcode = b0 & 0x0f;
-        assert!(
-            matches!(opcode, OP_CONTINUATION | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG),
-            "{what}: reserved opcode {opcode:#x}"
-        );
-        assert!(b0 & FIN != 0, "{what}: halley should send every message as one final frame");
-        let (len, header) = match b1 & 0x7f {
-            126 => {
-                self.need(4, ctx);
-                let len = u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize;
-                assert!(len > 125, "{what}: 16-bit form for {len} bytes is not minimal");
-                (len, 4)
-            }
-            127 => {
-                self.need(10, ctx);
-                let len = u64::from_be_bytes(self.buf[2..10].try_into().unwrap());
-                assert_eq!(len >> 63, 0, "{what}: 64-bit length with the top bit set");
-                assert!(len > 0xffff, "{what}: 64-bit form for {len} bytes is not minimal");
-                (len as usize, 10)
-            }
-            short => (short as usize, 2),
-        };
-        if opcode >= OP_CLOSE {
-            assert!(len <= 125, "{what}: control frame of {len} bytes");
-        }
-        self.need(header + len, ctx);
-        let payload = self.buf[header..header + len].to_vec();
-        self.buf.drain(..header + len);
-        Frame { opcode, payload }
-    }
-
-    /// The next frame that is not a heartbeat (an empty ping).
-    fn next_frame(&mut self, ctx: &str) -> Frame {
-        loop {
-            let frame = self.read_frame(ctx);
-            if !(frame.opcode == OP_PING && frame.payload.is_empty()) {
-                return frame;
-            }
-        }
-    }
-
-    /// The next text frame as JSON (heartbeats skipped; anything else fails).
-    fn next_json(&mut self, ctx: &str) -> Value {
-        let frame = self.next_frame(ctx);
-        assert_eq!(
-            frame.opcode,
-            OP_TEXT,
-            "{}: {ctx}: want a text frame, got {}",
-            self.what,
-            frame.describe()
-        );
-        let text = frame.text();
-        serde_json::from_str(text)
-            .unwrap_or_else(|e| panic!("{}: {ctx}: text frame is not JSON ({e}): {text:?}", self.what))
-    }
-
     fn next_envelope(&mut self, ctx: &str) -> Msg {
         let v = self.next_json(ctx);
-        envelope(&v, &format!("{}: {ctx}", self.what))
+        envelope(&v, &format!("{}: {ctx}", self.what()))
     }
 
     fn read_envelopes(&mut self, n: usize, ctx: &str) -> Vec<Msg> {
         (0..n).map(|i| self.next_envelope(&format!("{ctx} (message {} of {n})", i + 1))).collect()
-    }
-
-    /// Expects the next text frame to be exactly `want` (an ack or similar).
-    fn expect_json(&mut self, want: &Value, ctx: &str) {
-        let got = self.next_json(ctx);
-        assert_eq!(&got, want, "{}: {ctx}", self.what);
-    }
-
-    /// Expects the next non-heartbeat frame to be a close with `code`, then
-    /// nothing but the TCP close. Returns the reason.
-    fn expect_close(&mut self, code: u16, ctx: &str) -> String {
-        let frame = self.next_frame(ctx);
-        assert_eq!(
-            frame.opcode,
-            OP_CLOSE,
-            "{}: {ctx}: want a close frame with code {code}, got {}",
-            self.what,
-            frame.describe()
-        );
-        let (got, reason) = frame.close();
-        assert_eq!(got, Some(code), "{}: {ctx}: close code (reason {reason:?})", self.what);
-        self.expect_eof(ctx);
-        reason
-    }
-
-    /// Expects the server to close the TCP connection with no more bytes.
-    fn expect_eof(&mut self, ctx: &str) {
-        let mut tmp = [0u8; 4096];
-        loop {
-            match self.stream.read(&mut tmp) {
-                Ok(0) => break,
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
-                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-                Err(e) => panic!(
-                    "{}: {ctx}: server did not close the TCP connection within {DEADLINE:?} after its close \
-                     frame ({e})",
-                    self.what
-                ),
-            }
-        }
-        assert!(
-            self.buf.is_empty(),
-            "{}: {ctx}: bytes after the server's close frame: {:02x?}",
-            self.what,
-            &self.buf[..self.buf.len().min(64)]
-        );
-    }
-
-    /// Drops the TCP connection without a closing handshake.
-    fn drop_tcp(self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
     }
 }
 
@@ -587,7 +149,11 @@ fn handshake_with_the_rfc_example_key_gets_the_rfc_accept_value() {
         Ws::open_raw(server.public, "/sub/a", &upgrade_request("/sub/a", RFC_KEY, &[]), RFC_KEY, Rng::new());
     assert_eq!(ws.header("sec-websocket-accept"), Some(RFC_ACCEPT), "headers {:?}", ws.headers);
     assert_eq!(ws.header("x-halley-gap"), None, "fresh subscription has no gap: {:?}", ws.headers);
-    assert!(ws.buf.is_empty(), "bytes right after the 101 before anything was published: {:02x?}", ws.buf);
+    assert!(
+        ws.conn.buf.is_empty(),
+        "bytes right after the 101 before anything was published: {:02x?}",
+        ws.conn.buf
+    );
     // The upgraded connection is live.
     let sent = publish_at(server.ingest, "a", "after the 101");
     assert_eq!(ws.next_envelope("first message"), sent);
@@ -1265,12 +831,15 @@ fn text_message_in_three_fragments_with_a_ping_between_is_a_command() {
 fn frame_announcing_100_kib_closes_with_1009_before_the_payload_is_sent() {
     let mut w = Watched::start();
     // Only the header goes out: the close must come without the payload.
-    let reason =
-        w.violation("text frame announcing 100 KiB", &header_only_64(FIN | OP_TEXT, 100 * 1024), 1009);
+    let reason = w.violation(
+        "text frame announcing 100 KiB",
+        &header_only_64(FIN | OP_TEXT, 100 * 1024, Rng::new().mask()),
+        1009,
+    );
     assert!(!reason.is_empty(), "a 1009 close should say why");
     w.violation(
         "binary frame announcing 64 KiB + 1",
-        &header_only_64(FIN | OP_BINARY, MAX_CLIENT_PAYLOAD as u64 + 1),
+        &header_only_64(FIN | OP_BINARY, MAX_CLIENT_PAYLOAD as u64 + 1, Rng::new().mask()),
         1009,
     );
     // Two fragments of 40 KiB: each frame fits, the message does not.

@@ -2,7 +2,13 @@
 //! it over real sockets. Every wait has a deadline and fails with what it saw.
 #![allow(dead_code)]
 
-pub mod client;
+pub mod frame;
+pub mod http;
+pub mod process;
+pub mod resp;
+pub mod rng;
+pub mod stream;
+pub mod ws;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -10,7 +16,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use client::*;
+#[allow(unused_imports)]
+pub use frame::*;
+#[allow(unused_imports)]
+pub use http::*;
+#[allow(unused_imports)]
+pub use process::*;
+#[allow(unused_imports)]
+pub use resp::*;
+#[allow(unused_imports)]
+pub use rng::Rng;
+#[allow(unused_imports)]
+pub use stream::*;
+#[allow(unused_imports)]
+pub use ws::*;
 
 /// How long any single expected event may take on a loaded 2-core machine.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -123,5 +142,44 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     while !cond() {
         assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Orders ids as the interface promises: `ms-seq`, numerically.
+pub fn id_key(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or_else(|| panic!("id {id:?} is not ms-seq"));
+    (
+        ms.parse().unwrap_or_else(|_| panic!("id {id:?}: bad ms")),
+        seq.parse().unwrap_or_else(|_| panic!("id {id:?}: bad seq")),
+    )
+}
+
+/// `GET /pub/{channel}` on the ingest port (must be 200).
+pub fn channel_info(server: &Server, channel: &str) -> serde_json::Value {
+    let resp = get(server.ingest, &format!("/pub/{channel}"));
+    assert_eq!(resp.status, 200, "GET /pub/{channel}: {}", resp.text());
+    resp.json()
+}
+
+/// `GET /stats` on the ingest port (must be 200).
+pub fn stats(server: &Server) -> serde_json::Value {
+    let resp = get(server.ingest, "/stats");
+    assert_eq!(resp.status, 200, "GET /stats: {}", resp.text());
+    resp.json()
+}
+
+/// POSTs Bayeux messages to `/bayeux`; asserts a 200 JSON array and returns it.
+pub fn bayeux(server: &Server, messages: &serde_json::Value) -> Vec<serde_json::Value> {
+    let resp = request(
+        server.public,
+        "POST",
+        "/bayeux",
+        &[("Content-Type", "application/json")],
+        messages.to_string().as_bytes(),
+    );
+    assert_eq!(resp.status, 200, "POST /bayeux {messages}: {} {}", resp.status, resp.text());
+    match resp.json() {
+        serde_json::Value::Array(items) => items,
+        other => panic!("Bayeux answer is not an array: {other}"),
     }
 }
