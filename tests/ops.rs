@@ -408,6 +408,8 @@ const STATS_SCHEMA: &[(&str, Type)] = &[
     ("/connections/subscribers_by_transport/iframe", Type::Count),
     ("/connections/subscribers_by_transport/multipart", Type::Count),
     ("/connections/subscribers_by_transport/ws", Type::Count),
+    ("/connections/subscribers_by_transport/bayeux", Type::Count),
+    ("/connections/subscribers_by_transport/pushlet", Type::Count),
     ("/requests", Type::Count),
     ("/channels", Type::Count),
     ("/retained_messages", Type::Count),

@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::engine::{Config, ConnRef, Engine, Output, Request, Transport};
 use super::message::{Incoming, Unreadable};
 use crate::fanout::{Control, FanoutHandle, HubMail, Listen, Outlet, Publish, Start, Subscribe};
+use crate::guard::Origin;
 use crate::hub::{Part, Replies};
 
 /// How often held connects and session expiry are checked. Timeouts are
@@ -92,9 +93,10 @@ fn run(mut engine: Engine, w: Wiring) {
             Ok(BayeuxIn::Request { from, transport, messages, remote }) => {
                 let mut publish = |message: crate::fanout::NewMessage, remote: Option<IpAddr>| {
                     let bayeux_error = |d: crate::auth::Denied| format!("{}::{}", d.status, d.reason);
-                    w.guard.public_publish(remote, now).map_err(bayeux_error)?;
                     let mut messages = vec![message];
-                    w.guard.filter_messages(&mut messages).map_err(bayeux_error)?;
+                    w.guard
+                        .screen(&mut messages, Origin::Session { ip: remote }, now)
+                        .map_err(bayeux_error)?;
                     let publish = Publish { messages, reply: None, received_at: now };
                     w.fanout
                         .try_publish(publish)

@@ -11,6 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::engine::{Config, ConnRef, Engine, Output, Request};
 use crate::fanout::{Control, FanoutHandle, HubMail, Outlet, Publish};
+use crate::guard::Origin;
 use crate::hub::{Part, Replies};
 
 /// The longest the thread sleeps without looking at timers. Heartbeats and
@@ -70,7 +71,6 @@ pub struct Wiring {
     pub fanout: FanoutHandle,
     pub guard: Arc<crate::guard::Guard>,
     pub stats: Arc<crate::stats::Stats>,
-    pub max_message_bytes: usize,
 }
 
 pub fn spawn(config: Config, wiring: Wiring) -> std::io::Result<JoinHandle<()>> {
@@ -86,14 +86,11 @@ fn run(mut engine: Engine, w: Wiring) {
         let now = Instant::now();
         match received {
             Ok(PushletIn::Request { from, fields, path, remote }) => {
-                // Every Pushlet publish passes the same rules as any
-                // public-side publish: address, rate, size, blocked words.
+                // Every Pushlet publish (multicast or `p_to`) passes the one
+                // publish screen: address, size, rate, blocked words.
                 let mut publish = |message: &mut crate::fanout::NewMessage, to_hub: bool| {
-                    w.guard.public_publish(remote, now).map_err(|d| d.reason)?;
-                    if message.data.len() > w.max_message_bytes {
-                        return Err(format!("message over {} bytes", w.max_message_bytes));
-                    }
-                    w.guard.filter_messages(std::slice::from_mut(message)).map_err(|d| d.reason)?;
+                    let origin = Origin::Session { ip: remote };
+                    w.guard.screen(std::slice::from_mut(message), origin, now).map_err(|d| d.reason)?;
                     if !to_hub {
                         return Ok(());
                     }

@@ -7,6 +7,7 @@ use super::route::{Port, Refusal, SubscribeRequest};
 use super::worker::Shared;
 use crate::auth::{Claims, Denied};
 use crate::fanout::NewMessage;
+use crate::guard::Origin;
 use crate::http::Request;
 
 fn refusal(d: Denied) -> Refusal {
@@ -80,8 +81,8 @@ pub fn check_subscribe(
     Ok(claims)
 }
 
-/// Every publish path over HTTP: the per-connection rate on the ingest
-/// port; address, rate and token rules on the public side; the word filter.
+/// An HTTP publish through the one publish screen: the public side with
+/// its address and token, the ingest side with its connection's rate.
 pub fn check_publish(
     shared: &Shared,
     cx: &mut Cx,
@@ -90,26 +91,11 @@ pub fn check_publish(
     messages: &mut [NewMessage],
 ) -> Result<(), Refusal> {
     let now = cx.io.now();
-    let guard = &shared.guard;
+    let token = token(req);
     let Some(conn) = cx.conn() else { return Ok(()) };
-    if port == Port::Public {
-        guard.public_publish(Some(conn.ip), now).map_err(refusal)?;
-        if let Some(policy) = &guard.auth {
-            let token = token(req);
-            for m in messages.iter().filter(|m| policy.requires(&m.channel)) {
-                policy.publish(token.as_deref(), &m.channel, now_secs()).map_err(refusal)?;
-            }
-        }
-    } else if let Some(bucket) = &mut conn.bucket {
-        bucket.take(now).map_err(|retry| {
-            refusal(Denied {
-                status: 429,
-                reason: format!(
-                    "more than {} publishes per second on this connection; retry in {retry} s",
-                    guard.rate_per_connection
-                ),
-            })
-        })?;
-    }
-    guard.filter_messages(messages).map_err(refusal)
+    let origin = match port {
+        Port::Public => Origin::Public { ip: Some(conn.ip), token: token.as_deref() },
+        Port::Ingest | Port::Resp => Origin::Ingest { bucket: conn.bucket.as_mut() },
+    };
+    shared.guard.screen(messages, origin, now).map_err(refusal)
 }

@@ -50,15 +50,15 @@ impl PollConn {
     }
 
     /// Answers after a batch brought messages.
-    pub fn answer_collected(self: Box<Self>, cx: &mut Cx) -> Handler {
+    pub fn answer_collected(self, cx: &mut Cx) -> Handler {
         cx.io.clear_deadline(cx.key);
         self.answer(cx)
     }
 
     /// Answers with what was collected (as many as fit half the outbound cap;
     /// the rest come on the next poll) and goes back to reading requests.
-    pub fn answer(self: Box<Self>, cx: &mut Cx) -> Handler {
-        let PollConn { http, mut sub, collected: mut messages } = *self;
+    pub fn answer(self, cx: &mut Cx) -> Handler {
+        let PollConn { http, mut sub, collected: mut messages } = self;
         sub.leave(cx);
         let budget = cx.env.shared.max_outbound / 2;
         let mut used = 0;

@@ -47,8 +47,8 @@ pub fn start(
 }
 
 impl PushletConn {
-    fn part(self: Box<Self>, cx: &mut Cx, part: Part) -> Handler {
-        match (*self, part) {
+    fn part(self, cx: &mut Cx, part: Part) -> Handler {
+        match (self, part) {
             (PushletConn::Held(http), Part::Whole { content_type, body }) => {
                 let answer = |v: Version, k: bool| pushlet_response(content_type).with_body(&body, v, k);
                 match http.answer_with(cx, answer) {

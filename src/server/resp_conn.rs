@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::conn::{Cx, Handle, Handler, Mail};
 use crate::chunk::Chunk;
 use crate::fanout::{NewMessage, Publish, PublishAck};
+use crate::guard::Origin;
 use crate::hub::validate_channel;
 use crate::reactor::CloseReason;
 use crate::resp::{self, reply, Command, Parsed};
@@ -114,9 +115,6 @@ impl RespConn {
             .map_err(|_| "ERR channel name is not UTF-8".to_string())
             .and_then(|c| validate_channel(c).map(|_| c).map_err(|e| format!("ERR {e}")))
             .and_then(|c| {
-                if data.len() > shared.max_message_bytes {
-                    return Err(format!("ERR message is over {} bytes", shared.max_message_bytes));
-                }
                 let data =
                     std::str::from_utf8(data).map_err(|_| "ERR message is not valid UTF-8".to_string())?;
                 Ok(NewMessage { channel: Arc::from(c), event: None, data: data.into(), ext: None })
@@ -126,13 +124,10 @@ impl RespConn {
             Err(text) => return self.replies.push_back(Pending::Ready(error_reply(&text))),
         };
         let now = cx.io.now();
-        let rate = shared.guard.rate_per_connection;
-        if let Some(Err(retry)) = cx.conn().and_then(|c| c.bucket.as_mut()).map(|b| b.take(now)) {
-            let text =
-                format!("ERR more than {rate} publishes per second on this connection; retry in {retry} s");
-            return self.replies.push_back(Pending::Ready(error_reply(&text)));
-        }
-        if let Err(denied) = shared.guard.filter_messages(std::slice::from_mut(&mut message)) {
+        let bucket = cx.conn().and_then(|c| c.bucket.as_mut());
+        let screened =
+            shared.guard.screen(std::slice::from_mut(&mut message), Origin::Ingest { bucket }, now);
+        if let Err(denied) = screened {
             return self.replies.push_back(Pending::Ready(error_reply(&format!("ERR {}", denied.reason))));
         }
         let reply = Some(cx.env.conn_ref(cx.key));

@@ -247,7 +247,6 @@ pub fn start(config: &Config) -> Result<Running, String> {
             fanout: handle.clone(),
             guard: shared.guard.clone(),
             stats: shared.stats.clone(),
-            max_message_bytes: config.max_message_bytes,
         },
     )
     .map_err(|e| format!("Pushlet thread: {e}"))?;

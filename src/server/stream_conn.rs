@@ -53,7 +53,7 @@ impl StreamConn {
     }
 
     /// Ends the stream with its last words; the client reconnects and resumes.
-    fn end(mut self: Box<Self>, cx: &mut Cx, reason: EndReason) -> Handler {
+    fn end(&mut self, cx: &mut Cx, reason: EndReason) -> Handler {
         let (transport, encoding, chunked) = (self.sub.transport, self.sub.encoding, self.sub.chunked);
         cx.io.send_exempt(cx.key, Chunk::Owned(chunk_of(&transport.finish(reason, encoding), chunked)));
         if chunked {
@@ -79,7 +79,7 @@ impl Handle for StreamConn {
         Handler::Stream(self)
     }
 
-    fn mail(self: Box<Self>, cx: &mut Cx, mail: Mail) -> Handler {
+    fn mail(mut self: Box<Self>, cx: &mut Cx, mail: Mail) -> Handler {
         match mail {
             Mail::ChannelDeleted => self.end(cx, EndReason::ChannelDeleted),
             Mail::Shutdown => self.end(cx, EndReason::Shutdown),
@@ -87,7 +87,7 @@ impl Handle for StreamConn {
         }
     }
 
-    fn deadline(self: Box<Self>, cx: &mut Cx) -> Handler {
+    fn deadline(mut self: Box<Self>, cx: &mut Cx) -> Handler {
         let now = cx.io.now();
         if now >= self.ends_at {
             let reason = self.end_reason;

@@ -78,7 +78,7 @@ impl WsConn {
             channels.sub.last_id = message.id;
         }
         let registered = channels.sub.registered;
-        let ws = Box::new(WsConn {
+        let mut ws = Box::new(WsConn {
             assembler: ws::Assembler::new(ws::MAX_FRAME_PAYLOAD),
             closing: false,
             ends_at,
@@ -123,7 +123,7 @@ impl WsConn {
     }
 
     /// Ends the socket with a close frame naming why.
-    fn end(mut self: Box<Self>, cx: &mut Cx, reason: EndReason) -> Handler {
+    fn end(&mut self, cx: &mut Cx, reason: EndReason) -> Handler {
         cx.io.send_exempt(cx.key, Chunk::Owned(Transport::Ws.finish(reason, Encoding::Ws)));
         cx.io.close_after_flush(cx.key);
         self.leave(cx);
@@ -214,7 +214,7 @@ impl Handle for WsConn {
         Handler::Ws(self)
     }
 
-    fn deadline(self: Box<Self>, cx: &mut Cx) -> Handler {
+    fn deadline(mut self: Box<Self>, cx: &mut Cx) -> Handler {
         let now = cx.io.now();
         if now >= self.ends_at {
             let reason = self.end_reason;
