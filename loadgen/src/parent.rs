@@ -13,16 +13,11 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::cli::Config;
+use crate::msg::{Cmd, Event, PubMsg, StepOutcome};
 use crate::procfs::Sampler;
-use crate::publisher::{self, Cmd, PubMsg, StepOutcome};
+use crate::publisher;
 use crate::report;
 use crate::stats::{self, Errors};
-
-pub enum Event {
-    Line(usize, String),
-    Eof(usize),
-    Pub(PubMsg),
-}
 
 struct Run<'a> {
     cfg: &'a Config,

@@ -20,38 +20,9 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::cli::{Config, PubFormat, Target};
-use crate::parent::Event;
+use crate::msg::{Cmd, Event, PubMsg, StepOutcome};
 use crate::parse::{self, Body, CHUNK_START};
 use crate::stats::{self, Errors};
-
-pub enum Cmd {
-    Connect,
-    Step { rate: f64, duration: f64, settle: f64 },
-    Exit,
-}
-
-pub enum PubMsg {
-    Connected(Result<(), String>),
-    Step(Box<StepOutcome>),
-}
-
-pub struct StepOutcome {
-    /// Messages the schedule produced (rate x duration).
-    pub scheduled: u64,
-    /// Accepted (2xx / RESP integer) per channel.
-    pub accepted: Vec<u64>,
-    /// Refused, failed, unanswered or never sent.
-    pub errors: u64,
-    pub error_samples: Errors,
-    /// When the last message was due.
-    pub publish_end: Instant,
-    /// Largest delay between a message's scheduled time and its write.
-    pub max_lag_us: u64,
-    /// Time from writing a request to reading its answer.
-    pub answer_hist: Histogram<u64>,
-    /// The next seq of every channel (the first seq of the next step).
-    pub next_seqs: Vec<u64>,
-}
 
 struct Conn {
     stream: Option<TcpStream>,
