@@ -103,34 +103,22 @@ mod tests {
 
     #[test]
     fn table() {
-        // (head, status, framing, keep-alive, content-type)
+        const SSE: &[u8] =
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+        const CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: close\r\n\r\n";
+        const KEEP10: &[u8] = b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\n";
+        const WS: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        let chunked = Body::Chunked(CHUNK_START);
         type Case<'a> = (&'a [u8], u16, Body, bool, &'a [u8]);
+        // (head, status, framing, keep-alive, content-type)
         let cases: &[Case] = &[
-            (
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
-                200,
-                Body::Chunked(CHUNK_START),
-                true,
-                b"text/event-stream",
-            ),
-            (
-                b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: close\r\n\r\n",
-                200,
-                Body::Length(12),
-                false,
-                b"",
-            ),
+            (SSE, 200, chunked, true, b"text/event-stream"),
+            (CLOSE, 200, Body::Length(12), false, b""),
             (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 200, Body::Done, true, b""),
             (b"HTTP/1.0 200 OK\r\n\r\n", 200, Body::Close, false, b""),
-            (
-                b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\n",
-                200,
-                Body::Length(1),
-                true,
-                b"",
-            ),
+            (KEEP10, 200, Body::Length(1), true, b""),
             (b"HTTP/1.1 304 Not Modified\r\n\r\n", 304, Body::Done, true, b""),
-            (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", 101, Body::Done, true, b""),
+            (WS, 101, Body::Done, true, b""),
         ];
         for &(input, status, body, keep, ct) in cases {
             let h = parse(input, None).unwrap().expect("complete");

@@ -23,10 +23,27 @@ mod measure;
 mod sub;
 
 use measure::Stats;
-use sub::{flush, mark_connected, on_bytes, on_eof, write_request, Decoder, Flow, State, Sub};
+use sub::{flush, mark_connected, on_bytes, on_eof, write_request, Decoder, Flow, State};
 
 const STDIN: Token = Token(usize::MAX - 1);
 const READ_BUF: usize = 64 * 1024;
+
+/// One subscriber connection (what its bytes mean: `sub.rs`).
+pub struct Sub {
+    stream: Option<TcpStream>,
+    state: State,
+    connected: bool,
+    ch: u32,
+    /// Global subscriber number.
+    gidx: usize,
+    started: Instant,
+    out: Vec<u8>,
+    head: Vec<u8>,
+    track: SeqTrack,
+    dec: Decoder,
+    /// Long-poll: connections opened again so far.
+    reconnects: u32,
+}
 
 /// Everything but the sockets, the poll and the read buffer.
 struct Ctx {

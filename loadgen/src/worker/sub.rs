@@ -6,15 +6,13 @@
 use std::io::{self, Write};
 use std::time::Instant;
 
-use mio::net::TcpStream;
-
-use super::Ctx;
+use super::{Ctx, Sub};
 use crate::cli::{Config, Transport};
 use crate::decode::lines::Lines;
 use crate::decode::longpoll::Poll;
 use crate::decode::ws::{self, WsEvent};
 use crate::decode::{head, sse, stream, Body, Status};
-use crate::parse::{self, SeqTrack};
+use crate::parse;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum State {
@@ -59,22 +57,6 @@ impl Decoder {
             Decoder::Ws(_) => Body::Done,
         }
     }
-}
-
-pub struct Sub {
-    pub stream: Option<TcpStream>,
-    pub state: State,
-    pub connected: bool,
-    pub ch: u32,
-    /// Global subscriber number.
-    pub gidx: usize,
-    pub started: Instant,
-    pub out: Vec<u8>,
-    pub head: Vec<u8>,
-    pub track: SeqTrack,
-    pub dec: Decoder,
-    /// Long-poll: connections opened again so far.
-    pub reconnects: u32,
 }
 
 pub enum Flow {
