@@ -8,7 +8,6 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -23,41 +22,10 @@ mod measure;
 mod sub;
 
 use measure::Stats;
-use sub::{flush, mark_connected, on_bytes, on_eof, write_request, Decoder, Flow, State};
+use sub::{flush, mark_connected, on_bytes, on_eof, write_request, Ctx, Decoder, Flow, State, Sub};
 
 const STDIN: Token = Token(usize::MAX - 1);
 const READ_BUF: usize = 64 * 1024;
-
-/// One subscriber connection (what its bytes mean: `sub.rs`).
-pub struct Sub {
-    stream: Option<TcpStream>,
-    state: State,
-    connected: bool,
-    ch: u32,
-    /// Global subscriber number.
-    gidx: usize,
-    started: Instant,
-    out: Vec<u8>,
-    head: Vec<u8>,
-    track: SeqTrack,
-    dec: Decoder,
-    /// Long-poll: connections opened again so far.
-    reconnects: u32,
-}
-
-/// Everything but the sockets, the poll and the read buffer.
-struct Ctx {
-    transport: Transport,
-    st: Stats,
-    errors: Errors,
-    connect_hist: Histogram<u64>,
-    connected: usize,
-    failed: usize,
-    pending: usize,
-    disconnected: u64,
-    last_connected: Option<Instant>,
-    ws_mask: [u8; 4],
-}
 
 pub struct Worker<'a> {
     cfg: &'a Config,

@@ -6,13 +6,17 @@
 use std::io::{self, Write};
 use std::time::Instant;
 
-use super::{Ctx, Sub};
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+
+use super::measure::Stats;
 use crate::cli::{Config, Transport};
 use crate::decode::lines::Lines;
 use crate::decode::longpoll::Poll;
 use crate::decode::ws::{self, WsEvent};
 use crate::decode::{head, sse, stream, Body, Status};
-use crate::parse;
+use crate::parse::{self, SeqTrack};
+use crate::stats::Errors;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum State {
@@ -57,6 +61,37 @@ impl Decoder {
             Decoder::Ws(_) => Body::Done,
         }
     }
+}
+
+/// One subscriber connection.
+pub(super) struct Sub {
+    pub(super) stream: Option<TcpStream>,
+    pub(super) state: State,
+    pub(super) connected: bool,
+    pub(super) ch: u32,
+    /// Global subscriber number.
+    pub(super) gidx: usize,
+    pub(super) started: Instant,
+    pub(super) out: Vec<u8>,
+    pub(super) head: Vec<u8>,
+    pub(super) track: SeqTrack,
+    pub(super) dec: Decoder,
+    /// Long-poll: connections opened again so far.
+    pub(super) reconnects: u32,
+}
+
+/// Everything but the sockets, the poll and the read buffer.
+pub(super) struct Ctx {
+    pub(super) transport: Transport,
+    pub(super) st: Stats,
+    pub(super) errors: Errors,
+    pub(super) connect_hist: Histogram<u64>,
+    pub(super) connected: usize,
+    pub(super) failed: usize,
+    pub(super) pending: usize,
+    pub(super) disconnected: u64,
+    pub(super) last_connected: Option<Instant>,
+    pub(super) ws_mask: [u8; 4],
 }
 
 pub enum Flow {
