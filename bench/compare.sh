@@ -4,6 +4,11 @@
 #
 #   bench/compare.sh [--quick] [--servers halley,nchan,pushpin] [scenario...]
 #
+# Servers: halley, nchan, pushpin (the default list), and halley-base: an older
+# halley binary (HALLEY_BASE) started exactly like halley, for a before/after
+# comparison in one run:
+#   HALLEY_BASE=/path/to/halley-<rev> bench/compare.sh --servers halley-base,halley broadcast
+#
 # Scenarios (default: all, in this order):
 #   idle            19,000 idle SSE subscribers: connect time, server RSS per connection
 #   broadcast       10,000 SSE subscribers on one channel, publish rate stepped up
@@ -17,6 +22,9 @@
 # $BENCH_RUN (default /tmp/halley-bench/<timestamp>).
 #
 # Environment: LOADGEN, HALLEY (binaries; default target/release/*),
+# HALLEY_BASE (the halley-base binary; required when that server is named),
+# HALLEY_BASE_LABEL (its name in the reports; default: what follows "halley-"
+# in the binary's file name, else the file name),
 # CONNECT_RATE (paced connects/s for every scenario except connect-storm; 1000),
 # BENCH_BUDGET_SECS (hard limit for the whole run; 1800 full, 600 quick),
 # LOADGEN_WORKERS (loadgen worker processes; nproc), BENCH_NO_BUILD=1 (skip
@@ -50,7 +58,17 @@ while [ $# -gt 0 ]; do
 done
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=("${ALL_SCENARIOS[@]}")
 for s in "${SERVERS[@]}"; do
-    case "$s" in halley|nchan|pushpin) ;; *) echo "compare.sh: unknown server '$s'" >&2; exit 2 ;; esac
+    case "$s" in
+        halley|nchan|pushpin) ;;
+        halley-base)
+            if [ -z "${HALLEY_BASE:-}" ]; then
+                echo "compare.sh: server halley-base needs HALLEY_BASE=<path to the older halley binary>" >&2; exit 2
+            fi
+            if [ ! -x "$HALLEY_BASE" ]; then
+                echo "compare.sh: HALLEY_BASE=$HALLEY_BASE is not an executable file" >&2; exit 2
+            fi ;;
+        *) echo "compare.sh: unknown server '$s' (servers: ${ALL_SERVERS[*]} halley-base)" >&2; exit 2 ;;
+    esac
 done
 
 LOADGEN=${LOADGEN:-$ROOT/target/release/loadgen}
@@ -215,12 +233,14 @@ install_peers() {
 # PORT (subscriber port, for wait_drained); writes the start command to
 # $STATE/server.<name>.<scenario>.cmd.
 
-start_halley() {
+# start_halley_binary NAME BINARY: halley and halley-base start the same way.
+start_halley_binary() {
+    local name=$1 bin=$2
     need_ports_free 8080 8081 6380
-    local cmd=("$HALLEY" --listen 127.0.0.1:8080 --ingest 127.0.0.1:8081 --resp 127.0.0.1:6380
+    local cmd=("$bin" --listen 127.0.0.1:8080 --ingest 127.0.0.1:8081 --resp 127.0.0.1:6380
                --threads 2 --max-connections 19500 --backlog 4096 --log-level warn)
-    { printf 'ulimit -Sn 20000; '; printf '%q ' "${cmd[@]}"; } >"$STATE/server.halley.$CUR_SCEN.cmd"
-    ( ulimit -Sn 20000; exec "${cmd[@]}" ) >"$RUN/halley-$CUR_SCEN.log" 2>&1 &
+    { printf 'ulimit -Sn 20000; '; printf '%q ' "${cmd[@]}"; } >"$STATE/server.$name.$CUR_SCEN.cmd"
+    ( ulimit -Sn 20000; exec "${cmd[@]}" ) >"$RUN/$name-$CUR_SCEN.log" 2>&1 &
     local pid=$!; STARTED+=("$pid")
     wait_http http://127.0.0.1:8081/healthz 30
     probe_pubsub http://127.0.0.1:8080/sub/probe curl -fsS -d @MSG@ http://127.0.0.1:8081/pub/probe
@@ -228,6 +248,9 @@ start_halley() {
     SUB_URL='http://127.0.0.1:8080/sub/{ch}'; LP_URL=$SUB_URL
     PUB_URL='http://127.0.0.1:8081/pub/{ch}'; PUB_FORMAT=raw; PORT=8080
 }
+
+start_halley() { start_halley_binary halley "$HALLEY"; }
+start_halley_base() { start_halley_binary halley-base "$HALLEY_BASE"; }
 
 start_nchan() {
     need_ports_free 8090
@@ -336,6 +359,17 @@ run_loadgen() {
     return 0
 }
 
+# run_steps SERVER SCENARIO SUBSCRIBERS STEPS URL TRANSPORT CHANNELS TARGET:
+# a scenario that publishes at each rate of STEPS in turn.
+run_steps() {
+    local server=$1 scen=$2 n=$3 steps=$4 url=$5 transport=$6 channels=$7 target=$8
+    local secs=$(( n / CONNECT_RATE + $(steps_count "$steps") * (STEP_SECS + SETTLE) + 5 ))
+    run_loadgen "$server" "$scen" "$secs" --sub-url "$url" --transport "$transport" \
+        --subscribers "$n" --channels "$channels" --connect-rate "$CONNECT_RATE" \
+        --pub-url "$PUB_URL" --pub-format "$PUB_FORMAT" --target "$target" \
+        --rate-steps "$steps" --duration "$STEP_SECS" --settle "$SETTLE"
+}
+
 run_scenario() {
     local server=$1 scen=$2 n secs
     wait_drained "$PORT"
@@ -345,25 +379,11 @@ run_scenario() {
             run_loadgen "$server" "$scen" "$secs" --sub-url "$SUB_URL" --transport sse \
                 --subscribers "$n" --channels 100 --connect-rate "$CONNECT_RATE" \
                 --no-publish --duration "$IDLE_HOLD" ;;
-        broadcast)
-            n=$BC_N; secs=$(( n / CONNECT_RATE + $(steps_count "$BC_STEPS") * (STEP_SECS + SETTLE) + 5 ))
-            run_loadgen "$server" "$scen" "$secs" --sub-url "$SUB_URL" --transport sse \
-                --subscribers "$n" --channels 1 --connect-rate "$CONNECT_RATE" \
-                --pub-url "$PUB_URL" --pub-format "$PUB_FORMAT" --target ch0 \
-                --rate-steps "$BC_STEPS" --duration "$STEP_SECS" --settle "$SETTLE" ;;
-        many-channels)
-            n=$MC_N; secs=$(( n / CONNECT_RATE + $(steps_count "$MC_STEPS") * (STEP_SECS + SETTLE) + 5 ))
-            run_loadgen "$server" "$scen" "$secs" --sub-url "$SUB_URL" --transport sse \
-                --subscribers "$n" --channels "$MC_CH" --connect-rate "$CONNECT_RATE" \
-                --pub-url "$PUB_URL" --pub-format "$PUB_FORMAT" --target random \
-                --rate-steps "$MC_STEPS" --duration "$STEP_SECS" --settle "$SETTLE" ;;
+        broadcast) run_steps "$server" "$scen" "$BC_N" "$BC_STEPS" "$SUB_URL" sse 1 ch0 ;;
+        many-channels) run_steps "$server" "$scen" "$MC_N" "$MC_STEPS" "$SUB_URL" sse "$MC_CH" random ;;
         longpoll-churn)
             if [ -z "$LP_URL" ]; then echo unsupported >"$STATE/$scen.$server.rc"; return 0; fi
-            n=$LP_N; secs=$(( n / CONNECT_RATE + $(steps_count "$LP_STEPS") * (STEP_SECS + SETTLE) + 5 ))
-            run_loadgen "$server" "$scen" "$secs" --sub-url "$LP_URL" --transport longpoll \
-                --subscribers "$n" --channels 1 --connect-rate "$CONNECT_RATE" \
-                --pub-url "$PUB_URL" --pub-format "$PUB_FORMAT" --target ch0 \
-                --rate-steps "$LP_STEPS" --duration "$STEP_SECS" --settle "$SETTLE" ;;
+            run_steps "$server" "$scen" "$LP_N" "$LP_STEPS" "$LP_URL" longpoll 1 ch0 ;;
         connect-storm)
             n=$ST_N; secs=$(( ST_HOLD + 30 ))
             run_loadgen "$server" "$scen" "$secs" --sub-url "$SUB_URL" --transport sse \
@@ -373,8 +393,10 @@ run_scenario() {
 }
 
 # ------------------------------------------------------------------- main
-needs_peers=0
-for s in "${SERVERS[@]}"; do [ "$s" != halley ] && needs_peers=1; done
+needs_peers=0 use_base=0
+for s in "${SERVERS[@]}"; do
+    case "$s" in nchan|pushpin) needs_peers=1 ;; halley-base) use_base=1 ;; esac
+done
 [ "$needs_peers" = 1 ] && install_peers
 
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
@@ -382,6 +404,12 @@ if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
     (cd "$ROOT" && cargo build --release --workspace >"$STATE/build.log" 2>&1) || die "build failed; see $STATE/build.log (BENCH_NO_BUILD=1 uses the binaries already in target/release)"
 fi
 [ -x "$LOADGEN" ] || die "no loadgen at $LOADGEN"
+# How the reports name each server (report.py reads $STATE/label.<server>).
+if [ "$use_base" = 1 ]; then
+    base_name=$(basename "$HALLEY_BASE")
+    case "$base_name" in halley-?*) base_rev=${base_name#halley-} ;; *) base_rev=$base_name ;; esac
+    echo "halley (base ${HALLEY_BASE_LABEL:-$base_rev})" >"$STATE/label.halley-base"
+fi
 if ! "$LOADGEN" --help >/dev/null 2>&1; then
     die "$LOADGEN --help fails (still the placeholder?); nothing to measure with"
 fi
@@ -394,6 +422,9 @@ WATCHDOG=$!
 # Versions and machine facts, once.
 {
     echo "halley: $("$HALLEY" --version 2>&1 | head -1) (git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ', uncommitted changes'))"
+    if [ "$use_base" = 1 ]; then
+        echo "halley-base: $("$HALLEY_BASE" --version 2>&1 | head -1) (binary $HALLEY_BASE, shown as \"$(cat "$STATE/label.halley-base")\")"
+    fi
     echo "loadgen: $LOADGEN (built from the same tree)"
     if [ "$needs_peers" = 1 ]; then
         echo "nginx: $(nginx -v 2>&1 | head -1)"
@@ -445,7 +476,7 @@ for scen in "${SCENARIOS[@]}"; do
         fi
         log "starting $server for $scen"
         CUR_SCEN=$scen
-        "start_$server"
+        "start_${server//-/_}"
         log "$server ready (sampled pids: ${SERVER_PIDS[*]})"
         run_scenario "$server" "$scen"
         stop_server

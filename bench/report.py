@@ -6,6 +6,8 @@ report. Called by bench/compare.sh; can be re-run on a kept state dir:
       --scenario broadcast --servers halley,nchan,pushpin --out bench/results/<date>-broadcast
 
 Writes <out>.md and copies each server's raw loadgen JSON to <out>.<server>.json.
+A server is shown by the name in <state>/label.<server> when there is one
+(compare.sh writes "halley (base <rev>)" for halley-base), else by its own.
 """
 import argparse
 import json
@@ -43,6 +45,10 @@ WHAT = {
                      "time until all are subscribed (response head received), and connect latency "
                      "percentiles.",
 }
+
+
+# How the title names the servers (the tables use their labels).
+TITLE_NAMES = {"nchan": "Nchan", "pushpin": "Pushpin"}
 
 
 def read(path, default=""):
@@ -169,6 +175,28 @@ def errors_text(errs):
     return "; ".join(f"{num(e.get('count'))}× {str(e.get('error', '?')).replace('|', '/')}" for e in errs)
 
 
+def with_data(results, head, rows):
+    """(label, loadgen JSON) of every server that has data; the others get a
+    row saying why not."""
+    for s, r in results.items():
+        note = status_note(r)
+        if note:
+            rows.append([r["label"], note] + [""] * (len(head) - 2))
+            continue
+        yield r["label"], r["data"]
+
+
+def full_command(state, scen, servers, quick):
+    """The compare.sh line that runs this scenario again."""
+    cmd = "bench/compare.sh" + (" --quick" if quick else "")
+    if servers != ["halley", "nchan", "pushpin"]:
+        cmd += " --servers " + ",".join(servers)
+    if "halley-base" in servers:
+        start = read(os.path.join(state, f"server.halley-base.{scen}.cmd")).split("; ")[-1].split()
+        cmd = f"HALLEY_BASE={start[0] if start else '<old halley binary>'} " + cmd
+    return f"{cmd} {scen}"
+
+
 def table(head, rows):
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -193,15 +221,19 @@ def main():
     except (KeyError, ValueError, ZeroDivisionError):
         p["per_channel"] = "?"
     results = {s: load(state, scen, s) for s in servers}
+    for s, r in results.items():
+        r["label"] = read(os.path.join(state, f"label.{s}")) or s
+    names = ", ".join(read(os.path.join(state, f"label.{s}")) or TITLE_NAMES.get(s, s) for s in servers)
 
-    md = [f"# {TITLES[scen]}{' (quick)' if quick else ''}: halley, Nchan, Pushpin — {p.get('DATE', '')}", ""]
+    md = [f"# {TITLES[scen]}{' (quick)' if quick else ''}: {names} — {p.get('DATE', '')}", ""]
     if quick:
         md += ["A `--quick` run: reduced sizes for a fast end-to-end check, not for conclusions.", ""]
     shown = {k: (f"{int(v):,}" if v.isdigit() else v.replace(",", ", ")) for k, v in p.items()}
     md += [WHAT[scen].format(**shown), ""]
 
     notes = []
-    for s, r in results.items():
+    for r in results.values():
+        s = r["label"]
         if r["rc"] == "unsupported":
             notes.append(f"- {s}: not run. Its origin answers /lp/{{ch}} with `Grip-Hold: response`, but a held "
                          "response is completed only by a published item with an `http-response` format, and "
@@ -221,12 +253,7 @@ def main():
             head += ["RSS start (KiB)", "RSS peak (KiB)", "RSS / connection (bytes)"]
         head += ["server CPU (s)", "loadgen CPU (s)", "loadgen errors"]
         rows = []
-        for s, r in results.items():
-            note = status_note(r)
-            if note:
-                rows.append([s, note] + [""] * (len(head) - 2))
-                continue
-            d = r["data"]
+        for s, d in with_data(results, head, rows):
             row = [s] + connect_cells(d)
             if scen == "idle":
                 st, pk = g(d, "server", "rss_kib_start"), g(d, "server", "rss_kib_peak")
@@ -240,12 +267,7 @@ def main():
         head = ["server", "connected", "highest sustained deliveries/s", "at rate (msg/s)",
                 "p50 / p99 / p99.9 there (ms)", "first step not sustained", "server CPU (s)", "loadgen CPU (s)"]
         rows, details = [], []
-        for s, r in results.items():
-            note = status_note(r)
-            if note:
-                rows.append([s, note] + [""] * (len(head) - 2))
-                continue
-            d = r["data"]
+        for s, d in with_data(results, head, rows):
             steps = d.get("steps") or []
             best, broke = sustained(steps, limit)
             lat = g(best, "latency_ms") or {} if best else {}
@@ -276,10 +298,8 @@ def main():
         md += [table(head, rows), ""]
         if scen == "longpoll-churn":
             proof = []
-            for s, r in results.items():
-                if status_note(r):
-                    continue
-                steps = r["data"].get("steps") or []
+            for s, d in with_data(results, head, []):
+                steps = d.get("steps") or []
                 lost = sum((st.get("lost") or 0) for st in steps)
                 exp = sum((st.get("expected_deliveries") or 0) for st in steps)
                 proof.append(f"- {s}: {'no client missed a message' if lost == 0 and exp else f'{num(lost)} of {num(exp)} expected deliveries missing'}"
@@ -291,15 +311,15 @@ def main():
 
     md += ["## Commands", "", "Servers (one after another, each started fresh for this scenario and stopped by pid after it):", "", "```sh"]
     for s in servers:
-        md.append(f"# {s}")
+        md.append(f"# {results[s]['label']}")
         md.append(read(os.path.join(state, f"server.{s}.{scen}.cmd"))
                   or read(os.path.join(state, f"server.{s}.cmd"), "(not started)"))
     md += ["```", "", "Load (loadgen, one run per server):", "", "```sh"]
-    for s, r in results.items():
-        md.append(f"# {s} (load average before: {r['loadavg'] or '?'})")
+    for r in results.values():
+        md.append(f"# {r['label']} (load average before: {r['loadavg'] or '?'})")
         md.append(r["cmd"] or "(not run)")
     md += ["```", "", "Configs: `bench/nchan/nginx.conf`, `bench/pushpin/pushpin.conf`, `bench/pushpin/routes`, "
-           "`bench/pushpin/origin.py`; full command: `bench/compare.sh" + (" --quick" if quick else "") + f" {scen}`.", ""]
+           "`bench/pushpin/origin.py`; full command: `" + full_command(state, scen, servers, quick) + "`.", ""]
     md += ["## Versions", "", "```", read(os.path.join(state, "versions.txt")), "```", "",
            "## Machine", "", "```", read(os.path.join(state, "machine.txt")), "```", ""]
 

@@ -4,6 +4,8 @@
 //! The command line is described in CONTRACT.md.
 
 mod cli;
+mod decode;
+mod msg;
 mod parent;
 mod parse;
 mod procfs;

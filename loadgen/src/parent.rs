@@ -9,20 +9,14 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::cli::Config;
+use crate::msg::{Cmd, Event, PubMsg, StepOutcome};
 use crate::procfs::Sampler;
-use crate::publisher::{self, Cmd, PubMsg, StepOutcome};
+use crate::publisher;
 use crate::report;
-use crate::stats::{self, Errors};
-
-pub enum Event {
-    Line(usize, String),
-    Eof(usize),
-    Pub(PubMsg),
-}
+use crate::stats::{self, Errors, StepCounts};
 
 struct Run<'a> {
     cfg: &'a Config,
@@ -229,13 +223,7 @@ fn run_inner(cfg: &Config, args: &[String]) -> Result<i32, String> {
 }
 
 struct StepMerge {
-    deliveries: u64,
-    unique: u64,
-    dup: u64,
-    ooo: u64,
-    stale: u64,
-    late: u64,
-    hist: Histogram<u64>,
+    counts: StepCounts,
     fl: HashMap<(u64, u64), (u64, u64)>,
     errors: Errors,
     disconnected: u64,
@@ -243,27 +231,14 @@ struct StepMerge {
 
 fn merge_snapshots(snaps: &[Option<Value>]) -> StepMerge {
     let mut m = StepMerge {
-        deliveries: 0,
-        unique: 0,
-        dup: 0,
-        ooo: 0,
-        stale: 0,
-        late: 0,
-        hist: stats::new_hist(),
+        counts: StepCounts::new(),
         fl: HashMap::new(),
         errors: Errors::default(),
         disconnected: 0,
     };
     for v in snaps.iter().flatten() {
-        let n = |k: &str| v[k].as_u64().unwrap_or(0);
-        m.deliveries += n("deliveries");
-        m.unique += n("unique");
-        m.dup += n("duplicated");
-        m.ooo += n("out_of_order");
-        m.stale += n("stale");
-        m.late += n("late");
-        m.disconnected += n("disconnected");
-        stats::merge_json(&mut m.hist, &v["hist"]);
+        m.counts.add_json(v);
+        m.disconnected += v["disconnected"].as_u64().unwrap_or(0);
         m.errors.merge_json(&v["errors"]);
         for entry in v["fl"].as_array().into_iter().flatten() {
             let (ch, base) = (entry[0].as_u64().unwrap_or(0), entry[1].as_u64().unwrap_or(0));
@@ -404,16 +379,16 @@ fn drive(run: &mut Run, tx: Sender<Event>, wall_start: Instant) -> Result<Value,
                 "published": published,
                 "publish_errors": outcome.errors,
                 "expected_deliveries": expected,
-                "deliveries": m.deliveries,
-                "lost": expected.saturating_sub(m.unique),
-                "duplicated": m.dup,
-                "out_of_order": m.ooo,
-                "deliveries_per_sec": (m.deliveries as f64 / deliver_secs).round(),
-                "latency_ms": stats::latency_json(&m.hist),
+                "deliveries": m.counts.deliveries,
+                "lost": expected.saturating_sub(m.counts.unique),
+                "duplicated": m.counts.dup,
+                "out_of_order": m.counts.ooo,
+                "deliveries_per_sec": (m.counts.deliveries as f64 / deliver_secs).round(),
+                "latency_ms": stats::latency_json(&m.counts.hist),
                 "first_subscriber_ms_p50": median_ms(firsts),
                 "last_subscriber_ms_p50": median_ms(lasts),
-                "stale": m.stale,
-                "late_from_earlier_steps": m.late,
+                "stale": m.counts.stale,
+                "late_from_earlier_steps": m.counts.late,
                 "disconnected_so_far": m.disconnected,
                 "publish_lag_ms_max": stats::ms(outcome.max_lag_us),
                 "publish_answer_ms": stats::latency_json(&outcome.answer_hist),

@@ -22,30 +22,74 @@ fn f(v: &Value) -> String {
     }
 }
 
+/// Some members of `v`, formatted.
+fn fields<const N: usize>(v: &Value, keys: [&str; N]) -> [String; N] {
+    keys.map(|k| f(&v[k]))
+}
+
+/// The numbers of one step, in the order of the table's columns.
+fn step_cells(s: &Value) -> [String; 18] {
+    let l = &s["latency_ms"];
+    [
+        &s["rate"],
+        &s["published"],
+        &s["publish_errors"],
+        &s["expected_deliveries"],
+        &s["deliveries"],
+        &s["lost"],
+        &s["duplicated"],
+        &s["out_of_order"],
+        &s["deliveries_per_sec"],
+        &l["p50"],
+        &l["p90"],
+        &l["p99"],
+        &l["p999"],
+        &l["max"],
+        &s["first_subscriber_ms_p50"],
+        &s["last_subscriber_ms_p50"],
+        &s["server_cpu_secs"],
+        &s["loadgen_cpu_secs"],
+    ]
+    .map(f)
+}
+
+/// The step table's headings and column widths.
+const COLUMNS: [(&str, usize); 18] = [
+    ("rate/s", 9),
+    ("published", 9),
+    ("errors", 7),
+    ("expected", 11),
+    ("delivered", 11),
+    ("lost", 8),
+    ("dup", 6),
+    ("ooo", 6),
+    ("deliv/s", 11),
+    ("p50 ms", 8),
+    ("p90 ms", 8),
+    ("p99 ms", 8),
+    ("p999 ms", 8),
+    ("max ms", 8),
+    ("first", 7),
+    ("last", 7),
+    ("srv cpu", 7),
+    ("lg cpu", 7),
+];
+
+/// One table line: every cell right-aligned in its column.
+fn table_line<S: AsRef<str>>(t: &mut String, cells: &[S]) {
+    let line: Vec<String> =
+        cells.iter().zip(COLUMNS).map(|(c, (_, w))| format!("{:>w$}", c.as_ref(), w = w)).collect();
+    let _ = writeln!(t, "{}", line.join(" "));
+}
+
 /// One line per step (also printed as the steps finish, on stderr).
 pub fn step_line(k: usize, s: &Value) -> String {
-    let l = &s["latency_ms"];
+    let [rate, published, errors, expected, delivered, lost, dup, ooo, per_sec, p50, p90, p99, p999, max, first, last, srv, lg] =
+        step_cells(s);
     format!(
-        "step {k}: rate {}/s published {} errors {} | expected {} delivered {} lost {} dup {} ooo {} | {} deliveries/s | \
-         latency ms p50 {} p90 {} p99 {} p999 {} max {} | first/last subscriber p50 {}/{} ms | cpu s: server {} loadgen {}",
-        f(&s["rate"]),
-        f(&s["published"]),
-        f(&s["publish_errors"]),
-        f(&s["expected_deliveries"]),
-        f(&s["deliveries"]),
-        f(&s["lost"]),
-        f(&s["duplicated"]),
-        f(&s["out_of_order"]),
-        f(&s["deliveries_per_sec"]),
-        f(&l["p50"]),
-        f(&l["p90"]),
-        f(&l["p99"]),
-        f(&l["p999"]),
-        f(&l["max"]),
-        f(&s["first_subscriber_ms_p50"]),
-        f(&s["last_subscriber_ms_p50"]),
-        f(&s["server_cpu_secs"]),
-        f(&s["loadgen_cpu_secs"]),
+        "step {k}: rate {rate}/s published {published} errors {errors} | expected {expected} delivered {delivered} \
+         lost {lost} dup {dup} ooo {ooo} | {per_sec} deliveries/s | latency ms p50 {p50} p90 {p90} p99 {p99} \
+         p999 {p999} max {max} | first/last subscriber p50 {first}/{last} ms | cpu s: server {srv} loadgen {lg}"
     )
 }
 
@@ -63,77 +107,22 @@ pub fn text(out: &Value) -> String {
         f(&out["disconnected"]),
         f(&out["workers"]),
     );
-    let c = &out["connect_ms"];
-    let _ = writeln!(
-        t,
-        "connect ms: p50 {} p99 {} max {}; all connected after {} ms",
-        f(&c["p50"]),
-        f(&c["p99"]),
-        f(&c["max"]),
-        f(&c["all_connected_ms"])
-    );
+    let [p50, p99, max, all] = fields(&out["connect_ms"], ["p50", "p99", "max", "all_connected_ms"]);
+    let _ = writeln!(t, "connect ms: p50 {p50} p99 {p99} max {max}; all connected after {all} ms");
     let steps = out["steps"].as_array().cloned().unwrap_or_default();
     if !steps.is_empty() {
-        let _ = writeln!(
-        t,
-        "{:>9} {:>9} {:>7} {:>11} {:>11} {:>8} {:>6} {:>6} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7}",
-        "rate/s",
-        "published",
-        "errors",
-        "expected",
-        "delivered",
-        "lost",
-        "dup",
-        "ooo",
-        "deliv/s",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "p999 ms",
-        "max ms",
-        "first",
-        "last",
-        "srv cpu",
-        "lg cpu"
-    );
+        table_line(&mut t, &COLUMNS.map(|(h, _)| h));
     }
     for s in &steps {
-        let l = &s["latency_ms"];
-        let _ = writeln!(
-            t,
-            "{:>9} {:>9} {:>7} {:>11} {:>11} {:>8} {:>6} {:>6} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7}",
-            f(&s["rate"]),
-            f(&s["published"]),
-            f(&s["publish_errors"]),
-            f(&s["expected_deliveries"]),
-            f(&s["deliveries"]),
-            f(&s["lost"]),
-            f(&s["duplicated"]),
-            f(&s["out_of_order"]),
-            f(&s["deliveries_per_sec"]),
-            f(&l["p50"]),
-            f(&l["p90"]),
-            f(&l["p99"]),
-            f(&l["p999"]),
-            f(&l["max"]),
-            f(&s["first_subscriber_ms_p50"]),
-            f(&s["last_subscriber_ms_p50"]),
-            f(&s["server_cpu_secs"]),
-            f(&s["loadgen_cpu_secs"]),
-        );
+        table_line(&mut t, &step_cells(s));
     }
     let srv = &out["server"];
     if srv.is_null() {
         let _ = writeln!(t, "server: not sampled (no --pid)");
     } else {
-        let _ = writeln!(
-            t,
-            "server: cpu {} s; rss KiB start {} peak {} end {}",
-            f(&srv["cpu_secs"]),
-            f(&srv["rss_kib_start"]),
-            f(&srv["rss_kib_peak"]),
-            f(&srv["rss_kib_end"])
-        );
+        let [cpu, start, peak, end] =
+            fields(srv, ["cpu_secs", "rss_kib_start", "rss_kib_peak", "rss_kib_end"]);
+        let _ = writeln!(t, "server: cpu {cpu} s; rss KiB start {start} peak {peak} end {end}");
     }
     let lg = &out["loadgen"];
     let _ = writeln!(

@@ -42,6 +42,63 @@ pub fn latency_json(h: &Histogram<u64>) -> Value {
     })
 }
 
+/// The delivery counters of one step: each worker counts its own and the
+/// parent adds up what they report (`to_json` and `add_json` use the same keys).
+pub struct StepCounts {
+    pub deliveries: u64,
+    pub unique: u64,
+    pub dup: u64,
+    pub ooo: u64,
+    pub stale: u64,
+    /// Messages of an earlier step (already reported) arriving now.
+    pub late: u64,
+    /// Delivery latency, µs.
+    pub hist: Histogram<u64>,
+}
+
+impl StepCounts {
+    pub fn new() -> StepCounts {
+        StepCounts { deliveries: 0, unique: 0, dup: 0, ooo: 0, stale: 0, late: 0, hist: new_hist() }
+    }
+
+    pub fn to_json(&self) -> serde_json::Map<String, Value> {
+        let v = json!({
+            "deliveries": self.deliveries,
+            "unique": self.unique,
+            "duplicated": self.dup,
+            "out_of_order": self.ooo,
+            "stale": self.stale,
+            "late": self.late,
+            "hist": hist_to_json(&self.hist),
+        });
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!("an object"),
+        }
+    }
+
+    pub fn add_json(&mut self, v: &Value) {
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        self.deliveries += n("deliveries");
+        self.unique += n("unique");
+        self.dup += n("duplicated");
+        self.ooo += n("out_of_order");
+        self.stale += n("stale");
+        self.late += n("late");
+        merge_json(&mut self.hist, &v["hist"]);
+    }
+
+    pub fn reset(&mut self) {
+        self.deliveries = 0;
+        self.unique = 0;
+        self.dup = 0;
+        self.ooo = 0;
+        self.stale = 0;
+        self.late = 0;
+        self.hist.reset();
+    }
+}
+
 /// A few distinct error texts with counts, so a failure says what it was.
 #[derive(Default, Debug)]
 pub struct Errors {

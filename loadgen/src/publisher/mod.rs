@@ -20,38 +20,14 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::cli::{Config, PubFormat, Target};
-use crate::parent::Event;
-use crate::parse::{self, Body, CHUNK_START};
+use crate::msg::{Cmd, Event, PubMsg, StepOutcome};
+use crate::parse;
 use crate::stats::{self, Errors};
 
-pub enum Cmd {
-    Connect,
-    Step { rate: f64, duration: f64, settle: f64 },
-    Exit,
-}
+mod answer;
+mod flight;
 
-pub enum PubMsg {
-    Connected(Result<(), String>),
-    Step(Box<StepOutcome>),
-}
-
-pub struct StepOutcome {
-    /// Messages the schedule produced (rate x duration).
-    pub scheduled: u64,
-    /// Accepted (2xx / RESP integer) per channel.
-    pub accepted: Vec<u64>,
-    /// Refused, failed, unanswered or never sent.
-    pub errors: u64,
-    pub error_samples: Errors,
-    /// When the last message was due.
-    pub publish_end: Instant,
-    /// Largest delay between a message's scheduled time and its write.
-    pub max_lag_us: u64,
-    /// Time from writing a request to reading its answer.
-    pub answer_hist: Histogram<u64>,
-    /// The next seq of every channel (the first seq of the next step).
-    pub next_seqs: Vec<u64>,
-}
+use flight::Flight;
 
 struct Conn {
     stream: Option<TcpStream>,
@@ -70,49 +46,6 @@ struct InFlight {
     t: u64,
     sched: Instant,
     written: Instant,
-}
-
-/// The unanswered messages of one channel: `done[i]` tells whether seq
-/// `front + i` was answered; the front is always unanswered.
-#[derive(Default)]
-struct Flight {
-    front: u64,
-    done: VecDeque<bool>,
-}
-
-impl Flight {
-    /// Registers `seq` as sent; returns the lowest unanswered seq.
-    fn sent(&mut self, seq: u64) -> u64 {
-        if self.done.is_empty() {
-            self.front = seq;
-        } else if seq < self.front + self.done.len() as u64 {
-            // Sent again (its connection closed before it was answered).
-            return self.front;
-        }
-        while self.front + (self.done.len() as u64) < seq {
-            // Seqs skipped (never sent) count as answered.
-            self.done.push_back(true);
-        }
-        self.done.push_back(false);
-        self.pop();
-        self.front
-    }
-
-    fn answered(&mut self, seq: u64) {
-        if seq >= self.front {
-            if let Some(d) = self.done.get_mut((seq - self.front) as usize) {
-                *d = true;
-            }
-        }
-        self.pop();
-    }
-
-    fn pop(&mut self) {
-        while self.done.front() == Some(&true) {
-            self.done.pop_front();
-            self.front += 1;
-        }
-    }
 }
 
 enum Mode {
@@ -593,83 +526,27 @@ impl Publisher {
     /// Handles complete HTTP answers; Err asks to drop the connection,
     /// Ok(true) says the server announced it closes it.
     fn answers_http(&mut self, c: usize) -> Result<bool, String> {
-        loop {
-            let rbuf = &self.conns[c].rbuf;
-            if rbuf.is_empty() {
-                return Ok(false);
-            }
-            let mut hdrs = [httparse::EMPTY_HEADER; 32];
-            let mut resp = httparse::Response::new(&mut hdrs);
-            let hlen = match resp.parse(rbuf) {
-                Ok(httparse::Status::Complete(n)) => n,
-                Ok(httparse::Status::Partial) => return Ok(false),
-                Err(e) => return Err(format!("bad answer: {e}")),
-            };
-            let status = resp.code.unwrap_or(0);
-            let h = resp.headers;
-            let close = parse::header(h, "connection").is_some_and(|v| parse::contains_ci(v, "close"))
-                || resp.version == Some(0);
-            let chunked =
-                parse::header(h, "transfer-encoding").is_some_and(|v| parse::contains_ci(v, "chunked"));
-            let length = parse::header(h, "content-length")
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .and_then(|v| v.trim().parse::<usize>().ok());
-            let total = if (100..200).contains(&status) || status == 204 || status == 304 {
-                hlen
-            } else if chunked {
-                let mut body = Body::Chunked(CHUNK_START);
-                let used =
-                    body.feed(&rbuf[hlen..], &mut |_: &[u8]| {}).map_err(|e| format!("answer body: {e}"))?;
-                if body != Body::Done {
-                    return Ok(false);
-                }
-                hlen + used
-            } else if let Some(n) = length {
-                if rbuf.len() < hlen + n {
-                    return Ok(false);
-                }
-                hlen + n
-            } else {
-                return Err(format!("HTTP {status} answer without a length"));
-            };
-            self.conns[c].rbuf.drain(..total);
-            if (100..200).contains(&status) {
+        while let Some(a) = answer::http(&self.conns[c].rbuf)? {
+            self.conns[c].rbuf.drain(..a.len);
+            if (100..200).contains(&a.status) {
                 continue;
             }
-            let ok = if (200..300).contains(&status) { Ok(()) } else { Err(format!("HTTP {status}")) };
+            let ok = if (200..300).contains(&a.status) { Ok(()) } else { Err(format!("HTTP {}", a.status)) };
             self.answer(c, ok);
-            if close {
+            if a.close {
                 self.no_keepalive = true;
                 return Ok(true);
             }
         }
+        Ok(false)
     }
 
     /// Handles complete RESP replies.
     fn answers_resp(&mut self, c: usize) -> Result<bool, String> {
-        loop {
-            let rbuf = &self.conns[c].rbuf;
-            let Some(eol) = memchr::memmem::find(rbuf, b"\r\n") else { return Ok(false) };
-            let line = &rbuf[..eol];
-            let (total, ok) = match line.first() {
-                Some(b':') | Some(b'+') => (eol + 2, Ok(())),
-                Some(b'-') => {
-                    let text = String::from_utf8_lossy(&line[1..]);
-                    (eol + 2, Err(format!("RESP -{}", text.split_whitespace().next().unwrap_or(""))))
-                }
-                Some(b'$') => {
-                    let n: i64 =
-                        std::str::from_utf8(&line[1..]).ok().and_then(|s| s.parse().ok()).unwrap_or(-1);
-                    let need = if n < 0 { eol + 2 } else { eol + 2 + n as usize + 2 };
-                    if rbuf.len() < need {
-                        return Ok(false);
-                    }
-                    (need, Ok(()))
-                }
-                _ => return Err("unexpected RESP reply".into()),
-            };
-            self.conns[c].rbuf.drain(..total);
+        while let Some((len, ok)) = answer::resp(&self.conns[c].rbuf)? {
+            self.conns[c].rbuf.drain(..len);
             self.answer(c, ok);
         }
+        Ok(false)
     }
 }
