@@ -1,10 +1,13 @@
 //! The chunked transfer coding (RFC 9112 §7.1): a decoder for request
 //! bodies and an encoder for streamed response bodies. Both are pure.
 
+use std::io::Write;
 use std::ops::Range;
+use std::sync::Arc;
 
 use super::query::hex_value;
 use super::HttpError;
+use crate::chunk::Chunk;
 
 /// Longest chunk-size line accepted, counting extensions and the CRLF.
 /// Extensions are ignored, so a long line can only be waste or an attack.
@@ -192,6 +195,33 @@ pub fn encode_into(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// One chunk around shared bytes, without copying them: the size line
+/// inline, the bytes shared, the CRLF static. This is where a shared message
+/// frame gets its HTTP/1.1 framing; the frame itself carries none. Empty bytes
+/// give an empty chunk (a zero-size chunk would end the stream).
+pub fn frame(body: &Arc<[u8]>) -> Chunk {
+    if body.is_empty() {
+        return Chunk::Static(b"");
+    }
+    let mut size_line = [0u8; 18];
+    let mut cursor = std::io::Cursor::new(&mut size_line[..]);
+    // 16 hex digits and CRLF always fit the 18 bytes.
+    let _ = write!(cursor, "{:x}\r\n", body.len());
+    let len = cursor.position() as usize;
+    Chunk::wrapped(size_line.get(..len).unwrap_or(&[]), body.clone(), b"\r\n")
+}
+
+/// Body bytes of a streamed response as the connection sends them: one
+/// chunk for HTTP/1.1, or as they are for an HTTP/1.0 body that ends at close.
+pub fn body_bytes(body: &[u8], chunked: bool) -> Vec<u8> {
+    if !chunked {
+        return body.to_vec();
+    }
+    let mut out = Vec::with_capacity(body.len() + 12);
+    encode_into(&mut out, body);
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
@@ -319,5 +349,15 @@ mod tests {
         }
         wire.extend_from_slice(LAST_CHUNK);
         assert_eq!(decode(&wire, 1 << 20), Ok(complete(&parts.concat(), wire.len())));
+    }
+
+    #[test]
+    fn frames_shared_bytes_as_one_chunk() {
+        let body: Arc<[u8]> = Arc::from(&b"0123456789abcdefg"[..]);
+        assert_eq!(frame(&body).to_vec(), b"11\r\n0123456789abcdefg\r\n");
+        assert!(frame(&Arc::from(&b""[..])).is_empty());
+        assert_eq!(body_bytes(b"ab", true), b"2\r\nab\r\n");
+        assert_eq!(body_bytes(b"", true), b"");
+        assert_eq!(body_bytes(b"ab", false), b"ab");
     }
 }

@@ -6,20 +6,18 @@ use std::time::Instant;
 use super::MessageId;
 use crate::transport::{self, Encoding};
 
-/// Bytes ready to be written to many sockets. `bytes` is the framed form
-/// (HTTP chunk framing included where the transport streams); `body` is the
-/// range without chunk framing, for HTTP/1.0 clients that read until close.
+/// A message encoded for one encoding: bytes ready to be written to many
+/// sockets. It carries no connection framing: an HTTP/1.1 writer wraps it in
+/// a chunk (`http::chunked::frame`), an HTTP/1.0 stream writes it as it is,
+/// and a later TLS or HTTP/2 writer frames the same bytes its own way.
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub bytes: Arc<[u8]>,
-    pub body: std::ops::Range<usize>,
 }
 
 impl Frame {
-    /// A frame with no framing around its body.
-    pub fn plain(bytes: Vec<u8>) -> Frame {
-        let len = bytes.len();
-        Frame { bytes: bytes.into(), body: 0..len }
+    pub fn new(bytes: Vec<u8>) -> Frame {
+        Frame { bytes: bytes.into() }
     }
 }
 

@@ -80,11 +80,22 @@ impl OutQueue {
     fn write_once<W: Write>(&self, out: &mut W) -> io::Result<usize> {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let mut count = 0;
-        for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
-            let bytes = chunk.as_bytes();
-            let bytes = if i == 0 { bytes.get(self.offset..).unwrap_or(&[]) } else { bytes };
-            slices[count] = IoSlice::new(bytes);
-            count += 1;
+        // The front chunk's first `offset` bytes are written already.
+        let mut skip = self.offset;
+        'chunks: for chunk in &self.chunks {
+            for part in chunk.parts() {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                let part = part.get(skip..).unwrap_or(&[]);
+                skip = 0;
+                if count == MAX_IOVECS {
+                    break 'chunks;
+                }
+                slices[count] = IoSlice::new(part);
+                count += 1;
+            }
         }
         out.write_vectored(&slices[..count])
     }
@@ -139,10 +150,10 @@ mod tests {
         for step in [1, 2, 3, 7, 100] {
             let mut q = OutQueue::default();
             q.push(Chunk::Static(b"head:"), false);
-            q.push(Chunk::Shared(shared.clone(), 2..6), true);
+            q.push(Chunk::wrapped(b"2", shared.clone(), b"|"), true);
             q.push(Chunk::Owned(Vec::new()), false);
             q.push(Chunk::Owned(b"-tail".to_vec()), false);
-            assert_eq!(q.queued(), 14);
+            assert_eq!(q.queued(), 22);
             assert_eq!(q.counted(), 10);
             let mut w = Trickle { got: Vec::new(), step, calls: 0 };
             let mut rounds = 0;
@@ -150,7 +161,7 @@ mod tests {
                 rounds += 1;
                 assert!(rounds < 100, "no progress with step {step}");
             }
-            assert_eq!(w.got, b"head:2345-tail", "step {step}");
+            assert_eq!(w.got, b"head:20123456789|-tail", "step {step}");
             assert_eq!((q.queued(), q.counted()), (0, 0));
         }
     }

@@ -113,12 +113,13 @@ impl Index {
 }
 
 /// The shared bytes of `message` for a subscriber reading `encoding`, framed
-/// for its connection (HTTP/1.1 chunked or not).
+/// by its connection's writer: an HTTP/1.1 chunk, or as they are (HTTP/1.0
+/// streams, WebSocket frames).
 pub fn frame_chunk(message: &Message, encoding: crate::transport::Encoding, chunked: bool) -> Chunk {
     let frame = message.frame(encoding);
     if chunked {
-        Chunk::framed(frame)
+        crate::http::chunked::frame(&frame.bytes)
     } else {
-        Chunk::body(frame)
+        Chunk::Shared(frame.bytes.clone())
     }
 }

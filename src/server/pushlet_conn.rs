@@ -5,12 +5,12 @@
 use super::conn::{Cx, Handle, Handler, Mail};
 use super::http_conn::HttpConn;
 use crate::chunk::Chunk;
+use crate::http::chunked::body_bytes;
 use crate::http::response::BodyKind;
 use crate::http::{Response, Version};
 use crate::hub::Part;
 use crate::pushlet::thread::PushletIn;
 use crate::reactor::CloseReason;
-use crate::transport::chunk_of;
 
 pub enum PushletConn {
     /// Waiting for the Pushlet thread's answer.
@@ -64,15 +64,15 @@ impl PushletConn {
                     super::respond::add_cors(&mut head, origin);
                 }
                 cx.io.send_exempt(cx.key, Chunk::Owned(head));
-                cx.io.send_exempt(cx.key, Chunk::Owned(chunk_of(&body, chunked)));
+                cx.io.send_exempt(cx.key, Chunk::Owned(body_bytes(&body, chunked)));
                 Handler::Pushlet(Box::new(PushletConn::Streaming { chunked }))
             }
             (PushletConn::Streaming { chunked }, Part::More(body)) => {
-                cx.io.send(cx.key, Chunk::Owned(chunk_of(&body, chunked)));
+                cx.io.send(cx.key, Chunk::Owned(body_bytes(&body, chunked)));
                 Handler::Pushlet(Box::new(PushletConn::Streaming { chunked }))
             }
             (PushletConn::Streaming { chunked }, Part::End(body)) => {
-                cx.io.send_exempt(cx.key, Chunk::Owned(chunk_of(&body, chunked)));
+                cx.io.send_exempt(cx.key, Chunk::Owned(body_bytes(&body, chunked)));
                 if chunked {
                     cx.io.send_exempt(cx.key, Chunk::Static(crate::http::chunked::LAST_CHUNK));
                 }

@@ -11,10 +11,11 @@ use super::http_conn::HttpConn;
 use super::respond;
 use super::subscription::Subscription;
 use crate::chunk::Chunk;
+use crate::http::chunked::body_bytes;
 use crate::http::response::BodyKind;
 use crate::hub::Message;
 use crate::reactor::CloseReason;
-use crate::transport::{chunk_of, EndReason, StreamOptions};
+use crate::transport::{EndReason, StreamOptions};
 
 pub struct StreamConn {
     pub sub: Subscription,
@@ -34,7 +35,7 @@ impl StreamConn {
         }
         cx.io.send_exempt(cx.key, Chunk::Owned(head));
         let options = StreamOptions { retry_ms: shared.sse_retry_ms, callback: sub.callback.clone() };
-        cx.io.send_exempt(cx.key, Chunk::Owned(chunk_of(&sub.transport.preamble(&options), sub.chunked)));
+        cx.io.send_exempt(cx.key, Chunk::Owned(body_bytes(&sub.transport.preamble(&options), sub.chunked)));
         let (ends_at, end_reason) = ends(cx.io.now() + shared.max_stream_age, sub.token_expires);
         let mut stream = Box::new(StreamConn { sub, ends_at, end_reason });
         for message in catchup {
@@ -55,7 +56,7 @@ impl StreamConn {
     /// Ends the stream with its last words; the client reconnects and resumes.
     fn end(&mut self, cx: &mut Cx, reason: EndReason) -> Handler {
         let (transport, encoding, chunked) = (self.sub.transport, self.sub.encoding, self.sub.chunked);
-        cx.io.send_exempt(cx.key, Chunk::Owned(chunk_of(&transport.finish(reason, encoding), chunked)));
+        cx.io.send_exempt(cx.key, Chunk::Owned(body_bytes(&transport.finish(reason, encoding), chunked)));
         if chunked {
             cx.io.send_exempt(cx.key, Chunk::Static(crate::http::chunked::LAST_CHUNK));
         }
@@ -93,7 +94,7 @@ impl Handle for StreamConn {
             let reason = self.end_reason;
             return self.end(cx, reason);
         }
-        cx.io.send(cx.key, Chunk::Owned(chunk_of(self.sub.transport.heartbeat(), self.sub.chunked)));
+        cx.io.send(cx.key, Chunk::Owned(body_bytes(self.sub.transport.heartbeat(), self.sub.chunked)));
         cx.io.set_deadline(cx.key, (now + cx.env.shared.heartbeat).min(self.ends_at));
         Handler::Stream(self)
     }

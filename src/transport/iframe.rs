@@ -9,7 +9,7 @@
 //! `parent.CALLBACK(...)`, as Socket.IO's htmlfile transport does. Either way a
 //! message is encoded once.
 
-use super::{envelope, EndReason, StreamOptions};
+use super::{envelope, Encoding, EndReason, Row, StreamOptions, Transport};
 use crate::hub::Message;
 
 pub const CONTENT_TYPE: &str = "text/html; charset=utf-8";
@@ -81,6 +81,24 @@ fn escape_into(out: &mut Vec<u8>, json: &[u8]) {
         }
     }
 }
+
+/// The table row (see `transport::Row`). A custom callback reads its own
+/// encoding (see the module doc), the default one the shared `parent.push`.
+pub const ROW: Row = Row {
+    transport: Transport::Iframe,
+    name: "iframe",
+    content_type: CONTENT_TYPE,
+    streaming: true,
+    encoding: |callback| match callback {
+        Some(c) if c != DEFAULT_CALLBACK => Encoding::IframeLocal,
+        _ => Encoding::IframePush,
+    },
+    preamble,
+    heartbeat: HEARTBEAT,
+    finish: |reason, encoding| {
+        finish(reason, if encoding == Encoding::IframePush { Callee::ParentPush } else { Callee::Local })
+    },
+};
 
 #[cfg(test)]
 mod tests {

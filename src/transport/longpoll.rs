@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::Encoding;
+use super::{Encoding, Row, Transport};
 use crate::chunk::Chunk;
 use crate::hub::{Message, MessageId};
 
@@ -39,7 +39,7 @@ pub fn body(messages: &[Arc<Message>], last_id: MessageId, gap: bool, callback: 
         if i > 0 {
             chunks.push(Chunk::Static(b","));
         }
-        chunks.push(Chunk::framed(message.frame(Encoding::Envelope)));
+        chunks.push(Chunk::Shared(message.frame(Encoding::Envelope).bytes.clone()));
     }
     let mut close = format!("],\"last_id\":\"{last_id}\"");
     if gap {
@@ -54,13 +54,30 @@ pub fn body(messages: &[Arc<Message>], last_id: MessageId, gap: bool, callback: 
     chunks
 }
 
+/// The table row (see `transport::Row`). Polls are answered whole, so they
+/// have no preamble, heartbeat or finish.
+pub const ROW: Row = Row {
+    transport: Transport::LongPoll,
+    name: "longpoll",
+    content_type: CONTENT_TYPE,
+    streaming: false,
+    encoding: |_| Encoding::Envelope,
+    preamble: |_| Vec::new(),
+    heartbeat: b"",
+    finish: |_, _| Vec::new(),
+};
+
+/// Long-poll wrapped in `callback(...);` for script-tag polling.
+pub const JSONP_ROW: Row =
+    Row { transport: Transport::Jsonp, name: "jsonp", content_type: JSONP_CONTENT_TYPE, ..ROW };
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::transport::test_support::message;
 
     fn join(chunks: &[Chunk]) -> String {
-        chunks.iter().map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned()).collect()
+        chunks.iter().map(|c| String::from_utf8_lossy(&c.to_vec()).into_owned()).collect()
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Transports: how messages are framed for each kind of subscriber.
 //!
-//! Every transport is a module of pure functions behind one small interface:
-//! a response head (content type plus preamble), `frame(message)`, a heartbeat
-//! and `finish`. Nothing here touches a socket. Messages are encoded once per
-//! [`Encoding`] (not per transport, not per subscriber) and the bytes shared.
+//! Every transport is a module of pure functions plus one [`Row`] of the
+//! [`TABLE`]: name, content type, encoding, streaming or not, preamble,
+//! heartbeat and finish. Nothing here touches a socket, and nothing here
+//! knows connection framing (HTTP/1.1 chunks are the writer's). Messages are
+//! encoded once per [`Encoding`] (not per transport, not per subscriber) and
+//! the bytes shared.
 
 pub mod envelope;
 pub mod iframe;
@@ -37,30 +39,52 @@ pub enum Transport {
     Ws,
 }
 
+/// One transport's row in the table: everything the server needs to serve
+/// it. A transport is its module plus this row; the server reads rows and
+/// never matches on transports.
+pub struct Row {
+    pub transport: Transport,
+    /// The `?transport=` name (both multipart flavours are `multipart`).
+    pub name: &'static str,
+    /// Content-Type of its response (none for WebSocket's 101).
+    pub content_type: &'static str,
+    /// One response stays open (else one answer per poll).
+    pub streaming: bool,
+    /// The shared encoding its subscribers read, given the callback (only
+    /// the iframe's matters, see `iframe`).
+    pub encoding: fn(Option<&str>) -> Encoding,
+    /// Body bytes right after the head of a streaming response.
+    pub preamble: fn(&StreamOptions) -> Vec<u8>,
+    /// The keep-alive bytes a stream sends when idle.
+    pub heartbeat: &'static [u8],
+    /// The last bytes of a stream the server ends, for the encoding in use.
+    pub finish: fn(EndReason, Encoding) -> Vec<u8>,
+}
+
+/// Every row, in `Transport::ALL` order, then multipart's second flavour.
+pub const TABLE: [&Row; 8] = [
+    &ws::ROW,
+    &longpoll::ROW,
+    &longpoll::JSONP_ROW,
+    &sse::ROW,
+    &stream::ROW,
+    &iframe::ROW,
+    &multipart::ROW,
+    &multipart::MIXED_ROW,
+];
+
 impl Transport {
+    /// This transport's row.
+    pub fn row(self) -> &'static Row {
+        TABLE.iter().find(|row| row.transport == self).copied().unwrap_or(&longpoll::ROW)
+    }
+
     pub fn from_name(name: &str) -> Option<Transport> {
-        Some(match name {
-            "longpoll" => Transport::LongPoll,
-            "jsonp" => Transport::Jsonp,
-            "sse" => Transport::Sse,
-            "stream" => Transport::Stream,
-            "iframe" => Transport::Iframe,
-            "multipart" => Transport::Multipart,
-            "ws" => Transport::Ws,
-            _ => return None,
-        })
+        Transport::ALL.iter().copied().find(|t| t.name() == name)
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Transport::LongPoll => "longpoll",
-            Transport::Jsonp => "jsonp",
-            Transport::Sse => "sse",
-            Transport::Stream => "stream",
-            Transport::Iframe => "iframe",
-            Transport::Multipart | Transport::MultipartMixed => "multipart",
-            Transport::Ws => "ws",
-        }
+        self.row().name
     }
 
     /// Every transport, for stats.
@@ -82,72 +106,33 @@ impl Transport {
 
     /// Streaming transports keep one response open; the others answer per poll.
     pub fn is_streaming(self) -> bool {
-        !matches!(self, Transport::LongPoll | Transport::Jsonp)
+        self.row().streaming
     }
 
     /// The shared encoding this transport's subscribers read; `callback` is
     /// the iframe subscriber's callback (see `iframe` for why it matters).
     pub fn encoding(self, callback: Option<&str>) -> Encoding {
-        match self {
-            Transport::LongPoll | Transport::Jsonp => Encoding::Envelope,
-            Transport::Sse => Encoding::Sse,
-            Transport::Stream => Encoding::Stream,
-            Transport::Iframe if callback.is_none_or(|c| c == iframe::DEFAULT_CALLBACK) => {
-                Encoding::IframePush
-            }
-            Transport::Iframe => Encoding::IframeLocal,
-            Transport::Multipart | Transport::MultipartMixed => Encoding::Multipart,
-            Transport::Ws => Encoding::Ws,
-        }
+        (self.row().encoding)(callback)
     }
 
-    /// Content-Type of a streaming response.
+    /// Content-Type of its response.
     pub fn content_type(self) -> &'static str {
-        match self {
-            Transport::Sse => sse::CONTENT_TYPE,
-            Transport::Stream => stream::CONTENT_TYPE,
-            Transport::Iframe => iframe::CONTENT_TYPE,
-            Transport::Multipart => multipart::CONTENT_TYPE_REPLACE,
-            Transport::MultipartMixed => multipart::CONTENT_TYPE_MIXED,
-            Transport::Ws => "",
-            Transport::LongPoll => longpoll::CONTENT_TYPE,
-            Transport::Jsonp => longpoll::JSONP_CONTENT_TYPE,
-        }
+        self.row().content_type
     }
 
     /// Body bytes sent right after the head of a streaming response.
     pub fn preamble(self, options: &StreamOptions) -> Vec<u8> {
-        match self {
-            Transport::Sse => sse::preamble(options),
-            Transport::Iframe => iframe::preamble(options),
-            Transport::Multipart | Transport::MultipartMixed => multipart::preamble(),
-            _ => Vec::new(),
-        }
+        (self.row().preamble)(options)
     }
 
     /// The keep-alive body bytes a streaming transport sends when idle.
     pub fn heartbeat(self) -> &'static [u8] {
-        match self {
-            Transport::Sse => sse::HEARTBEAT,
-            Transport::Iframe => iframe::HEARTBEAT,
-            Transport::Multipart | Transport::MultipartMixed => multipart::HEARTBEAT,
-            Transport::Ws => ws::HEARTBEAT,
-            _ => stream::HEARTBEAT,
-        }
+        self.row().heartbeat
     }
 
     /// The last body bytes of a stream that the server ends.
     pub fn finish(self, reason: EndReason, encoding: Encoding) -> Vec<u8> {
-        match self {
-            Transport::Sse => sse::finish(reason),
-            Transport::Iframe if encoding == Encoding::IframePush => {
-                iframe::finish(reason, iframe::Callee::ParentPush)
-            }
-            Transport::Iframe => iframe::finish(reason, iframe::Callee::Local),
-            Transport::Multipart | Transport::MultipartMixed => multipart::finish(reason),
-            Transport::Ws => ws::finish(reason),
-            _ => stream::finish(reason),
-        }
+        (self.row().finish)(reason, encoding)
     }
 }
 
@@ -215,40 +200,15 @@ impl Encoding {
 
 /// Encodes `message` for `encoding`. Pure; called at most once per pair.
 pub fn encode(encoding: Encoding, message: &Message) -> Frame {
-    match encoding {
-        Encoding::Envelope => Frame::plain(envelope::encode(message)),
-        Encoding::Sse => chunked(sse::frame(message)),
-        Encoding::Stream => chunked(stream::frame(message)),
-        Encoding::IframePush => chunked(iframe::frame(message, iframe::Callee::ParentPush)),
-        Encoding::IframeLocal => chunked(iframe::frame(message, iframe::Callee::Local)),
-        Encoding::Multipart => chunked(multipart::frame(message)),
-        Encoding::Ws => Frame::plain(ws::frame(message)),
-    }
-}
-
-/// Wraps a body in one HTTP/1.1 chunk, remembering where the body sits.
-fn chunked(body: Vec<u8>) -> Frame {
-    let mut bytes = format!("{:x}\r\n", body.len()).into_bytes();
-    let start = bytes.len();
-    bytes.extend_from_slice(&body);
-    let end = bytes.len();
-    bytes.extend_from_slice(b"\r\n");
-    Frame { bytes: bytes.into(), body: start..end }
-}
-
-/// Wraps bytes that are not a shared message (preambles, heartbeats, finishes)
-/// as one chunk, or returns them as they are for a close-delimited HTTP/1.0 body.
-pub fn chunk_of(body: &[u8], chunked_encoding: bool) -> Vec<u8> {
-    if !chunked_encoding {
-        return body.to_vec();
-    }
-    let mut out = Vec::with_capacity(body.len() + 12);
-    if !body.is_empty() {
-        out.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
-        out.extend_from_slice(body);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    Frame::new(match encoding {
+        Encoding::Envelope => envelope::encode(message),
+        Encoding::Sse => sse::frame(message),
+        Encoding::Stream => stream::frame(message),
+        Encoding::IframePush => iframe::frame(message, iframe::Callee::ParentPush),
+        Encoding::IframeLocal => iframe::frame(message, iframe::Callee::Local),
+        Encoding::Multipart => multipart::frame(message),
+        Encoding::Ws => ws::frame(message),
+    })
 }
 
 #[cfg(test)]
@@ -268,16 +228,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunk_framing_wraps_the_body() {
+    fn shared_frames_carry_no_connection_framing() {
         let m = message(1, 2, "c", None, "x");
         let frame = encode(Encoding::Stream, &m);
-        let body = &frame.bytes[frame.body.clone()];
-        assert_eq!(body, b"{\"id\":\"1-2\",\"channel\":\"c\",\"data\":\"x\"}\n");
-        let expected = format!("{:x}\r\n{}\r\n", body.len(), std::str::from_utf8(body).unwrap());
-        assert_eq!(&*frame.bytes, expected.as_bytes());
-        assert_eq!(chunk_of(b"", true), b"");
-        assert_eq!(chunk_of(b"ab", true), b"2\r\nab\r\n");
-        assert_eq!(chunk_of(b"ab", false), b"ab");
+        assert_eq!(&*frame.bytes, b"{\"id\":\"1-2\",\"channel\":\"c\",\"data\":\"x\"}\n");
+    }
+
+    #[test]
+    fn every_transport_has_one_row() {
+        for t in Transport::ALL.into_iter().chain([Transport::MultipartMixed]) {
+            assert_eq!(t.row().transport, t);
+            assert_eq!(TABLE.iter().filter(|r| r.transport == t).count(), 1, "{t:?}");
+        }
+        assert_eq!(Transport::Iframe.encoding(None), Encoding::IframePush);
+        assert_eq!(Transport::Iframe.encoding(Some("push")), Encoding::IframePush);
+        assert_eq!(Transport::Iframe.encoding(Some("cb")), Encoding::IframeLocal);
+        assert!(!Transport::Jsonp.is_streaming() && Transport::Sse.is_streaming());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Each part is followed at once by the next boundary, so a reader knows the
 //! part is complete without waiting for the next message.
 
-use super::EndReason;
+use super::{Encoding, EndReason, Row, Transport};
 use crate::hub::Message;
 
 pub const BOUNDARY: &str = "halley-part";
@@ -47,6 +47,22 @@ pub fn finish(reason: EndReason) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// The table row (see `transport::Row`).
+pub const ROW: Row = Row {
+    transport: Transport::Multipart,
+    name: "multipart",
+    content_type: CONTENT_TYPE_REPLACE,
+    streaming: true,
+    encoding: |_| Encoding::Multipart,
+    preamble: |_| preamble(),
+    heartbeat: HEARTBEAT,
+    finish: |reason, _| finish(reason),
+};
+
+/// The same parts as `multipart/mixed`, when the Accept header asks for it.
+pub const MIXED_ROW: Row =
+    Row { transport: Transport::MultipartMixed, content_type: CONTENT_TYPE_MIXED, ..ROW };
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! Server-Sent Events: `id:`, `event:` (only when set) and one `data:` line per
 //! payload line, then a blank line. Heartbeats are comments.
 
-use super::{EndReason, StreamOptions};
+use super::{Encoding, EndReason, Row, StreamOptions, Transport};
 use crate::hub::Message;
 
 pub const CONTENT_TYPE: &str = "text/event-stream; charset=utf-8";
@@ -58,6 +58,18 @@ fn split_lines(data: &str) -> impl Iterator<Item = &str> {
         }
     })
 }
+
+/// The table row (see `transport::Row`).
+pub const ROW: Row = Row {
+    transport: Transport::Sse,
+    name: "sse",
+    content_type: CONTENT_TYPE,
+    streaming: true,
+    encoding: |_| Encoding::Sse,
+    preamble,
+    heartbeat: HEARTBEAT,
+    finish: |reason, _| finish(reason),
+};
 
 #[cfg(test)]
 mod tests {

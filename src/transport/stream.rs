@@ -1,6 +1,6 @@
 //! Chunked NDJSON: one JSON envelope a line; a blank line is the heartbeat.
 
-use super::{envelope, EndReason};
+use super::{envelope, Encoding, EndReason, Row, Transport};
 use crate::hub::Message;
 
 pub const CONTENT_TYPE: &str = "application/x-ndjson";
@@ -18,3 +18,15 @@ pub fn frame(message: &Message) -> Vec<u8> {
 pub fn finish(reason: EndReason) -> Vec<u8> {
     format!("{{\"end\":\"{}\",\"reconnect\":true}}\n", reason.as_str()).into_bytes()
 }
+
+/// The table row (see `transport::Row`).
+pub const ROW: Row = Row {
+    transport: Transport::Stream,
+    name: "stream",
+    content_type: CONTENT_TYPE,
+    streaming: true,
+    encoding: |_| Encoding::Stream,
+    preamble: |_| Vec::new(),
+    heartbeat: HEARTBEAT,
+    finish: |reason, _| finish(reason),
+};

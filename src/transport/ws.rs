@@ -1,7 +1,7 @@
 //! WebSocket as a transport: each envelope is one text frame, encoded once and
 //! shared; the heartbeat is a ping; the end is a close frame.
 
-use super::{envelope, EndReason};
+use super::{envelope, Encoding, EndReason, Row, Transport};
 use crate::hub::Message;
 use crate::ws::{close_frame, encode_frame, Opcode};
 
@@ -18,6 +18,19 @@ pub fn frame(message: &Message) -> Vec<u8> {
 pub fn finish(reason: EndReason) -> Vec<u8> {
     close_frame(CLOSE_GOING_AWAY, reason.as_str())
 }
+
+/// The table row (see `transport::Row`). The head is the 101 upgrade answer,
+/// so there is no content type.
+pub const ROW: Row = Row {
+    transport: Transport::Ws,
+    name: "ws",
+    content_type: "",
+    streaming: true,
+    encoding: |_| Encoding::Ws,
+    preamble: |_| Vec::new(),
+    heartbeat: HEARTBEAT,
+    finish: |reason, _| finish(reason),
+};
 
 #[cfg(test)]
 mod tests {
