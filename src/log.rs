@@ -50,7 +50,7 @@ pub fn enabled(level: Level) -> bool {
 
 pub fn log(level: Level, args: Arguments<'_>) {
     if enabled(level) {
-        let secs = crate::hub::id::unix_ms() as f64 / 1000.0;
+        let secs = crate::clock::unix_ms() as f64 / 1000.0;
         let _ = writeln!(std::io::stderr().lock(), "{secs:.3} {} halley: {args}", level.label());
     }
 }

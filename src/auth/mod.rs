@@ -109,6 +109,12 @@ impl Policy {
     }
 }
 
+/// The credentials of `Bearer <credentials>`, any case of the scheme.
+pub fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, rest) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

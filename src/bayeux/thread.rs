@@ -5,17 +5,16 @@
 //! thread owns all sessions, so a client's requests may land on any loop.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::RecvTimeoutError;
 
 use super::engine::{Config, ConnRef, Engine, Output, Request, Transport};
 use super::message::{Incoming, Unreadable};
-use crate::fanout::{Control, FanoutHandle, HubMail, Listen, Outlet, Publish, Start, Subscribe};
+use crate::fanout::{Control, HubMail, Listen, Publish, Start, Subscribe};
 use crate::guard::Origin;
-use crate::hub::{Part, Replies};
+use crate::hub::Part;
 
 /// How often held connects and session expiry are checked. Timeouts are
 /// seconds long; a quarter second of slack is invisible.
@@ -42,41 +41,17 @@ pub enum BayeuxIn {
     Stop,
 }
 
+impl From<HubMail> for BayeuxIn {
+    fn from(mail: HubMail) -> BayeuxIn {
+        BayeuxIn::Hub(mail)
+    }
+}
+
 /// What the loops (and the hub, as an outlet) hold to reach the Bayeux thread.
-#[derive(Clone)]
-pub struct BayeuxHandle {
-    tx: Sender<BayeuxIn>,
-}
-
-impl BayeuxHandle {
-    pub fn send(&self, msg: BayeuxIn) {
-        let _ = self.tx.send(msg);
-    }
-}
-
-impl Outlet for BayeuxHandle {
-    fn send(&self, mail: HubMail) -> bool {
-        self.tx.send(BayeuxIn::Hub(mail)).is_ok()
-    }
-}
-
-/// The thread's inbox. Unbounded: each connection has at most one Bayeux
-/// request in flight, and the hub sends at most one batch per round.
-pub fn inbox() -> (BayeuxHandle, Receiver<BayeuxIn>) {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    (BayeuxHandle { tx }, rx)
-}
+pub type BayeuxHandle = crate::engine::EngineHandle<BayeuxIn>;
 
 /// Everything the thread works with besides its engine.
-pub struct Wiring {
-    /// This thread's outlet index at the hub.
-    pub outlet: usize,
-    pub inbox: Receiver<BayeuxIn>,
-    pub replies: Box<dyn Replies>,
-    pub fanout: FanoutHandle,
-    pub guard: Arc<crate::guard::Guard>,
-    pub stats: Arc<crate::stats::Stats>,
-}
+pub type Wiring = crate::engine::Wiring<BayeuxIn>;
 
 /// Starts the thread.
 pub fn spawn(config: Config, wiring: Wiring) -> std::io::Result<JoinHandle<()>> {

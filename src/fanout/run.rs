@@ -10,7 +10,7 @@ use crossbeam_channel::{Select, TryRecvError};
 
 use super::channel::Channel;
 use super::*;
-use crate::hub::id::unix_ms;
+use crate::clock::unix_ms;
 use crate::hub::IdGenerator;
 use crate::transport::Encoding;
 

@@ -111,13 +111,6 @@ impl Guard {
         }
     }
 
-    /// A publish from the public side (Bayeux, the demo helper): the
-    /// publisher address rules and the per-address rate.
-    pub fn public_publish(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), Denied> {
-        self.admit_publisher(ip)?;
-        self.take_ip_token(ip, now)
-    }
-
     /// The publisher address rules (403); no address, no rule.
     fn admit_publisher(&self, ip: Option<IpAddr>) -> Result<(), Denied> {
         match ip {
@@ -152,7 +145,7 @@ impl Guard {
     }
 
     /// The blocked-word filter: the payload to publish, or a 422.
-    pub fn filter<'a>(&self, data: &'a str) -> Result<std::borrow::Cow<'a, str>, Denied> {
+    fn filter<'a>(&self, data: &'a str) -> Result<std::borrow::Cow<'a, str>, Denied> {
         self.words
             .apply(data)
             .map_err(|_| Denied { status: 422, reason: "the message contains a blocked word".into() })
@@ -160,7 +153,7 @@ impl Guard {
 
     /// The word filter over messages about to be published: masks in
     /// place, or refuses them all (422).
-    pub fn filter_messages(&self, messages: &mut [crate::fanout::NewMessage]) -> Result<(), Denied> {
+    fn filter_messages(&self, messages: &mut [crate::fanout::NewMessage]) -> Result<(), Denied> {
         if self.words.is_empty() {
             return Ok(());
         }
@@ -175,7 +168,7 @@ impl Guard {
     /// Checks an ingest request's `Authorization` (`Bearer KEY` or `KEY`).
     pub fn ingest_authorized(&self, authorization: Option<&str>) -> bool {
         let Some(key) = &self.ingest_key else { return true };
-        let given = authorization.map(|a| crate::server::bearer(a).unwrap_or(a).trim());
+        let given = authorization.map(|a| crate::auth::bearer(a).unwrap_or(a).trim());
         given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()))
     }
 }

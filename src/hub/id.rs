@@ -91,14 +91,6 @@ impl IdGenerator {
     }
 }
 
-/// Milliseconds since the Unix epoch, from the wall clock.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

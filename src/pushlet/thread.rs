@@ -3,16 +3,15 @@
 //! subscribe to (it is one of the fan-out's outlets, counted like any
 //! subscriber); answers go back through the loops' mailboxes.
 
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::RecvTimeoutError;
 
 use super::engine::{Config, ConnRef, Engine, Output, Request};
-use crate::fanout::{Control, FanoutHandle, HubMail, Outlet, Publish};
+use crate::fanout::{Control, HubMail, Publish};
 use crate::guard::Origin;
-use crate::hub::{Part, Replies};
+use crate::hub::Part;
 
 /// The longest the thread sleeps without looking at timers. Heartbeats and
 /// pull timeouts are seconds long.
@@ -38,40 +37,17 @@ pub enum PushletIn {
     Stop,
 }
 
-#[derive(Clone)]
-pub struct PushletHandle {
-    tx: Sender<PushletIn>,
-}
-
-impl PushletHandle {
-    pub fn send(&self, msg: PushletIn) {
-        let _ = self.tx.send(msg);
+impl From<HubMail> for PushletIn {
+    fn from(mail: HubMail) -> PushletIn {
+        PushletIn::Hub(mail)
     }
 }
 
-impl Outlet for PushletHandle {
-    fn send(&self, mail: HubMail) -> bool {
-        self.tx.send(PushletIn::Hub(mail)).is_ok()
-    }
-}
-
-/// The thread's inbox. Unbounded: each connection has at most one Pushlet
-/// request in flight, and the hub sends at most one batch per round.
-pub fn inbox() -> (PushletHandle, Receiver<PushletIn>) {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    (PushletHandle { tx }, rx)
-}
+/// What the loops (and the hub, as an outlet) hold to reach the Pushlet thread.
+pub type PushletHandle = crate::engine::EngineHandle<PushletIn>;
 
 /// Everything the thread works with besides its engine.
-pub struct Wiring {
-    /// This thread's outlet index at the hub.
-    pub outlet: usize,
-    pub inbox: Receiver<PushletIn>,
-    pub replies: Box<dyn Replies>,
-    pub fanout: FanoutHandle,
-    pub guard: Arc<crate::guard::Guard>,
-    pub stats: Arc<crate::stats::Stats>,
-}
+pub type Wiring = crate::engine::Wiring<PushletIn>;
 
 pub fn spawn(config: Config, wiring: Wiring) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("halley-pushlet".into()).spawn(move || run(Engine::new(config), wiring))

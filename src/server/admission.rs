@@ -29,15 +29,7 @@ pub fn token(req: &Request) -> Option<String> {
         .or_else(|| req.query_param("token").filter(|t| !t.is_empty()))
 }
 
-/// The credentials of `Bearer <credentials>`, any case of the scheme.
-pub fn bearer(authorization: &str) -> Option<&str> {
-    let (scheme, rest) = authorization.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-}
-
-fn now_secs() -> u64 {
-    crate::hub::id::unix_ms() / 1000
-}
+pub use crate::auth::bearer;
 
 /// Per-request address rules, and the ingest key on the ingest port.
 pub fn admit(shared: &Shared, cx: &mut Cx, port: Port, req: &Request) -> Result<(), Refusal> {
@@ -71,12 +63,13 @@ pub fn check_subscribe(
 ) -> Result<Option<Claims>, Refusal> {
     let Some(policy) = &shared.guard.auth else { return Ok(None) };
     let token = token(req);
-    let claims =
-        policy.subscribe(token.as_deref(), sub.channels.iter().map(|c| &**c), now_secs()).map_err(refusal)?;
+    let claims = policy
+        .subscribe(token.as_deref(), sub.channels.iter().map(|c| &**c), crate::clock::unix_secs())
+        .map_err(refusal)?;
     // A WebSocket keeps the token it opened with for channels it adds later,
     // even when its first channels needed none.
     if claims.is_none() && sub.ws_accept.is_some() && token.is_some() {
-        return policy.verify(token.as_deref(), now_secs()).map(Some).map_err(refusal);
+        return policy.verify(token.as_deref(), crate::clock::unix_secs()).map(Some).map_err(refusal);
     }
     Ok(claims)
 }

@@ -9,7 +9,6 @@ use crate::bayeux::engine::Transport;
 use crate::bayeux::message::{Incoming, Unreadable};
 use crate::bayeux::thread::BayeuxIn;
 use crate::hub::Part;
-use crate::reactor::CloseReason;
 
 pub struct BayeuxHeld {
     http: Box<HttpConn>,
@@ -32,8 +31,7 @@ pub fn start(
 }
 
 impl Handle for BayeuxHeld {
-    /// A pipelined request waits for this answer.
-    fn input(self: Box<Self>, _cx: &mut Cx) -> Handler {
+    fn stay(self: Box<Self>) -> Handler {
         Handler::Bayeux(self)
     }
 
@@ -55,16 +53,10 @@ impl Handle for BayeuxHeld {
         }
     }
 
-    fn deadline(self: Box<Self>, _cx: &mut Cx) -> Handler {
-        Handler::Bayeux(self)
-    }
-
     /// The answer still goes out; then the connection closes.
     fn eof(mut self: Box<Self>, _cx: &mut Cx) -> Handler {
         self.http.peer_done = true;
         self.http.keep_alive = false;
         Handler::Bayeux(self)
     }
-
-    fn closed(self: Box<Self>, _cx: &mut Cx, _reason: CloseReason) {}
 }

@@ -147,15 +147,23 @@ impl Cx<'_> {
 
 /// The callbacks every handler has. Each takes the handler by value and
 /// returns the handler to install next: itself, another, or `Closing`.
+/// The defaults are a handler's "nothing to do here": stay installed.
 pub trait Handle {
-    /// New bytes are in the input buffer.
-    fn input(self: Box<Self>, cx: &mut Cx) -> Handler;
+    /// This handler, installed (its `Handler` variant).
+    fn stay(self: Box<Self>) -> Handler;
+    /// New bytes are in the input buffer. Default: they wait (a pipelined
+    /// request is read once the handler hands back to `HttpConn`).
+    fn input(self: Box<Self>, _cx: &mut Cx) -> Handler {
+        self.stay()
+    }
     /// Mail for this connection.
     fn mail(self: Box<Self>, cx: &mut Cx, mail: Mail) -> Handler;
-    /// The deadline the handler armed has passed.
-    fn deadline(self: Box<Self>, cx: &mut Cx) -> Handler;
+    /// The deadline the handler armed has passed. Default: it armed none.
+    fn deadline(self: Box<Self>, _cx: &mut Cx) -> Handler {
+        self.stay()
+    }
     /// The peer will send nothing more.
     fn eof(self: Box<Self>, cx: &mut Cx) -> Handler;
     /// The connection is gone: undo what the handler registered elsewhere.
-    fn closed(self: Box<Self>, cx: &mut Cx, reason: CloseReason);
+    fn closed(self: Box<Self>, _cx: &mut Cx, _reason: CloseReason) {}
 }

@@ -14,7 +14,6 @@ use crate::chunk::Chunk;
 use crate::fanout::{Control, Publish};
 use crate::http::response::BodyKind;
 use crate::http::{parse_request, request::expects_continue, Method, Parse, Request, Version};
-use crate::reactor::CloseReason;
 
 pub struct HttpConn {
     /// The current request's version and keep-alive wish, for its response.
@@ -282,6 +281,10 @@ fn ws_origin_allowed(shared: &Shared, request: &Request) -> bool {
 }
 
 impl Handle for HttpConn {
+    fn stay(self: Box<Self>) -> Handler {
+        Handler::Http(self)
+    }
+
     fn input(self: Box<Self>, cx: &mut Cx) -> Handler {
         self.read_requests(cx)
     }
@@ -347,6 +350,4 @@ impl Handle for HttpConn {
         cx.io.close_after_flush(cx.key);
         Handler::Closing
     }
-
-    fn closed(self: Box<Self>, _cx: &mut Cx, _reason: CloseReason) {}
 }

@@ -96,6 +96,10 @@ impl PollConn {
 }
 
 impl Handle for PollConn {
+    fn stay(self: Box<Self>) -> Handler {
+        Handler::Poll(self)
+    }
+
     fn input(self: Box<Self>, _cx: &mut Cx) -> Handler {
         // A pipelined request waits until this poll is answered.
         Handler::Poll(self)

@@ -86,7 +86,7 @@ impl PushletConn {
 }
 
 impl Handle for PushletConn {
-    fn input(self: Box<Self>, _cx: &mut Cx) -> Handler {
+    fn stay(self: Box<Self>) -> Handler {
         Handler::Pushlet(self)
     }
 
@@ -102,10 +102,6 @@ impl Handle for PushletConn {
             }
             _ => Handler::Pushlet(self),
         }
-    }
-
-    fn deadline(self: Box<Self>, _cx: &mut Cx) -> Handler {
-        Handler::Pushlet(self)
     }
 
     /// What is in flight is still answered; then the connection closes.

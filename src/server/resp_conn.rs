@@ -12,7 +12,6 @@ use crate::chunk::Chunk;
 use crate::fanout::{NewMessage, Publish, PublishAck};
 use crate::guard::Origin;
 use crate::hub::validate_channel;
-use crate::reactor::CloseReason;
 use crate::resp::{self, reply, Command, Parsed};
 
 /// Publishes one RESP connection may have with the fan-out thread at once.
@@ -191,6 +190,10 @@ impl RespConn {
 }
 
 impl Handle for RespConn {
+    fn stay(self: Box<Self>) -> Handler {
+        Handler::Resp(self)
+    }
+
     fn input(self: Box<Self>, cx: &mut Cx) -> Handler {
         self.read_commands(cx)
     }
@@ -206,18 +209,12 @@ impl Handle for RespConn {
         }
     }
 
-    fn deadline(self: Box<Self>, _cx: &mut Cx) -> Handler {
-        Handler::Resp(self)
-    }
-
     /// Every command received before the end is still answered (a
     /// pipelining publisher may half-close right after its last write).
     fn eof(mut self: Box<Self>, cx: &mut Cx) -> Handler {
         self.peer_done = true;
         self.read_commands(cx)
     }
-
-    fn closed(self: Box<Self>, _cx: &mut Cx, _reason: CloseReason) {}
 }
 
 fn simple(text: &str) -> Vec<u8> {

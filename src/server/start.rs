@@ -209,8 +209,8 @@ pub fn start(config: &Config) -> Result<Running, String> {
     }
     // The hub's outlets: the loops first (outlet i is loop i), then the
     // engines, which subscribe to channels and patterns like any subscriber.
-    let (bayeux, bayeux_inbox) = crate::bayeux::thread::inbox();
-    let (pushlet, pushlet_inbox) = crate::pushlet::thread::inbox();
+    let (bayeux, bayeux_inbox) = crate::engine::inbox();
+    let (pushlet, pushlet_inbox) = crate::engine::inbox();
     let mut outlets: Outlets =
         mailboxes.iter().map(|m| Box::new(m.clone()) as Box<dyn fanout::Outlet>).collect();
     let bayeux_outlet = outlets.len();

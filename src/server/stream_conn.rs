@@ -75,8 +75,7 @@ pub fn ends(max_age_at: Instant, token_expires: Option<Instant>) -> (Instant, En
 }
 
 impl Handle for StreamConn {
-    /// A streaming client has nothing more to say; its bytes are not read.
-    fn input(self: Box<Self>, _cx: &mut Cx) -> Handler {
+    fn stay(self: Box<Self>) -> Handler {
         Handler::Stream(self)
     }
 

@@ -12,7 +12,6 @@ use super::route::SubscribeRequest;
 use crate::chunk::Chunk;
 use crate::fanout::{Control, Listen, Subscribe, Subscribed};
 use crate::hub::{Message, MessageId};
-use crate::reactor::CloseReason;
 use crate::transport::{Encoding, Transport};
 
 pub struct Subscription {
@@ -92,7 +91,7 @@ pub fn start(
     claims: Option<crate::auth::Claims>,
 ) -> Handler {
     let token_expires = claims.as_ref().and_then(|c| c.exp).map(|exp| {
-        let left_ms = exp.saturating_mul(1000).saturating_sub(crate::hub::id::unix_ms());
+        let left_ms = exp.saturating_mul(1000).saturating_sub(crate::clock::unix_ms());
         cx.io.now() + Duration::from_millis(left_ms)
     });
     let encoding = req.transport.encoding(req.callback.as_deref());
@@ -148,7 +147,7 @@ impl SubscribingConn {
 }
 
 impl Handle for SubscribingConn {
-    fn input(self: Box<Self>, _cx: &mut Cx) -> Handler {
+    fn stay(self: Box<Self>) -> Handler {
         Handler::Subscribing(self)
     }
 
@@ -164,17 +163,10 @@ impl Handle for SubscribingConn {
         }
     }
 
-    fn deadline(self: Box<Self>, _cx: &mut Cx) -> Handler {
-        Handler::Subscribing(self)
-    }
-
     /// A subscribe in flight is answered (a `timeout=0` poll, say), then closed.
     fn eof(mut self: Box<Self>, _cx: &mut Cx) -> Handler {
         self.http.peer_done = true;
         self.http.keep_alive = false;
         Handler::Subscribing(self)
     }
-
-    /// The hub's answer will find no connection; the worker undoes it then.
-    fn closed(self: Box<Self>, _cx: &mut Cx, _reason: CloseReason) {}
 }

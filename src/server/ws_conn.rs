@@ -170,6 +170,10 @@ impl WsConn {
 }
 
 impl Handle for WsConn {
+    fn stay(self: Box<Self>) -> Handler {
+        Handler::Ws(self)
+    }
+
     /// Decodes every complete client frame in the input buffer.
     fn input(mut self: Box<Self>, cx: &mut Cx) -> Handler {
         loop {
@@ -249,7 +253,7 @@ impl Channels {
         }
         // Channels that need a token must be granted by the one the socket opened with.
         if let Some(policy) = &cx.env.shared.guard.auth {
-            let now_secs = crate::hub::id::unix_ms() / 1000;
+            let now_secs = crate::clock::unix_secs();
             let claims = self.claims.as_ref().filter(|c| c.exp.is_none_or(|exp| now_secs < exp));
             let denied = fresh.iter().find(|c| {
                 policy.requires(c)

@@ -84,21 +84,25 @@ fn escape_into(out: &mut Vec<u8>, json: &[u8]) {
 
 /// The table row (see `transport::Row`). A custom callback reads its own
 /// encoding (see the module doc), the default one the shared `parent.push`.
-pub const ROW: Row = Row {
-    transport: Transport::Iframe,
-    name: "iframe",
-    content_type: CONTENT_TYPE,
-    streaming: true,
-    encoding: |callback| match callback {
+pub const ROW: Row = Row::new(Transport::Iframe, "iframe", CONTENT_TYPE, encoding)
+    .preamble(preamble)
+    .heartbeat(HEARTBEAT)
+    .finish(|reason, encoding| finish(reason, callee(encoding)));
+
+fn encoding(callback: Option<&str>) -> Encoding {
+    match callback {
         Some(c) if c != DEFAULT_CALLBACK => Encoding::IframeLocal,
         _ => Encoding::IframePush,
-    },
-    preamble,
-    heartbeat: HEARTBEAT,
-    finish: |reason, encoding| {
-        finish(reason, if encoding == Encoding::IframePush { Callee::ParentPush } else { Callee::Local })
-    },
-};
+    }
+}
+
+fn callee(encoding: Encoding) -> Callee {
+    if encoding == Encoding::IframePush {
+        Callee::ParentPush
+    } else {
+        Callee::Local
+    }
+}
 
 #[cfg(test)]
 mod tests {

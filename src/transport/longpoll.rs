@@ -56,16 +56,7 @@ pub fn body(messages: &[Arc<Message>], last_id: MessageId, gap: bool, callback: 
 
 /// The table row (see `transport::Row`). Polls are answered whole, so they
 /// have no preamble, heartbeat or finish.
-pub const ROW: Row = Row {
-    transport: Transport::LongPoll,
-    name: "longpoll",
-    content_type: CONTENT_TYPE,
-    streaming: false,
-    encoding: |_| Encoding::Envelope,
-    preamble: |_| Vec::new(),
-    heartbeat: b"",
-    finish: |_, _| Vec::new(),
-};
+pub const ROW: Row = Row::new(Transport::LongPoll, "longpoll", CONTENT_TYPE, |_| Encoding::Envelope).polled();
 
 /// Long-poll wrapped in `callback(...);` for script-tag polling.
 pub const JSONP_ROW: Row =

@@ -61,6 +61,52 @@ pub struct Row {
     pub finish: fn(EndReason, Encoding) -> Vec<u8>,
 }
 
+fn no_preamble(_: &StreamOptions) -> Vec<u8> {
+    Vec::new()
+}
+
+fn no_finish(_: EndReason, _: Encoding) -> Vec<u8> {
+    Vec::new()
+}
+
+impl Row {
+    /// A streaming transport's row with no preamble, heartbeat or finish yet.
+    pub const fn new(
+        transport: Transport,
+        name: &'static str,
+        content_type: &'static str,
+        encoding: fn(Option<&str>) -> Encoding,
+    ) -> Row {
+        Row {
+            transport,
+            name,
+            content_type,
+            streaming: true,
+            encoding,
+            preamble: no_preamble,
+            heartbeat: b"",
+            finish: no_finish,
+        }
+    }
+
+    /// Answered once per poll instead of streaming.
+    pub const fn polled(self) -> Row {
+        Row { streaming: false, ..self }
+    }
+
+    pub const fn preamble(self, preamble: fn(&StreamOptions) -> Vec<u8>) -> Row {
+        Row { preamble, ..self }
+    }
+
+    pub const fn heartbeat(self, heartbeat: &'static [u8]) -> Row {
+        Row { heartbeat, ..self }
+    }
+
+    pub const fn finish(self, finish: fn(EndReason, Encoding) -> Vec<u8>) -> Row {
+        Row { finish, ..self }
+    }
+}
+
 /// Every row, in `Transport::ALL` order, then multipart's second flavour.
 pub const TABLE: [&Row; 8] = [
     &ws::ROW,

@@ -49,16 +49,11 @@ pub fn finish(reason: EndReason) -> Vec<u8> {
 }
 
 /// The table row (see `transport::Row`).
-pub const ROW: Row = Row {
-    transport: Transport::Multipart,
-    name: "multipart",
-    content_type: CONTENT_TYPE_REPLACE,
-    streaming: true,
-    encoding: |_| Encoding::Multipart,
-    preamble: |_| preamble(),
-    heartbeat: HEARTBEAT,
-    finish: |reason, _| finish(reason),
-};
+pub const ROW: Row =
+    Row::new(Transport::Multipart, "multipart", CONTENT_TYPE_REPLACE, |_| Encoding::Multipart)
+        .preamble(|_| preamble())
+        .heartbeat(HEARTBEAT)
+        .finish(|reason, _| finish(reason));
 
 /// The same parts as `multipart/mixed`, when the Accept header asks for it.
 pub const MIXED_ROW: Row =

@@ -60,16 +60,10 @@ fn split_lines(data: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The table row (see `transport::Row`).
-pub const ROW: Row = Row {
-    transport: Transport::Sse,
-    name: "sse",
-    content_type: CONTENT_TYPE,
-    streaming: true,
-    encoding: |_| Encoding::Sse,
-    preamble,
-    heartbeat: HEARTBEAT,
-    finish: |reason, _| finish(reason),
-};
+pub const ROW: Row = Row::new(Transport::Sse, "sse", CONTENT_TYPE, |_| Encoding::Sse)
+    .preamble(preamble)
+    .heartbeat(HEARTBEAT)
+    .finish(|reason, _| finish(reason));
 
 #[cfg(test)]
 mod tests {

@@ -20,13 +20,6 @@ pub fn finish(reason: EndReason) -> Vec<u8> {
 }
 
 /// The table row (see `transport::Row`).
-pub const ROW: Row = Row {
-    transport: Transport::Stream,
-    name: "stream",
-    content_type: CONTENT_TYPE,
-    streaming: true,
-    encoding: |_| Encoding::Stream,
-    preamble: |_| Vec::new(),
-    heartbeat: HEARTBEAT,
-    finish: |reason, _| finish(reason),
-};
+pub const ROW: Row = Row::new(Transport::Stream, "stream", CONTENT_TYPE, |_| Encoding::Stream)
+    .heartbeat(HEARTBEAT)
+    .finish(|reason, _| finish(reason));

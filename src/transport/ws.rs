@@ -21,16 +21,9 @@ pub fn finish(reason: EndReason) -> Vec<u8> {
 
 /// The table row (see `transport::Row`). The head is the 101 upgrade answer,
 /// so there is no content type.
-pub const ROW: Row = Row {
-    transport: Transport::Ws,
-    name: "ws",
-    content_type: "",
-    streaming: true,
-    encoding: |_| Encoding::Ws,
-    preamble: |_| Vec::new(),
-    heartbeat: HEARTBEAT,
-    finish: |reason, _| finish(reason),
-};
+pub const ROW: Row = Row::new(Transport::Ws, "ws", "", |_| Encoding::Ws)
+    .heartbeat(HEARTBEAT)
+    .finish(|reason, _| finish(reason));
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::bayeux::message::parse_body;
+use crate::hub::Message;
 use crate::hub::MessageId;
 
 const A: ConnRef = ConnRef { loop_id: 0, conn: 1 };
