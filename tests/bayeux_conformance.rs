@@ -848,3 +848,113 @@ fn callback_polling_answers_jsonp_and_refuses_bad_callbacks() {
     }
     assert_serves(&server, "bad JSONP requests");
 }
+
+// ---------------------------------------------------------------------------
+// Sessions as subscribers of the hub
+
+/// One metric's value from `/metrics` (the sample line written out here).
+fn metric(server: &Server, line_start: &str) -> f64 {
+    let text = get(server.ingest, "/metrics").text();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(line_start))
+        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"));
+    line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad sample {line}"))
+}
+
+#[test]
+fn sessions_are_counted_like_every_subscriber_and_survive_a_delete() {
+    let server = Server::start(SHORT);
+    let exact = handshake(&server);
+    assert_eq!(subscribe(&server, &exact, json!("/room/a"))["successful"], true);
+    first_connect(&server, &exact);
+    let wild = handshake(&server);
+    assert_eq!(subscribe(&server, &wild, json!("/room/*"))["successful"], true);
+    first_connect(&server, &wild);
+    // The subscribe answers came after the hub was asked: a publish now
+    // counts both, over HTTP and RESP alike.
+    let answer = server.publish("room/a", "\"one\"");
+    assert_eq!(answer["subscribers"], 2, "exact and wildcard sessions: {answer}");
+    let mut resp = HttpConn::new(server.resp);
+    assert_eq!(resp.resp_call(&["PUBLISH", "room/a", "\"two\""]), ":2");
+    assert_eq!(channel_info(&server, "room/a")["subscribers"], 2);
+    assert_eq!(metric(&server, "halley_subscribers{transport=\"bayeux\"}"), 2.0);
+    for cid in [&exact, &wild] {
+        let got = collect_until(&server, cid, "both messages", |d| d.len() >= 2);
+        assert_eq!(
+            pairs(&got),
+            [("/room/a".to_string(), json!("one")), ("/room/a".to_string(), json!("two"))]
+        );
+    }
+    // A channel no session asked for counts nobody.
+    assert_eq!(server.publish("hall", "\"x\"")["subscribers"], 0);
+    // DELETE counts them; the sessions stay subscribed (as a stream's
+    // client would after reconnecting), and the next message reaches both.
+    let deleted = request(server.ingest, "DELETE", "/pub/room/a", &[], b"");
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    assert_eq!(deleted.json()["subscribers"], 2, "{}", deleted.text());
+    assert_eq!(server.publish("room/a", "\"three\"")["subscribers"], 2);
+    for cid in [&exact, &wild] {
+        let got = collect_until(&server, cid, "the message after the delete", |d| !d.is_empty());
+        assert_eq!(pairs(&got), [("/room/a".to_string(), json!("three"))]);
+    }
+    assert_eq!(unsubscribe(&server, &exact, json!("/room/a"))["successful"], true);
+    assert_eq!(server.publish("room/a", "\"four\"")["subscribers"], 1, "only the wildcard is left");
+    let bye = one(&server, json!({ "channel": "/meta/disconnect", "clientId": wild }));
+    assert_eq!(bye["successful"], true);
+    assert_eq!(server.publish("room/a", "\"five\"")["subscribers"], 0);
+    assert_eq!(metric(&server, "halley_subscribers{transport=\"bayeux\"}"), 0.0);
+}
+
+#[test]
+fn history_on_subscribe_comes_once_and_not_after_an_unsubscribe() {
+    let server = Server::start(&["--bayeux-timeout-ms", "1500", "--bayeux-history-on-subscribe", "3"]);
+    for n in 0..3 {
+        server.publish("h", &n.to_string());
+    }
+    let sub = |cid: &str| json!({ "channel": "/meta/subscribe", "clientId": cid, "subscription": "/h" });
+    let unsub = |cid: &str| json!({ "channel": "/meta/unsubscribe", "clientId": cid, "subscription": "/h" });
+    // Subscribed, unsubscribed and subscribed again in one request: the
+    // history once.
+    let again = handshake(&server);
+    first_connect(&server, &again);
+    let replies = exchange(server.public, &json!([sub(&again), unsub(&again), sub(&again)]));
+    assert!(replies.iter().all(|r| r["successful"] == true), "{replies:?}");
+    let got = collect_until(&server, &again, "the history", |d| d.len() >= 3);
+    assert_eq!(got.iter().map(|m| m["data"].clone()).collect::<Vec<_>>(), [json!(0), json!(1), json!(2)]);
+    // Subscribed and unsubscribed at once: no history afterwards. A live
+    // message to a channel it does subscribe proves the connect was served.
+    let gone = handshake(&server);
+    first_connect(&server, &gone);
+    let replies = exchange(server.public, &json!([sub(&gone), unsub(&gone)]));
+    assert!(replies.iter().all(|r| r["successful"] == true), "{replies:?}");
+    assert_eq!(subscribe(&server, &gone, json!("/marker"))["successful"], true);
+    server.publish("marker", "\"m\"");
+    let got = collect_until(&server, &gone, "the marker", |d| has_data(d, &json!("m")));
+    assert_eq!(pairs(&got), [("/marker".to_string(), json!("m"))], "no history of /h after the unsubscribe");
+    // The first session gets a live message once, after its history.
+    server.publish("h", "3");
+    let got = collect_until(&server, &again, "the live message", |d| !d.is_empty());
+    assert_eq!(pairs(&got), [("/h".to_string(), json!(3))]);
+}
+
+#[test]
+fn a_publish_over_max_message_bytes_is_refused_like_on_every_path() {
+    // Over HTTP the request body limit (max_message_bytes on the public port)
+    // refuses it first; a WebSocket frame may be larger, so the publish
+    // screen refuses it: 413 in Bayeux's own error.
+    let server = Server::start(&["--bayeux-timeout-ms", "1500", "--max-message-bytes", "1000"]);
+    let cid = handshake(&server);
+    let mut ws = Ws::open(server.public, "/bayeux");
+    let publish =
+        |data: &str| json!([{ "channel": "/big", "clientId": cid, "data": data, "id": "pub" }]).to_string();
+    ws.send_text(&publish(&"x".repeat(2000)));
+    let reply = ws.next_json("the answer to a 2,000-byte publish");
+    assert_error(&reply[0], "413", "a 2,000-byte publish with a 1,000-byte limit");
+    let error = reply[0]["error"].as_str().unwrap();
+    assert!(error.contains("message over 1000 bytes"), "{reply}");
+    ws.send_text(&publish("small"));
+    let reply = ws.next_json("the answer to a small publish");
+    assert_eq!(reply[0]["successful"], true, "{reply}");
+    assert_serves(&server, "an oversize publish");
+}

@@ -192,6 +192,33 @@ fn pipelined_requests_in_one_write_are_answered_in_order() {
 }
 
 #[test]
+fn everything_pipelined_before_a_half_close_is_answered() {
+    let server = Server::start(&[]);
+    // More publishes than one connection keeps with the hub at once, a
+    // channel query and a health check behind them, then FIN.
+    let mut conn = HttpConn::new(server.ingest);
+    let mut bytes = Vec::new();
+    for n in 0..100 {
+        bytes.extend(publish_req("fin", &format!("m{n}")));
+    }
+    bytes.extend(format_request("GET", "/pub/fin", &[], b""));
+    bytes.extend(format_request("GET", "/healthz", &[], b""));
+    conn.send(&bytes);
+    conn.stream.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let mut last = (0, 0);
+    for n in 0..100 {
+        let id = ack_id(&conn.response(), "fin", &format!("publish {n} of 100 before the FIN"));
+        assert!(id_key(&id) > last, "acks in request order");
+        last = id_key(&id);
+    }
+    let info = conn.response();
+    assert_eq!(info.status, 200, "the channel query behind the publishes: {}", info.text());
+    assert_eq!(info.json()["published"], 100, "it sees every publish before it: {}", info.text());
+    assert_eq!(conn.response().status, 200, "healthz, the last request before the FIN");
+    assert!(!conn.fill(), "then the connection closes");
+}
+
+#[test]
 fn pipelined_long_polls_and_404_on_the_public_port() {
     let server = Server::start(&[]);
     let id = server.publish_id("pp", "hello");

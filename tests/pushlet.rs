@@ -1688,3 +1688,41 @@ fn shutdown_ends_pushlet_streams_and_held_pulls_cleanly_and_promptly() {
     stream.assert_ends();
     assert_eq!(held.response().status, 200, "the held refresh is answered");
 }
+
+/// One metric's value from `/metrics` (the sample line written out here).
+fn metric(server: &Server, line_start: &str) -> f64 {
+    let text = get(server.ingest, "/metrics").text();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(line_start))
+        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"));
+    line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad sample {line}"))
+}
+
+#[test]
+fn subject_subscriptions_are_hub_subscribers_and_counted() {
+    let pl = Pl::start(&[]);
+    let (id, _, mut s) = pl.stream(Fmt::Strict, "/count");
+    // A second subject on the same session counts once more; a subject
+    // that cannot match a hub channel (no leading /) counts nothing.
+    pl.one(&[("p_event", "subscribe"), ("p_id", &id), ("p_subject", "/count/room")]);
+    pl.one(&[("p_event", "subscribe"), ("p_id", &id), ("p_subject", "nolead")]);
+    wait_until("pushlet subscriptions in /metrics", || {
+        metric(&pl.server, "halley_subscribers{transport=\"pushlet\"}") == 2.0
+    });
+    let answer = pl.server.publish("count/room", "{\"n\":1}");
+    assert_eq!(answer["subscribers"], 2, "both subjects take count/room in: {answer}");
+    let info = channel_info(&pl.server, "count/room");
+    assert_eq!(info["subscribers"], 2, "{info}");
+    // The session still gets one copy.
+    let d = s.data();
+    assert_eq!(val(&d, "p_mid"), answer["id"].as_str().unwrap());
+    // A channel no subject takes in is not sent to the Pushlet thread and
+    // counts nobody.
+    assert_eq!(pl.server.publish("other", "x")["subscribers"], 0);
+    pl.one(&[("p_event", "unsubscribe"), ("p_id", &id)]);
+    wait_until("pushlet subscriptions gone from /metrics", || {
+        metric(&pl.server, "halley_subscribers{transport=\"pushlet\"}") == 0.0
+    });
+    assert_eq!(pl.server.publish("count/room", "{}")["subscribers"], 0);
+}

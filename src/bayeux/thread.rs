@@ -86,8 +86,10 @@ fn run(mut engine: Engine, w: Wiring) {
                 HubMail::Subscribed(reply) => {
                     engine.deliver_history(reply.conn, &reply.catchup, now, &mut out)
                 }
-                HubMail::ChannelDeleted(channel) => engine.channel_deleted(&channel),
-                HubMail::Published { .. } | HubMail::ChannelInfo { .. } | HubMail::Deleted { .. } => {}
+                HubMail::ChannelDeleted(_)
+                | HubMail::Published { .. }
+                | HubMail::ChannelInfo { .. }
+                | HubMail::Deleted { .. } => {}
             },
             Ok(BayeuxIn::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}

@@ -115,6 +115,28 @@ impl Channel {
         self.per_outlet.get(outlet).is_some_and(|counts| counts.iter().any(|c| *c > 0))
     }
 
+    /// Whether connections reading frames listen behind `outlet`.
+    pub fn frames_reach(&self, outlet: usize) -> bool {
+        let slot = Listen::Messages.slot();
+        self.per_outlet
+            .get(outlet)
+            .is_some_and(|counts| counts.iter().enumerate().any(|(i, c)| i != slot && *c > 0))
+    }
+
+    /// What is left of a deleted channel: no history, and only its
+    /// whole-message listeners (engine sessions stay subscribed, as a
+    /// stream's client would after reconnecting); `None` if it had none.
+    pub fn carry_over(&self, complete_after: MessageId) -> Option<Channel> {
+        let slot = Listen::Messages.slot();
+        let mut fresh = Channel::new(self.per_outlet.len(), complete_after);
+        for (counts, kept) in self.per_outlet.iter().zip(fresh.per_outlet.iter_mut()) {
+            kept[slot] = counts[slot];
+            fresh.subscribers += counts[slot] as usize;
+        }
+        fresh.peak_subscribers = fresh.subscribers;
+        (fresh.subscribers > 0).then_some(fresh)
+    }
+
     pub fn add_subscriber(&mut self, outlet: usize, listen: Listen) {
         if let Some(counts) = self.per_outlet.get_mut(outlet) {
             counts[listen.slot()] += 1;
@@ -180,6 +202,10 @@ mod tests {
         assert_eq!((ch.subscribers, ch.peak_subscribers), (4, 4));
         assert_eq!(ch.encodings_in_use()[..3], [true, true, false]);
         assert!(ch.reaches(0) && ch.reaches(1));
+        let kept = ch.carry_over(MessageId::new(9, 0)).expect("one whole-message listener");
+        assert_eq!(kept.subscribers, 1);
+        assert!(kept.reaches(0) && !kept.frames_reach(0) && !kept.reaches(1));
+        assert!(ch.frames_reach(1));
         ch.remove_subscriber(1, Listen::Frames(Encoding::Sse));
         ch.remove_subscriber(1, Listen::Frames(Encoding::Stream));
         ch.remove_subscriber(0, Listen::Messages);

@@ -78,10 +78,14 @@ pub fn spawn(
 impl Fanout {
     fn run(mut self) {
         loop {
+            // Publishes first, then control: a subscription sent before a
+            // publish that is taken now (an engine's subscribe, answered to its
+            // client before the client publishes) is registered before that
+            // publish goes out.
+            self.take_publishes();
             if !self.take_control() {
                 return;
             }
-            self.take_publishes();
             let now = Instant::now();
             if !self.pending.is_empty() && now >= self.next_flush {
                 self.publish_batch();
@@ -304,8 +308,10 @@ impl Fanout {
     }
 
     /// Drops a channel record: its history goes, every outlet with
-    /// subscribers on it is told to end them, and a later resume from before
-    /// reports a gap.
+    /// connections on it is told to end them, and a later resume from before
+    /// reports a gap. Engine sessions (whole-message listeners) stay
+    /// subscribed on a fresh record, as a stream's client would after it
+    /// reconnects; they are counted in the answer.
     fn delete(&mut self, reply: ConnRef, channel: Arc<str>) {
         let watching = self.watching(&channel);
         let removed = self.channels.remove(&channel);
@@ -313,9 +319,12 @@ impl Fanout {
         if let Some(ch) = removed {
             self.forgotten_through = self.forgotten_through.max(ch.high_water());
             for outlet in 0..self.outlets.len() {
-                if ch.reaches(outlet) {
+                if ch.frames_reach(outlet) {
                     self.mail(outlet, HubMail::ChannelDeleted(channel.clone()));
                 }
+            }
+            if let Some(kept) = ch.carry_over(self.forgotten_through) {
+                self.channels.insert(channel.clone(), kept);
             }
         }
         self.mail(reply.loop_id, HubMail::Deleted { conn: reply.conn, channel, subscribers });

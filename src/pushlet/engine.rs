@@ -443,8 +443,10 @@ impl Engine {
         };
         for subject in &spec.subjects {
             *self.index.entry(subject.clone()).or_default().entry(id.to_string()).or_default() += 1;
-            self.hub_changes.push((hub_prefix(subject), 1));
-            self.watching += 1;
+            if let Some(prefix) = hub_prefix(subject) {
+                self.hub_changes.push((prefix, 1));
+                self.watching += 1;
+            }
         }
         let mut tag = vec![("p_sid".to_string(), sid.clone())];
         if let Some(label) = &spec.label {
@@ -457,8 +459,10 @@ impl Engine {
     /// Takes a subscription's subjects out of the index.
     fn unindex(&mut self, id: &str, subscription: &Subscription) {
         for subject in &subscription.spec.subjects {
-            self.hub_changes.push((hub_prefix(subject), -1));
-            self.watching = self.watching.saturating_sub(1);
+            if let Some(prefix) = hub_prefix(subject) {
+                self.hub_changes.push((prefix, -1));
+                self.watching = self.watching.saturating_sub(1);
+            }
             let Some(sessions) = self.index.get_mut(subject) else {
                 continue;
             };
@@ -660,6 +664,7 @@ mod tests;
 
 /// The hub pattern of a subject: `/news` takes in every channel whose name
 /// starts with `news` (Pushlet's prefix rule; `/` takes in every channel).
-fn hub_prefix(subject: &str) -> Pattern {
-    Pattern::Prefix(subject.strip_prefix('/').unwrap_or(subject).into())
+/// A subject without the leading `/` matches no hub subject.
+fn hub_prefix(subject: &str) -> Option<Pattern> {
+    subject.strip_prefix('/').map(|prefix| Pattern::Prefix(prefix.into()))
 }

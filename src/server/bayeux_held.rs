@@ -59,4 +59,10 @@ impl Handle for BayeuxHeld {
         self.http.keep_alive = false;
         Handler::Bayeux(self)
     }
+
+    /// The client went away with its connect held: the Bayeux thread keeps
+    /// the session's messages queued for the next connect.
+    fn closed(self: Box<Self>, cx: &mut Cx, _reason: crate::reactor::CloseReason) {
+        cx.env.bayeux.send(BayeuxIn::Closed(cx.env.conn_ref(cx.key)));
+    }
 }

@@ -31,8 +31,14 @@ pub struct HttpConn {
     /// handled once they are answered (so a channel query sees them, and a
     /// subscriber's response never overtakes an ack).
     deferred: Option<Request>,
-    /// Close once the pipeline has drained (the last request asked for it).
+    /// Close once the pipeline has drained (a request asked for it, or the
+    /// peer has half-closed).
     close_when_drained: bool,
+    /// Requests are still read: false after one that ends the conversation
+    /// (the client's `Connection: close`, a refusal that closes, shutdown).
+    /// A half-close alone does not stop it: what the peer sent before its
+    /// FIN is still read and answered.
+    reading: bool,
 }
 
 impl Default for HttpConn {
@@ -46,6 +52,7 @@ impl Default for HttpConn {
             pipeline: Pipeline::default(),
             deferred: None,
             close_when_drained: false,
+            reading: true,
         }
     }
 }
@@ -75,12 +82,12 @@ impl HttpConn {
         let stopping = cx.io.shutting_down();
         loop {
             let Some(port) = cx.conn().map(|c| c.port) else { return Handler::Closing };
-            if self.deferred.is_some() || self.pipeline.is_full() || self.close_when_drained {
+            if self.deferred.is_some() || self.pipeline.is_full() {
                 return Handler::Http(self);
             }
             let Some((_, input)) = cx.io.conn_and_input(cx.key) else { return Handler::Closing };
-            if input.is_empty() {
-                return Handler::Http(self);
+            if !self.reading || input.is_empty() {
+                return self.idle(cx);
             }
             let limit = |_: &Method, p: &str| body_limit(&shared, port, p);
             match parse_request(input, shared.max_head_bytes, &limit) {
@@ -90,6 +97,7 @@ impl HttpConn {
                     self.continue_sent = false;
                     self.version = request.version;
                     self.keep_alive = request.keep_alive && !self.peer_done && !stopping;
+                    self.reading &= request.keep_alive && !stopping;
                     self.cors = match port {
                         Port::Public => shared.cors.allow(request.header_str("origin")),
                         Port::Ingest | Port::Resp => None,
@@ -106,6 +114,11 @@ impl HttpConn {
                         let limit = shared.max_message_bytes;
                         let refusal = Refusal::new(413, format!("request body over {limit} bytes"));
                         return self.refuse(cx, &refusal, false);
+                    }
+                    if self.peer_done {
+                        // Cut short by the peer's end: it will never complete.
+                        self.reading = false;
+                        return self.idle(cx);
                     }
                     if !self.continue_sent && expects_continue(input) {
                         self.continue_sent = true;
@@ -229,6 +242,7 @@ impl HttpConn {
     /// Refuses with a JSON error; `keep` says whether the connection may go on.
     pub fn refuse(mut self: Box<Self>, cx: &mut Cx, refusal: &Refusal, keep: bool) -> Handler {
         self.keep_alive &= keep;
+        self.reading &= keep;
         self.answer_with(cx, |v, k| respond::refusal(refusal, v, k))
     }
 
@@ -242,8 +256,8 @@ impl HttpConn {
         Handler::Http(self)
     }
 
-    /// Writes the answers now in order; when all are in, closes or handles
-    /// what waited, then reads on.
+    /// Writes the answers now in order; when all are in, handles the
+    /// request that waited for them and reads on.
     fn flush_pipeline(mut self: Box<Self>, cx: &mut Cx) -> Handler {
         let out = self.pipeline.take_ready();
         if !out.is_empty() {
@@ -252,19 +266,28 @@ impl HttpConn {
         if !self.pipeline.is_empty() {
             return Handler::Http(self);
         }
+        cx.io.set_deadline(cx.key, cx.io.now() + cx.env.shared.head_timeout);
+        if let Some(request) = self.deferred.take() {
+            let Some(port) = cx.conn().map(|c| c.port) else { return Handler::Closing };
+            match self.handle(cx, port, request) {
+                Handler::Http(me) => self = me,
+                other => return other,
+            }
+        }
+        self.read_requests(cx)
+    }
+
+    /// Nothing more to parse now: with every answer out, close if the
+    /// conversation is over, else wait for the next request.
+    fn idle(self: Box<Self>, cx: &mut Cx) -> Handler {
+        if !self.pipeline.is_empty() || self.deferred.is_some() {
+            return Handler::Http(self);
+        }
         if self.close_when_drained {
             cx.io.close_after_flush(cx.key);
             return Handler::Closing;
         }
-        cx.io.set_deadline(cx.key, cx.io.now() + cx.env.shared.head_timeout);
-        if let Some(request) = self.deferred.take() {
-            let Some(port) = cx.conn().map(|c| c.port) else { return Handler::Closing };
-            return match self.handle(cx, port, request) {
-                Handler::Http(me) => me.read_requests(cx),
-                other => other,
-            };
-        }
-        self.read_requests(cx)
+        Handler::Http(self)
     }
 }
 
@@ -309,12 +332,9 @@ impl Handle for HttpConn {
             }),
             Mail::Shutdown => {
                 self.keep_alive = false;
-                if self.pipeline.is_empty() {
-                    cx.io.close_after_flush(cx.key);
-                    return Handler::Closing;
-                }
+                self.reading = false;
                 self.close_when_drained = true;
-                false
+                return self.idle(cx);
             }
             Mail::Subscribed(_) | Mail::Engine(_) | Mail::ChannelDeleted => false,
         };
@@ -338,16 +358,12 @@ impl Handle for HttpConn {
         Handler::Http(self)
     }
 
+    /// Everything received before the half-close is still answered: what
+    /// is with the hub, what waits for it, and requests not yet parsed.
     fn eof(mut self: Box<Self>, cx: &mut Cx) -> Handler {
         self.peer_done = true;
-        if !self.pipeline.is_empty() || self.deferred.is_some() {
-            // Requests still with the hub are answered first.
-            self.keep_alive = false;
-            self.close_when_drained = true;
-            return Handler::Http(self);
-        }
-        // A half-close after a request: its answer (already queued) still goes out.
-        cx.io.close_after_flush(cx.key);
-        Handler::Closing
+        self.keep_alive = false;
+        self.close_when_drained = true;
+        self.idle(cx)
     }
 }

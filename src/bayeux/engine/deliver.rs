@@ -60,6 +60,10 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         let Some((client, name)) = self.history_waits.remove(&tag) else { return };
+        // Unsubscribed meanwhile: the history is no longer wanted.
+        if !self.sessions.get(&client).is_some_and(|s| s.subscriptions.contains(&name)) {
+            return;
+        }
         let subscribers = self.exact.get(&name).map_or(0, HashSet::len);
         let deliveries: Vec<Value> = messages.iter().map(|m| self.delivery(m, &name, subscribers)).collect();
         let Some(session) = self.sessions.get_mut(&client) else { return };
@@ -69,19 +73,6 @@ impl Engine {
         };
         if !deliveries.is_empty() {
             self.hand_over(HashMap::from([(client, deliveries)]), now, out);
-        }
-    }
-
-    /// A hub channel was deleted: subscriptions to exactly it end (the hub
-    /// has already forgotten them); wildcards that take it in stay.
-    pub fn channel_deleted(&mut self, hub: &str) {
-        let name = channel::from_hub(hub);
-        let Some(sessions) = self.exact.remove(&name) else { return };
-        for cid in sessions {
-            if let Some(session) = self.sessions.get_mut(&cid) {
-                session.subscriptions.remove(&name);
-                session.history_upto.remove(&name);
-            }
         }
     }
 

@@ -314,7 +314,12 @@ impl Engine {
             return out.push(Output::Watch { pattern, delta: 1 });
         }
         let Ok(hub) = channel::to_hub(sub) else { return };
-        let backlog = self.config.history_on_subscribe;
+        // A session whose wildcard already brings this channel gets it live
+        // already: history would repeat what it has.
+        let covered = self.sessions.get(cid).is_some_and(|s| {
+            s.subscriptions.iter().any(|w| channel::is_wildcard(w) && channel::matches(w, sub))
+        });
+        let backlog = if covered { 0 } else { self.config.history_on_subscribe };
         let tag = self.next_tag;
         self.next_tag += 1;
         if backlog > 0 {
@@ -349,9 +354,14 @@ impl Engine {
     }
 
     fn forget_subscription(&mut self, cid: &str, sub: &str, out: &mut Vec<Output>) {
-        let had = self.sessions.get_mut(cid).is_some_and(|s| s.subscriptions.remove(sub));
+        let had = self.sessions.get_mut(cid).is_some_and(|s| {
+            s.history_upto.remove(sub);
+            s.subscriptions.remove(sub)
+        });
         if had {
             Self::unlisten(sub, out);
+            // History still on its way for this subscription is not wanted.
+            self.history_waits.retain(|_, (waiting, name)| !(waiting == cid && name == sub));
         }
         let index = if channel::is_wildcard(sub) { &mut self.wildcards } else { &mut self.exact };
         if let Some(sessions) = index.get_mut(sub) {
@@ -523,11 +533,18 @@ impl Engine {
 
     /// A WebSocket closed: its sessions go back to queueing (and expire
     /// unless the client connects again).
+    /// A connection closed: a WebSocket's sessions go back to queueing, and
+    /// a connect held on it is forgotten (its queue stays for the client's
+    /// next connect); either way the session expires unless the client
+    /// connects again.
     pub fn closed(&mut self, conn: ConnRef, now: Instant) {
         for session in self.sessions.values_mut() {
-            if session.socket == Some(conn) {
-                session.socket = None;
-                if session.hold.as_ref().is_some_and(|h| h.to == conn) {
+            let held_here = session.hold.as_ref().is_some_and(|h| h.to == conn);
+            if session.socket == Some(conn) || held_here {
+                if session.socket == Some(conn) {
+                    session.socket = None;
+                }
+                if held_here {
                     session.hold = None;
                 }
                 session.expires_at = Some(now + self.config.max_interval);
