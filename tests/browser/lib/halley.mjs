@@ -369,6 +369,18 @@ export function setup({ flags = [] } = {}) {
       ctx.extras.push(pages);
       return { halley, pages };
     },
+    /** `open`, then waits (saying `what`) until the page sets `t.ready`. */
+    async openReady(name, params, what) {
+      await ctx.open(name, params);
+      await waitInPage(ctx, what, () => window.t.ready);
+      return ctx.page;
+    },
+    /** A `startCutProxy` in front of halley's public port, closed in `after`. */
+    async cutProxy() {
+      const proxy = await startCutProxy(ctx.halley.public);
+      ctx.extras.push(proxy);
+      return proxy;
+    },
   };
   before(async () => {
     // The pages first, so `flags` can name their origin.
@@ -447,4 +459,59 @@ export async function waitForSequence(ctx, ids, datas, label) {
   const got = await read();
   assertExactSequence(got, ids, datas, label);
   return got;
+}
+
+/**
+ * What a page (`view`: `{page, halley}`, as `ctx` is) must end up with on
+ * `channel`: every message published through this, in publish order.
+ * `publish(list)` publishes the payloads (strings, or `{data, event}`) one
+ * after another and returns their ids; `oneByOne(list)` waits for each in
+ * the page before publishing the next; `expect(label)` is `waitForSequence`
+ * for all so far. `body(data)` is what is published for `data` (the page
+ * must receive `data`).
+ */
+export function sequence(view, channel, { body = (data) => data } = {}) {
+  const seq = {
+    ids: [],
+    datas: [],
+    async publish(list) {
+      const items = list.map((p) => (typeof p === 'string' ? { data: p } : p));
+      const ids = await publishAll(view.halley, channel, items.map((p) => ({ ...p, data: body(p.data) })));
+      seq.ids.push(...ids);
+      seq.datas.push(...items.map((p) => p.data));
+      return ids;
+    },
+    async oneByOne(list) {
+      for (const p of list) {
+        await seq.publish([p]);
+        await waitInPage(view, `message ${seq.ids.length}`, (n) => window.t.received.length >= n, seq.ids.length);
+      }
+    },
+    expect(label) {
+      return waitForSequence(view, seq.ids, seq.datas, label);
+    },
+  };
+  return seq;
+}
+
+/**
+ * The page-driven resume of the streaming pages (sse.html, stream.html,
+ * ws.html): the page closes its connection (`closeIt()`), ten messages are
+ * published while it has none, it opens a new one resuming from the last id
+ * it saw (`reopen(reopenArg)`) and says so (`what`), ten more are published;
+ * then it must have all of `seq`, exactly.
+ */
+export async function resumeAfterClose(ctx, seq, what, reopenArg) {
+  await ctx.page.evaluate(() => closeIt());
+  await seq.publish(payloads('while-closed', 10));
+  await ctx.page.evaluate((arg) => reopen(arg), reopenArg);
+  await waitInPage(ctx, what, () => window.t.ready && window.t.opens >= 2);
+  await seq.publish(payloads('after-reopen', 10));
+  return seq.expect('across the resume');
+}
+
+/** Waits until a poll of longpoll.html or jsonp.html started after now has timed out empty. */
+export async function waitForEmptyPoll(ctx) {
+  const polls = await ctx.page.evaluate(() => t.polls.length);
+  await waitInPage(ctx, 'a poll timing out empty', (n) => window.t.polls.slice(n).some((p) => p.n === 0), polls);
 }
