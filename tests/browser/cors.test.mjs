@@ -5,16 +5,15 @@
 // fetch() long-poll from any origin through.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setup, payloads, publishAll, waitInPage, waitForSequence, servePages } from './lib/halley.mjs';
+import { setup, payloads, publishAll, sequence, waitInPage, waitForSequence, servePages } from './lib/halley.mjs';
 
 const ctx = setup({ flags: (c) => ['--cors-origins', c.pages.origin] });
 
 test('an EventSource on the listed origin receives the sequence', { timeout: 90_000 }, async () => {
-  await ctx.open('sse.html', { ch: 'cors/allowed' });
-  await waitInPage(ctx, 'EventSource open', () => window.t.ready);
-  const datas = payloads('allowed', 20);
-  const ids = await publishAll(ctx.halley, 'cors/allowed', datas);
-  await waitForSequence(ctx, ids, datas, 'allowed origin');
+  await ctx.openReady('sse.html', { ch: 'cors/allowed' }, 'EventSource open');
+  const seq = sequence(ctx, 'cors/allowed');
+  await seq.publish(payloads('allowed', 20));
+  await seq.expect('allowed origin');
   const state = await ctx.page.evaluate(() => t);
   assert.equal(state.errors, 0, `no EventSource errors: ${JSON.stringify(state.states)}`);
   assert.deepEqual(ctx.page.problems, [], 'no console errors or failed requests');
@@ -28,8 +27,7 @@ test('an EventSource on another origin fails and gets nothing, while the listed 
   const ch = 'cors/denied';
 
   // The control subscriber on the listed origin, open before the other one starts.
-  await ctx.open('sse.html', { ch });
-  await waitInPage(ctx, 'control EventSource open', () => window.t.ready);
+  await ctx.openReady('sse.html', { ch }, 'control EventSource open');
   const denied = await ctx.openAt(other.origin, 'sse.html', { ch });
   const deniedView = { page: denied, halley: ctx.halley };
   // A CORS failure is fatal for EventSource: error, then CLOSED, no retry.
@@ -37,9 +35,9 @@ test('an EventSource on another origin fails and gets nothing, while the listed 
 
   // Publish while both are there; the wait ends when the control page has
   // the marker (the last message), published after the others.
-  const datas = [...payloads('denied', 5), 'marker'];
-  const ids = await publishAll(ctx.halley, ch, datas);
-  await waitForSequence(ctx, ids, datas, 'the control page on the listed origin');
+  const seq = sequence(ctx, ch);
+  await seq.publish([...payloads('denied', 5), 'marker']);
+  await seq.expect('the control page on the listed origin');
 
   const state = await denied.evaluate(() => t);
   assert.deepEqual(state.received, [], 'nothing reached the other origin');

@@ -11,7 +11,7 @@
 // another origin gets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setup, payloads, publishAll, waitInPage, waitForSequence, until } from './lib/halley.mjs';
+import { setup, payloads, waitInPage, sequence, until } from './lib/halley.mjs';
 
 const ctx = setup();
 
@@ -30,8 +30,6 @@ function breakouts(prefix, n) {
   return base.map((d, i) => (i % 2 ? extra[(i >> 1) % extra.length](i) : d));
 }
 
-const count = (want) => window.t.received.length >= want;
-
 /** Publishes a marker and opens the page resuming after it, so no message can race the frame's registration. */
 async function openAfterMarker(ch, params = {}) {
   const marker = await ctx.halley.publish(ch, 'marker (not expected)');
@@ -40,20 +38,14 @@ async function openAfterMarker(ch, params = {}) {
 
 test('forever iframe receives every message in order, script breakouts included', { timeout: 90_000 }, async () => {
   await openAfterMarker('iframe/live');
+  const seq = sequence(ctx, 'iframe/live');
   // Published before the frame registered: they come as its resume.
-  const datas = breakouts('early', 6);
-  const ids = await publishAll(ctx.halley, 'iframe/live', datas);
-  await waitForSequence(ctx, ids, datas, 'resumed part');
+  await seq.publish(breakouts('early', 6));
+  await seq.expect('resumed part');
   // Now it is registered: these go out live, one at a time then a burst.
-  for (const data of breakouts('one', 8)) {
-    ids.push((await ctx.halley.publish('iframe/live', data)).id);
-    datas.push(data);
-    await waitInPage(ctx, `message ${ids.length}`, count, ids.length);
-  }
-  const burst = breakouts('burst', 40);
-  ids.push(...(await publishAll(ctx.halley, 'iframe/live', burst)));
-  datas.push(...burst);
-  await waitForSequence(ctx, ids, datas, 'iframe sequence');
+  await seq.oneByOne(breakouts('one', 8));
+  await seq.publish(breakouts('burst', 40));
+  await seq.expect('iframe sequence');
   const state = await ctx.page.evaluate(() => t);
   assert.deepEqual(state.ends, [], 'no end');
   assert.equal(state.frames.length, 1, 'one frame, never re-pointed');
@@ -64,9 +56,9 @@ test('forever iframe receives every message in order, script breakouts included'
 test('?callback=onMsg: the frame calls parent.onMsg', { timeout: 90_000 }, async () => {
   await openAfterMarker('iframe/cb', { callback: 'onMsg' });
   assert.equal(await ctx.page.evaluate(() => typeof window.push), 'undefined', 'the page defines onMsg only');
-  const datas = breakouts('cb', 30);
-  const ids = await publishAll(ctx.halley, 'iframe/cb', datas);
-  await waitForSequence(ctx, ids, datas, 'onMsg sequence');
+  const seq = sequence(ctx, 'iframe/cb');
+  await seq.publish(breakouts('cb', 30));
+  await seq.expect('onMsg sequence');
   const state = await ctx.page.evaluate(() => t);
   assert.match(state.frames[0], /[?&]callback=onMsg(&|$)/, 'the frame asked for onMsg');
   assert.deepEqual(ctx.page.problems, [], 'no console errors or failed requests');
@@ -82,13 +74,9 @@ test('the end at max_stream_age_secs: the page re-points with last_id and gets e
   // certainly published while it has no frame; later ends re-point at once.
   const page = await ctx.openAt(pages.origin, 'iframe.html', { halley: pages.origin, ch, last_id: marker.id, hold: '1' });
   const view = { page, halley };
-  const ids = [];
-  const datas = [];
-  const publishOne = async (prefix) => {
-    const data = breakouts(prefix, ids.length + 1).at(-1);
-    ids.push((await halley.publish(ch, data)).id);
-    datas.push(data);
-  };
+  const seq = sequence(view, ch);
+  const { ids } = seq;
+  const publishOne = (prefix) => seq.publish([breakouts(prefix, ids.length + 1).at(-1)]);
   // Up to the first end: one at a time, each waited for (or for the end).
   while (!(await page.evaluate(() => t.held))) {
     await publishOne('before-end');
@@ -104,7 +92,7 @@ test('the end at max_stream_age_secs: the page re-points with last_id and gets e
     await waitInPage(view, `message ${ids.length} or the second end`, (n) => window.t.received.length >= n || window.t.ends.length >= 2, ids.length);
   }
   for (let i = 0; i < 5; i++) await publishOne('after-second-end');
-  await waitForSequence(view, ids, datas, 'across two ends');
+  await seq.expect('across two ends');
 
   const state = await page.evaluate(() => t);
   assert.deepEqual(state.ends.slice(0, 2), [{ end: 'max-age', reconnect: true }, { end: 'max-age', reconnect: true }], 'the end envelopes');
@@ -125,9 +113,9 @@ test('a page of another origin: the browser blocks the frame calling parent.push
   const marker = await ctx.halley.publish(ch, 'marker (not expected)');
   await ctx.open('iframe.html', { halley: ctx.pages.origin, ch, last_id: marker.id });
   const cross = await ctx.openAt(ctx.pages.origin, 'iframe.html', { halley: ctx.halley.url, ch, last_id: marker.id });
-  const datas = ['one', 'two', 'three'];
-  const ids = await publishAll(ctx.halley, ch, datas);
-  await waitForSequence(ctx, ids, datas, 'the same-origin control page');
+  const seq = sequence(ctx, ch);
+  await seq.publish(['one', 'two', 'three']);
+  await seq.expect('the same-origin control page');
   await until(() => cross.problems.some((p) => /cross-origin frame/.test(p)), `the cross-origin page's SecurityError (problems: ${JSON.stringify(cross.problems)})`);
   assert.deepEqual(await cross.evaluate(() => t.received), [], 'nothing reached the page of another origin');
   ctx.halley.assertAlive();

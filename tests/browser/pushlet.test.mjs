@@ -11,7 +11,7 @@
 // talks to the server its page came from).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setup, payloads, waitInPage, waitForSequence } from './lib/halley.mjs';
+import { setup, payloads, waitInPage, sequence } from './lib/halley.mjs';
 
 const ctx = setup();
 
@@ -27,18 +27,11 @@ function hostile(prefix, n) {
   return payloads(prefix, n).map((d, i) => (i % 2 ? extra[(i >> 1) % extra.length](i) : d));
 }
 
-/** Publishes each as {"msg": data} to `channel`, one after another; their ids. */
-async function publishMsgs(channel, datas) {
-  const ids = [];
-  for (const data of datas) ids.push((await ctx.halley.publish(channel, JSON.stringify({ msg: data }))).id);
-  return ids;
-}
-
-const count = (want) => window.t.received.length >= want;
+/** What the page must receive on `channel`, each `data` published as {"msg": data}. */
+const msgs = (channel) => sequence(ctx, channel, { body: (data) => JSON.stringify({ msg: data }) });
 
 test('Pushlet hidden iframe (js, stream) receives a published sequence in order', { timeout: 60_000 }, async () => {
-  await ctx.open('pushlet-iframe.html', { halley: ctx.pages.origin, subject: '/t' });
-  await waitInPage(ctx, 'join-listen-ack in the frame', () => window.t.ready);
+  await ctx.openReady('pushlet-iframe.html', { halley: ctx.pages.origin, subject: '/t' }, 'join-listen-ack in the frame');
   const { ack } = await ctx.page.evaluate(() => t);
   assert.equal(ack.p_mode, 'stream');
   assert.equal(ack.p_format, 'js');
@@ -46,17 +39,10 @@ test('Pushlet hidden iframe (js, stream) receives a published sequence in order'
   assert.match(ack.p_sid, /^[a-z]{5}$/);
 
   // One at a time, each waited for; then a burst.
-  const ids = [];
-  const datas = [];
-  for (const data of hostile('one', 8)) {
-    ids.push(...(await publishMsgs('t', [data])));
-    datas.push(data);
-    await waitInPage(ctx, `message ${ids.length}`, count, ids.length);
-  }
-  const burst = hostile('burst', 40);
-  ids.push(...(await publishMsgs('t', burst)));
-  datas.push(...burst);
-  await waitForSequence(ctx, ids, datas, 'iframe sequence');
+  const seq = msgs('t');
+  await seq.oneByOne(hostile('one', 8));
+  await seq.publish(hostile('burst', 40));
+  await seq.expect('iframe sequence');
 
   const state = await ctx.page.evaluate(() => t);
   assert.deepEqual(state.failures, [], 'no protocol failures');
@@ -67,15 +53,14 @@ test('Pushlet hidden iframe (js, stream) receives a published sequence in order'
 });
 
 test('Pushlet XHR pull loop (xml-strict, responseXML, p_wait) receives a published sequence in order', { timeout: 60_000 }, async () => {
-  await ctx.open('pushlet-pull.html', { halley: ctx.pages.origin, subject: '/pull' });
-  await waitInPage(ctx, 'join-listen-ack', () => window.t.ready);
+  await ctx.openReady('pushlet-pull.html', { halley: ctx.pages.origin, subject: '/pull' }, 'join-listen-ack');
   // The page waits the first p_wait (2-6 s), then its refresh is held:
   // nothing is queued. The first message answers it; the rest queue up
   // while the page waits again, and come with the next refresh.
   await waitInPage(ctx, 'the first refresh out', () => window.t.pending || window.t.stopped);
-  const datas = hostile('pull', 30);
-  const ids = await publishMsgs('pull', datas);
-  await waitForSequence(ctx, ids, datas, 'pull sequence');
+  const seq = msgs('pull');
+  await seq.publish(hostile('pull', 30));
+  await seq.expect('pull sequence');
 
   const state = await ctx.page.evaluate(() => t);
   assert.deepEqual(state.failures, [], 'no protocol failures');

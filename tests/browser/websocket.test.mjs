@@ -4,7 +4,7 @@
 // every step, and a resume with ?last_id= after the page closes the socket.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setup, payloads, publishAll, waitInPage, waitForSequence, assertExactSequence } from './lib/halley.mjs';
+import { setup, payloads, waitInPage, sequence, resumeAfterClose, assertExactSequence } from './lib/halley.mjs';
 
 const ctx = setup();
 
@@ -19,9 +19,8 @@ function idLess(x, y) {
 }
 
 test('subscribe and unsubscribe on a live socket: exactly the messages the acks promise', { timeout: 90_000 }, async () => {
-  await ctx.open('ws.html', { ch: A });
   // The 101 (and so `open`) comes once the channel is registered.
-  await waitInPage(ctx, 'socket open', () => window.t.ready);
+  await ctx.openReady('ws.html', { ch: A }, 'socket open');
 
   // Every publish, in order, with whether the page must get it: 'yes', 'no',
   // or 'maybe' (published while a command was in flight).
@@ -32,6 +31,20 @@ test('subscribe and unsubscribe on a live socket: exactly the messages the acks 
   };
   const received = () => ctx.page.evaluate(() => t.received);
   const waitFor = (id, what) => waitInPage(ctx, what, (id) => window.t.received.some((m) => m.id === id), id);
+  /**
+   * Sends `cmd` on the socket and, while it is in flight, publishes three
+   * rounds of a message to a (`mustA`) and one to b (`mustB`), named after
+   * `doing`; then waits for the `n`-th ack and checks it is `ack`.
+   */
+  const whileCommand = async (cmd, doing, mustA, mustB, n, ack) => {
+    await ctx.page.evaluate((c) => command(c), cmd);
+    for (let i = 0; i < 3; i++) {
+      await pub(A, `a while ${doing} ${i}`, mustA);
+      await pub(B, `b while ${doing} ${i}`, mustB);
+    }
+    await waitInPage(ctx, `the ack of ${JSON.stringify(cmd)}`, (n) => window.t.acks.length >= n, n);
+    assert.deepEqual((await ctx.page.evaluate(() => t.acks))[n - 1], ack, `the ack of ${JSON.stringify(cmd)}`);
+  };
 
   // 1. On a only: b is not subscribed yet.
   await pub(B, 'b before subscribe 0', 'no');
@@ -40,13 +53,7 @@ test('subscribe and unsubscribe on a live socket: exactly the messages the acks 
   await waitFor(published.filter((p) => p.must === 'yes').at(-1).id, 'the a-only sequence');
 
   // 2. Subscribe to b; publish to both while the command is in flight.
-  await ctx.page.evaluate((b) => command({ subscribe: [b] }), B);
-  for (let i = 0; i < 3; i++) {
-    await pub(A, `a while subscribing ${i}`, 'yes');
-    await pub(B, `b while subscribing ${i}`, 'maybe');
-  }
-  await waitInPage(ctx, 'the subscribed ack', () => window.t.acks.length >= 1);
-  assert.deepEqual((await ctx.page.evaluate(() => t.acks))[0], { subscribed: [B] }, 'the subscribe ack');
+  await whileCommand({ subscribe: [B] }, 'subscribing', 'yes', 'maybe', 1, { subscribed: [B] });
 
   // 3. Both channels, interleaved: all of it, in publish order.
   const both = payloads('both', 20);
@@ -54,13 +61,7 @@ test('subscribe and unsubscribe on a live socket: exactly the messages the acks 
   await waitFor(published.at(-1).id, 'the interleaved sequence');
 
   // 4. Unsubscribe from a; publish to both while the command is in flight.
-  await ctx.page.evaluate((a) => command({ unsubscribe: [a] }), A);
-  for (let i = 0; i < 3; i++) {
-    await pub(A, `a while unsubscribing ${i}`, 'maybe');
-    await pub(B, `b while unsubscribing ${i}`, 'yes');
-  }
-  await waitInPage(ctx, 'the unsubscribed ack', () => window.t.acks.length >= 2);
-  assert.deepEqual((await ctx.page.evaluate(() => t.acks))[1], { unsubscribed: [A] }, 'the unsubscribe ack');
+  await whileCommand({ unsubscribe: [A] }, 'unsubscribing', 'maybe', 'yes', 2, { unsubscribed: [A] });
 
   // 5. After the ack: nothing of a, then a marker on b that must come.
   for (const data of payloads('a after unsubscribe', 5)) await pub(A, data, 'no');
@@ -98,20 +99,12 @@ test('subscribe and unsubscribe on a live socket: exactly the messages the acks 
 
 test('after the page closes the socket, a new one with ?last_id= resumes exactly', { timeout: 90_000 }, async () => {
   const ch = 'ws/resume';
-  await ctx.open('ws.html', { ch });
-  await waitInPage(ctx, 'socket open', () => window.t.ready);
-  const first = payloads('ws', 30);
-  const firstIds = await publishAll(ctx.halley, ch, first);
-  await waitForSequence(ctx, firstIds, first, 'live sequence');
+  await ctx.openReady('ws.html', { ch }, 'socket open');
+  const seq = sequence(ctx, ch);
+  await seq.publish(payloads('ws', 30));
+  await seq.expect('live sequence');
 
-  await ctx.page.evaluate(() => closeIt());
-  const gap = payloads('while-closed', 10);
-  const gapIds = await publishAll(ctx.halley, ch, gap);
-  await ctx.page.evaluate((c) => reopen(c), ch);
-  await waitInPage(ctx, 'socket reopened', () => window.t.ready && window.t.opens >= 2);
-  const after = payloads('after-reopen', 10);
-  const afterIds = await publishAll(ctx.halley, ch, after);
-  await waitForSequence(ctx, [...firstIds, ...gapIds, ...afterIds], [...first, ...gap, ...after], 'across the resume');
+  await resumeAfterClose(ctx, seq, 'socket reopened', ch);
 
   const state = await ctx.page.evaluate(() => t);
   // Halley answers the page's close frame with its code (no reason).

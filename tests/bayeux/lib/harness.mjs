@@ -8,155 +8,26 @@
 // `after` hook (halley by its pid), and halley is SIGKILLed by pid if the
 // test process exits early.
 
-import { spawn } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
-import { existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
 import { after } from 'node:test';
 import { adapt } from 'cometd-nodejs-client';
 import { CometD, LongPollingTransport, CallbackPollingTransport, WebSocketTransport } from 'cometd';
+import { DEADLINE_MS, withDeadline, until, startHalley as startHalleyProcess, hostPort } from '../../common-js/halley-process.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = join(here, '..', '..', '..');
-
-/** How long any single expected event may take on a loaded 2-core machine. */
-export const DEADLINE_MS = 20_000;
-
-/** The binary under test: $HALLEY_BIN, else the debug build `cargo build` leaves. */
-export const HALLEY_BIN = process.env.HALLEY_BIN || join(repo, 'target', 'debug', 'halley');
-
-// Pids to SIGKILL if the test process exits before the `after` hooks ran.
-const live = new Set();
-process.on('exit', () => {
-  for (const pid of live) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
-
-/** Resolves with `promise`, or rejects saying `what` did not happen in `ms`. */
-export async function withDeadline(promise, what, ms = DEADLINE_MS) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Polls `check` (sync or async) until it returns a truthy value; returns it. */
-export async function until(check, what, ms = DEADLINE_MS) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) {
-      throw new Error(`${what}: not true within ${ms} ms${last ? ` (last error: ${last.message})` : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+// The deadline, the waits, and publishing to halley are shared with the
+// browser harness (tests/common-js/halley-process.mjs).
+export { DEADLINE_MS, HALLEY_BIN, withDeadline, until, publish } from '../../common-js/halley-process.mjs';
 
 // --- halley ---------------------------------------------------------------
 
 /**
  * Starts halley on ephemeral ports (plus `extra` flags) and waits for its
- * `listening public=ADDR ingest=ADDR ...` line.
+ * `listening public=ADDR ingest=ADDR ...` line; the answer also has
+ * `bayeuxUrl`, the Bayeux endpoint as a CometD client is configured with it.
  */
 export async function startHalley(extra = []) {
-  if (!existsSync(HALLEY_BIN)) {
-    throw new Error(`${HALLEY_BIN} is missing: run \`cargo build\` first (or set HALLEY_BIN)`);
-  }
-  const args = ['--listen', '127.0.0.1:0', '--ingest', '127.0.0.1:0', '--resp', '127.0.0.1:0', ...extra];
-  const child = spawn(HALLEY_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  live.add(child.pid);
-  const log = [];
-  let exited = null;
-  const exit = new Promise((resolve) => {
-    child.on('exit', (code, signal) => {
-      exited = { code, signal };
-      live.delete(child.pid);
-      resolve(exited);
-    });
-  });
-  const listening = new Promise((resolve, reject) => {
-    child.on('error', reject);
-    createInterface({ input: child.stderr }).on('line', (line) => {
-      log.push(line);
-      if (line.includes('listening public=')) resolve(line);
-    });
-    exit.then((how) => reject(new Error(`halley exited before listening: ${JSON.stringify(how)}`)));
-  });
-  let line;
-  try {
-    line = await withDeadline(listening, 'halley printing its listening line');
-  } catch (e) {
-    process.kill(child.pid, 'SIGKILL');
-    throw new Error(`${e.message}\nhalley stderr:\n${log.join('\n')}`);
-  }
-  const field = (name) => {
-    const m = line.match(new RegExp(`${name}=(\\S+)`));
-    if (!m) throw new Error(`no ${name}= in: ${line}`);
-    return m[1];
-  };
-  const publicAddr = field('public');
-  const ingest = field('ingest');
-  return {
-    pid: child.pid,
-    public: publicAddr,
-    ingest,
-    /** The Bayeux endpoint, as a CometD client is configured with it. */
-    bayeuxUrl: `http://${publicAddr}/bayeux`,
-    log,
-    tail: (n = 30) => log.slice(-n).join('\n'),
-    /** Throws if halley exited on its own. */
-    assertAlive() {
-      if (exited) throw new Error(`halley exited during the test: ${JSON.stringify(exited)}\n${log.join('\n')}`);
-    },
-    /** POST http://INGEST/pub/{channel} with `body`; returns `{id, channel, subscribers}`. */
-    publish: (channel, body) => publish(ingest, channel, body),
-    /** SIGTERM, then SIGKILL (by pid) if it has not exited within 10 s. */
-    async stop() {
-      if (exited) return exited;
-      process.kill(child.pid, 'SIGTERM');
-      try {
-        return await withDeadline(exit, 'halley exiting on SIGTERM', 10_000);
-      } catch {
-        process.kill(child.pid, 'SIGKILL');
-        return withDeadline(exit, 'halley exiting on SIGKILL');
-      }
-    },
-  };
-}
-
-/** POST http://INGEST/pub/{channel}; returns halley's `{id, channel, subscribers}`. */
-export async function publish(ingest, channel, body) {
-  const res = await fetch(`http://${ingest}/pub/${channel}`, {
-    method: 'POST',
-    body,
-    headers: { 'content-type': 'text/plain; charset=utf-8' },
-    signal: AbortSignal.timeout(DEADLINE_MS),
-  });
-  const text = await res.text();
-  if (res.status !== 200) throw new Error(`publish to ${channel}: ${res.status} ${text}`);
-  const answer = JSON.parse(text);
-  if (typeof answer.id !== 'string' || answer.channel !== channel) {
-    throw new Error(`publish to ${channel}: unexpected answer ${text}`);
-  }
-  return answer;
+  const halley = await startHalleyProcess(extra);
+  return { ...halley, bayeuxUrl: `${halley.url}/bayeux` };
 }
 
 /** POST raw Bayeux JSON to /bayeux (for checks the CometD client cannot make). */
@@ -408,7 +279,7 @@ export function sseSubscribe(halley, channels) {
   return withDeadline(
     new Promise((resolve, reject) => {
       const req = httpRequest(
-        { host: halley.public.split(':')[0], port: Number(halley.public.split(':')[1]), path: `/sub/${channels}`, headers: { accept: 'text/event-stream' } },
+        { ...hostPort(halley.public), path: `/sub/${channels}`, headers: { accept: 'text/event-stream' } },
         (res) => {
           if (res.statusCode !== 200) {
             reject(new Error(`SSE /sub/${channels}: HTTP ${res.statusCode}`));

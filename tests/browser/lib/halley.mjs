@@ -7,26 +7,21 @@
 // place of a condition. Everything started here is killed by its pid in the
 // file's `after` hook, and again (synchronously) if the process exits early.
 
-import { spawn } from 'node:child_process';
 import { createServer, request as httpRequest } from 'node:http';
 import { createServer as createTcpServer, connect as tcpConnect } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, extname, normalize } from 'node:path';
 import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
+import { DEADLINE_MS, withDeadline, startHalley, hostPort, killOnExit, forget } from '../../common-js/halley-process.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = join(here, '..', '..', '..');
-const pagesDir = join(here, '..', 'pages');
+// Starting, publishing to and stopping halley, the deadline and the waits
+// are shared with the Bayeux harness (tests/common-js/halley-process.mjs).
+export { DEADLINE_MS, HALLEY_BIN, withDeadline, until, startHalley, publish } from '../../common-js/halley-process.mjs';
 
-/** How long any single expected event may take on a loaded 2-core machine. */
-export const DEADLINE_MS = 20_000;
-
-/** The binary under test: $HALLEY_BIN, else the debug build `cargo build` leaves. */
-export const HALLEY_BIN = process.env.HALLEY_BIN || join(repo, 'target', 'debug', 'halley');
+const pagesDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'pages');
 
 /** Chromium: $CHROMIUM, else Debian's launcher. */
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -42,141 +37,7 @@ export const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
-// Pids to SIGKILL if the test process exits before the `after` hooks ran
-// (an uncaught error, the runner's timeout). Chromium is killed by process
-// group, as playwright starts it detached.
-const live = new Map(); // pid -> { group: boolean }
-process.on('exit', () => {
-  for (const [pid, { group }] of live) {
-    try {
-      process.kill(group ? -pid : pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
-
-/** Resolves with `promise`, or rejects saying `what` did not happen in `ms`. */
-export async function withDeadline(promise, what, ms = DEADLINE_MS) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Polls `check` (sync or async) until it returns a truthy value; returns it. */
-export async function until(check, what, ms = DEADLINE_MS) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) {
-      throw new Error(`${what}: not true within ${ms} ms${last ? ` (last error: ${last.message})` : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 // --- halley ---------------------------------------------------------------
-
-/**
- * Starts halley on ephemeral ports (plus `extra` flags) and waits for its
- * `listening public=ADDR ingest=ADDR ...` line.
- */
-export async function startHalley(extra = []) {
-  if (!existsSync(HALLEY_BIN)) {
-    throw new Error(`${HALLEY_BIN} is missing: run \`cargo build\` first (or set HALLEY_BIN)`);
-  }
-  const args = ['--listen', '127.0.0.1:0', '--ingest', '127.0.0.1:0', '--resp', '127.0.0.1:0', ...extra];
-  const child = spawn(HALLEY_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  live.set(child.pid, { group: false });
-  const log = [];
-  let exited = null;
-  const exit = new Promise((resolve) => {
-    child.on('exit', (code, signal) => {
-      exited = { code, signal };
-      live.delete(child.pid);
-      resolve(exited);
-    });
-  });
-  const listening = new Promise((resolve, reject) => {
-    child.on('error', reject);
-    createInterface({ input: child.stderr }).on('line', (line) => {
-      log.push(line);
-      if (line.includes('listening public=')) resolve(line);
-    });
-    exit.then((how) => reject(new Error(`halley exited before listening: ${JSON.stringify(how)}`)));
-  });
-  let line;
-  try {
-    line = await withDeadline(listening, 'halley printing its listening line');
-  } catch (e) {
-    child.kill('SIGKILL');
-    throw new Error(`${e.message}\nhalley stderr:\n${log.join('\n')}`);
-  }
-  const field = (name) => {
-    const m = line.match(new RegExp(`${name}=(\\S+)`));
-    if (!m) throw new Error(`no ${name}= in: ${line}`);
-    return m[1];
-  };
-  const publicAddr = field('public');
-  const ingest = field('ingest');
-  return {
-    pid: child.pid,
-    public: publicAddr,
-    ingest,
-    /** Base URL of the public (subscriber) port. */
-    url: `http://${publicAddr}`,
-    log,
-    /** The last lines of halley's stderr, for failure messages. */
-    tail: (n = 30) => log.slice(-n).join('\n'),
-    /** Throws if halley exited on its own. */
-    assertAlive() {
-      if (exited) throw new Error(`halley exited during the test: ${JSON.stringify(exited)}\n${log.join('\n')}`);
-    },
-    /** Publishes `data` to `channel`; returns halley's `{id, channel, subscribers}`. */
-    publish: (channel, data, opts) => publish(ingest, channel, data, opts),
-    /** SIGTERM, then SIGKILL if it has not exited within the deadline. */
-    async stop() {
-      if (exited) return exited;
-      child.kill('SIGTERM');
-      try {
-        return await withDeadline(exit, 'halley exiting on SIGTERM', 10_000);
-      } catch {
-        child.kill('SIGKILL');
-        return withDeadline(exit, 'halley exiting on SIGKILL');
-      }
-    },
-  };
-}
-
-/** POST http://INGEST/pub/{channel}; returns `{id, channel, subscribers}`. */
-export async function publish(ingest, channel, data, { event } = {}) {
-  const query = event ? `?event=${encodeURIComponent(event)}` : '';
-  const res = await fetch(`http://${ingest}/pub/${channel}${query}`, {
-    method: 'POST',
-    body: data,
-    headers: { 'content-type': 'text/plain; charset=utf-8' },
-    signal: AbortSignal.timeout(DEADLINE_MS),
-  });
-  const text = await res.text();
-  if (res.status !== 200) throw new Error(`publish to ${channel}: ${res.status} ${text}`);
-  const body = JSON.parse(text);
-  if (typeof body.id !== 'string' || body.channel !== channel) {
-    throw new Error(`publish to ${channel}: unexpected answer ${text}`);
-  }
-  return body;
-}
 
 /** Publishes each payload in turn (so ids are in publish order); returns their ids. */
 export async function publishAll(halley, channel, payloads) {
@@ -258,7 +119,7 @@ export async function servePages({ subUpstream } = {}) {
   };
 
   function proxySub(req, res, upstream) {
-    const [host, port] = [upstream.slice(0, upstream.lastIndexOf(':')), Number(upstream.slice(upstream.lastIndexOf(':') + 1))];
+    const { host, port } = hostPort(upstream);
     const headers = { ...req.headers, host: upstream, connection: 'close' };
     const up = httpRequest({ host, port, method: req.method, path: req.url, headers }, (upRes) => {
       // Hop-by-hop framing is Node's to redo; everything else passes as is.
@@ -288,7 +149,7 @@ export async function servePages({ subUpstream } = {}) {
  * heads seen, in order (so a test can check what a reconnect asked for).
  */
 export async function startCutProxy(target) {
-  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+  const { host, port } = hostPort(target);
   const open = new Set();
   const held = [];
   const heads = [];
@@ -390,8 +251,8 @@ export async function launchBrowser() {
     DEADLINE_MS + 10_000,
   );
   const pid = server.process().pid;
-  live.set(pid, { group: true });
-  server.process().on('exit', () => live.delete(pid));
+  killOnExit(pid, { group: true });
+  server.process().on('exit', () => forget(pid));
   let browser;
   try {
     browser = await withDeadline(chromium.connect(server.wsEndpoint(), { timeout: DEADLINE_MS }), 'connecting to chromium', DEADLINE_MS + 10_000);
@@ -410,7 +271,7 @@ export async function launchBrowser() {
         // fall through to the kill
       }
       await server.kill(); // the whole process group, by pid; a no-op once it exited
-      live.delete(pid);
+      forget(pid);
     },
   };
 }
@@ -508,6 +369,18 @@ export function setup({ flags = [] } = {}) {
       ctx.extras.push(pages);
       return { halley, pages };
     },
+    /** `open`, then waits (saying `what`) until the page sets `t.ready`. */
+    async openReady(name, params, what) {
+      await ctx.open(name, params);
+      await waitInPage(ctx, what, () => window.t.ready);
+      return ctx.page;
+    },
+    /** A `startCutProxy` in front of halley's public port, closed in `after`. */
+    async cutProxy() {
+      const proxy = await startCutProxy(ctx.halley.public);
+      ctx.extras.push(proxy);
+      return proxy;
+    },
   };
   before(async () => {
     // The pages first, so `flags` can name their origin.
@@ -586,4 +459,59 @@ export async function waitForSequence(ctx, ids, datas, label) {
   const got = await read();
   assertExactSequence(got, ids, datas, label);
   return got;
+}
+
+/**
+ * What a page (`view`: `{page, halley}`, as `ctx` is) must end up with on
+ * `channel`: every message published through this, in publish order.
+ * `publish(list)` publishes the payloads (strings, or `{data, event}`) one
+ * after another and returns their ids; `oneByOne(list)` waits for each in
+ * the page before publishing the next; `expect(label)` is `waitForSequence`
+ * for all so far. `body(data)` is what is published for `data` (the page
+ * must receive `data`).
+ */
+export function sequence(view, channel, { body = (data) => data } = {}) {
+  const seq = {
+    ids: [],
+    datas: [],
+    async publish(list) {
+      const items = list.map((p) => (typeof p === 'string' ? { data: p } : p));
+      const ids = await publishAll(view.halley, channel, items.map((p) => ({ ...p, data: body(p.data) })));
+      seq.ids.push(...ids);
+      seq.datas.push(...items.map((p) => p.data));
+      return ids;
+    },
+    async oneByOne(list) {
+      for (const p of list) {
+        await seq.publish([p]);
+        await waitInPage(view, `message ${seq.ids.length}`, (n) => window.t.received.length >= n, seq.ids.length);
+      }
+    },
+    expect(label) {
+      return waitForSequence(view, seq.ids, seq.datas, label);
+    },
+  };
+  return seq;
+}
+
+/**
+ * The page-driven resume of the streaming pages (sse.html, stream.html,
+ * ws.html): the page closes its connection (`closeIt()`), ten messages are
+ * published while it has none, it opens a new one resuming from the last id
+ * it saw (`reopen(reopenArg)`) and says so (`what`), ten more are published;
+ * then it must have all of `seq`, exactly.
+ */
+export async function resumeAfterClose(ctx, seq, what, reopenArg) {
+  await ctx.page.evaluate(() => closeIt());
+  await seq.publish(payloads('while-closed', 10));
+  await ctx.page.evaluate((arg) => reopen(arg), reopenArg);
+  await waitInPage(ctx, what, () => window.t.ready && window.t.opens >= 2);
+  await seq.publish(payloads('after-reopen', 10));
+  return seq.expect('across the resume');
+}
+
+/** Waits until a poll of longpoll.html or jsonp.html started after now has timed out empty. */
+export async function waitForEmptyPoll(ctx) {
+  const polls = await ctx.page.evaluate(() => t.polls.length);
+  await waitInPage(ctx, 'a poll timing out empty', (n) => window.t.polls.slice(n).some((p) => p.n === 0), polls);
 }
