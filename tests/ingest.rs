@@ -608,3 +608,79 @@ fn full_publish_queue_answers_busy_on_the_resp_port() {
     let info = channel_info(&server, "busy");
     assert_eq!(info["published"], accepted, "every :0 was published, no -BUSY was: {info} vs {answers:?}");
 }
+
+#[test]
+fn sequential_publishes_from_one_connection_arrive_complete_and_in_order() {
+    let server = Server::start(&[]);
+    const N: usize = 2000;
+    let http_sub = sse_reader(&server, "seq-http", N);
+    let resp_sub = stream_reader(&server, "seq-resp", N);
+    // Two publishers at once, each strictly one request at a time: the
+    // next goes out only when the last is answered.
+    let ingest = server.ingest;
+    let http = thread::spawn(move || {
+        let mut conn = HttpConn::new(ingest);
+        let mut last = (0, 0);
+        for i in 0..N {
+            conn.send(&format_request("POST", "/pub/seq-http", &[], i.to_string().as_bytes()));
+            let resp = conn.response();
+            assert_eq!(resp.status, 200, "HTTP publish {i}: {}", resp.text());
+            let id = resp.json()["id"].as_str().expect("id").to_string();
+            assert!(id_key(&id) > last, "HTTP publish {i}: id {id} after {last:?}");
+            last = id_key(&id);
+        }
+    });
+    let resp_addr = server.resp;
+    let resp = thread::spawn(move || {
+        let mut conn = HttpConn::new(resp_addr);
+        for i in 0..N {
+            assert_eq!(conn.resp_call(&["PUBLISH", "seq-resp", &i.to_string()]), ":1", "RESP publish {i}");
+        }
+    });
+    http.join().expect("HTTP publisher");
+    resp.join().expect("RESP publisher");
+    let want: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    let events = http_sub.finish();
+    assert_eq!(
+        events.iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+        want,
+        "SSE: every HTTP publish, in order"
+    );
+    let envelopes = resp_sub.finish();
+    let got: Vec<String> = envelopes.iter().map(|e| e["data"].as_str().unwrap_or("?").to_string()).collect();
+    assert_eq!(got, want, "NDJSON: every RESP publish, in order");
+}
+
+#[test]
+fn a_pipelined_group_meeting_a_full_queue_is_refused_whole_and_in_place() {
+    let server = Server::start(&["--publish-queue", "1", "--batch-max", "1", "--batch-window-us", "5000000"]);
+    // One publish goes out at once and opens a 5 s window; what follows waits.
+    let mut first = HttpConn::new(server.resp);
+    assert_eq!(first.resp_call(&["PUBLISH", "group", "first"]), ":0");
+    const CONNS: usize = 5;
+    let readers: Vec<JoinHandle<Vec<String>>> = (0..CONNS)
+        .map(|i| {
+            let mut conn = HttpConn::new(server.resp);
+            let mut bytes = resp_args(&["PING"]);
+            bytes.extend(publish_cmd("group", &format!("c{i}a")));
+            bytes.extend(publish_cmd("group", &format!("c{i}b")));
+            bytes.extend(resp_args(&["PING"]));
+            conn.send(&bytes);
+            thread::spawn(move || (0..4).map(|_| conn.resp_line()).collect())
+        })
+        .collect();
+    let mut accepted = 0;
+    let mut refused = 0;
+    for (i, r) in readers.into_iter().enumerate() {
+        let lines = r.join().unwrap_or_else(|_| panic!("connection #{i} got no replies"));
+        match lines.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            ["+PONG", ":0", ":0", "+PONG"] => accepted += 1,
+            ["+PONG", b1, b2, "+PONG"] if b1.starts_with("-BUSY") && b2.starts_with("-BUSY") => refused += 1,
+            _ => panic!("connection #{i}: a group is accepted or refused whole, in place: {lines:?}"),
+        }
+    }
+    assert!(refused > 0, "a queue of 1 refused no group");
+    assert!(accepted > 0, "a queue of 1 took no group");
+    let info = channel_info(&server, "group");
+    assert_eq!(info["published"], 1 + 2 * accepted, "every :0 was published, no -BUSY was: {info}");
+}

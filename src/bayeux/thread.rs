@@ -87,7 +87,7 @@ fn run(mut engine: Engine, w: Wiring) {
                     engine.deliver_history(reply.conn, &reply.catchup, now, &mut out)
                 }
                 HubMail::ChannelDeleted(_)
-                | HubMail::Published { .. }
+                | HubMail::Published(_)
                 | HubMail::ChannelInfo { .. }
                 | HubMail::Deleted { .. } => {}
             },

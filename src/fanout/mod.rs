@@ -34,6 +34,9 @@ pub struct FanoutConfig {
     pub batch_window: Duration,
     pub batch_max: usize,
     pub publish_queue: usize,
+    /// How long the thread polls for the next publish after a batch before
+    /// it sleeps (see `handoff_spin_us`).
+    pub spin: Duration,
 }
 
 /// One message to publish.
@@ -150,17 +153,23 @@ pub struct PublishAck {
     pub subscribers: usize,
 }
 
+/// The acknowledgements of one `Publish`, in its order, for one connection.
+#[derive(Debug)]
+pub struct Acked {
+    pub conn: u64,
+    pub acks: Vec<PublishAck>,
+}
+
 /// Mail from the hub to an outlet.
 #[derive(Debug)]
 pub enum HubMail {
     /// Messages for channels with subscribers behind this outlet, in id order.
     Batch(Vec<Arc<Message>>),
     Subscribed(Subscribed),
-    /// Acknowledgements for one `Publish`, in its order.
-    Published {
-        conn: u64,
-        acks: Vec<PublishAck>,
-    },
+    /// Acknowledgements for every `Publish` of one batch that came from
+    /// this outlet's connections: one mail (and at most one wake-up) per
+    /// batch, however many publishers wait.
+    Published(Vec<Acked>),
     /// The answer to `ChannelInfo`; `None` for an unknown channel.
     ChannelInfo {
         conn: u64,

@@ -46,6 +46,8 @@ struct Fanout {
     next_flush: Instant,
     next_housekeeping: Instant,
     stats: Arc<crate::stats::Stats>,
+    /// The last round published a batch: poll a little before sleeping.
+    spin_after_batch: bool,
 }
 
 /// Starts the fan-out thread. It runs until every producer has dropped its handle.
@@ -70,6 +72,7 @@ pub fn spawn(
         next_flush: now,
         next_housekeeping: now + HOUSEKEEPING_EVERY,
         stats,
+        spin_after_batch: false,
     };
     let thread = std::thread::Builder::new().name("halley-fanout".into()).spawn(move || fanout.run())?;
     Ok((handle, thread))
@@ -87,9 +90,11 @@ impl Fanout {
                 return;
             }
             let now = Instant::now();
+            self.spin_after_batch = false;
             if !self.pending.is_empty() && now >= self.next_flush {
                 self.publish_batch();
                 self.next_flush = now + self.config.batch_window;
+                self.spin_after_batch = !self.config.spin.is_zero();
             }
             if now >= self.next_housekeeping {
                 self.housekeep(now);
@@ -148,7 +153,18 @@ impl Fanout {
     }
 
     /// Sleeps until a queue has work or the next flush or sweep is due.
-    fn wait(&self) {
+    fn wait(&mut self) {
+        if self.spin_after_batch {
+            // A sequential publisher's next publish is a round trip away:
+            // polling for it is cheaper than sleeping and being woken.
+            let until = Instant::now() + self.config.spin;
+            while Instant::now() < until {
+                if !self.queues.publish_rx.is_empty() || !self.queues.control_rx.is_empty() {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+        }
         let deadline = if self.pending.is_empty() {
             self.next_housekeeping
         } else {
@@ -240,6 +256,7 @@ impl Fanout {
     fn publish_batch(&mut self) {
         let batch = mem::take(&mut self.pending);
         let mut per_outlet: Vec<Vec<Arc<Message>>> = vec![Vec::new(); self.outlets.len()];
+        let mut acked: Vec<Vec<Acked>> = (0..self.outlets.len()).map(|_| Vec::new()).collect();
         let now_ms = unix_ms();
         for publish in batch {
             let at = publish.received_at;
@@ -249,13 +266,20 @@ impl Fanout {
                 .map(|new| self.publish_one(new, at, now_ms, &mut per_outlet))
                 .collect();
             crate::stats::add(&self.stats.fanout.published, acks.len() as u64);
-            if let Some(reply) = publish.reply {
-                self.mail(reply.loop_id, HubMail::Published { conn: reply.conn, acks });
+            if let Some(list) =
+                publish.reply.and_then(|reply| acked.get_mut(reply.loop_id).map(|l| (l, reply)))
+            {
+                list.0.push(Acked { conn: list.1.conn, acks });
             }
         }
-        for (outlet, batch) in per_outlet.into_iter().enumerate() {
+        // Messages before acks: a publisher that hears back has its message
+        // already on its way to this loop's subscribers.
+        for (outlet, (batch, acked)) in per_outlet.into_iter().zip(acked).enumerate() {
             if !batch.is_empty() {
                 self.mail(outlet, HubMail::Batch(batch));
+            }
+            if !acked.is_empty() {
+                self.mail(outlet, HubMail::Published(acked));
             }
         }
         crate::stats::inc(&self.stats.fanout.batches);

@@ -1,7 +1,6 @@
 //! The chunked transfer coding (RFC 9112 §7.1): a decoder for request
 //! bodies and an encoder for streamed response bodies. Both are pure.
 
-use std::io::Write;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -203,13 +202,20 @@ pub fn frame(body: &Arc<[u8]>) -> Chunk {
     if body.is_empty() {
         return Chunk::Static(b"");
     }
+    // The size line by hand: this runs once per delivery, so no formatter.
     let mut size_line = [0u8; 18];
-    let mut cursor = std::io::Cursor::new(&mut size_line[..]);
-    // 16 hex digits and CRLF always fit the 18 bytes.
-    let _ = write!(cursor, "{:x}\r\n", body.len());
-    let len = cursor.position() as usize;
-    Chunk::wrapped(size_line.get(..len).unwrap_or(&[]), body.clone(), b"\r\n")
+    let digits = (usize::BITS - body.len().leading_zeros()).div_ceil(4) as usize;
+    for (i, slot) in size_line.iter_mut().take(digits).enumerate() {
+        let shift = 4 * (digits - 1 - i);
+        *slot = HEX.get((body.len() >> shift) & 0xf).copied().unwrap_or(b'0');
+    }
+    for (slot, byte) in size_line.iter_mut().skip(digits).zip(b"\r\n") {
+        *slot = *byte;
+    }
+    Chunk::wrapped(size_line.get(..digits + 2).unwrap_or(&[]), body.clone(), b"\r\n")
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Body bytes of a streamed response as the connection sends them: one
 /// chunk for HTTP/1.1, or as they are for an HTTP/1.0 body that ends at close.
@@ -355,6 +361,12 @@ mod tests {
     fn frames_shared_bytes_as_one_chunk() {
         let body: Arc<[u8]> = Arc::from(&b"0123456789abcdefg"[..]);
         assert_eq!(frame(&body).to_vec(), b"11\r\n0123456789abcdefg\r\n");
+        for len in [1, 15, 16, 255, 256, 4096, 65535, 1 << 20] {
+            let body: Arc<[u8]> = vec![b'x'; len].into();
+            let mut want = Vec::new();
+            encode_into(&mut want, &body);
+            assert_eq!(frame(&body).to_vec(), want, "{len} bytes");
+        }
         assert!(frame(&Arc::from(&b""[..])).is_empty());
         assert_eq!(body_bytes(b"ab", true), b"2\r\nab\r\n");
         assert_eq!(body_bytes(b"", true), b"");

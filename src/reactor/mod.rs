@@ -145,6 +145,9 @@ pub struct Io<C> {
     to_read: Vec<ConnKey>,
     to_close: Vec<ConnKey>,
     shutdown_deadline: Option<Instant>,
+    /// Until then the loop polls without sleeping: the service expects a
+    /// wake-up very soon (see [`Io::expect_wake`]).
+    busy_poll_until: Option<Instant>,
 }
 
 impl<C> Io<C> {
@@ -170,6 +173,15 @@ impl<C> Io<C> {
     /// The time at the start of this loop turn.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// The service expects its mailbox to wake the loop within `within`
+    /// (an answer from another thread that takes microseconds): until then,
+    /// or until the wake-up, the loop polls without sleeping, saving the
+    /// cost of being put to sleep and woken for it.
+    pub fn expect_wake(&mut self, within: Duration) {
+        let until = self.now + within;
+        self.busy_poll_until = Some(self.busy_poll_until.map_or(until, |u| u.max(until)));
     }
 
     /// Whether the loop is draining for shutdown.
@@ -318,6 +330,7 @@ impl<C> Reactor<C> {
             to_read: Vec::new(),
             to_close: Vec::new(),
             shutdown_deadline: None,
+            busy_poll_until: None,
         };
         Ok(Reactor { poll, listeners, io, waker })
     }

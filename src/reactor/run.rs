@@ -70,6 +70,9 @@ impl<C> Reactor<C> {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
+        if self.io.busy_poll_until.is_some_and(|until| now < until) {
+            return Some(Duration::ZERO);
+        }
         [self.io.timers.next_deadline(), self.io.shutdown_deadline, carry.accept_retry_at]
             .into_iter()
             .flatten()
@@ -84,7 +87,10 @@ impl<C> Reactor<C> {
         carry: &mut Carry,
     ) {
         match event.token() {
-            WAKER_TOKEN => service.on_wake(&mut self.io),
+            WAKER_TOKEN => {
+                self.io.busy_poll_until = None;
+                service.on_wake(&mut self.io);
+            }
             Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
                 self.accept(LISTENER_BASE - t, service, carry);
             }

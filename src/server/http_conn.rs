@@ -173,7 +173,10 @@ impl HttpConn {
                 let reply = Some(cx.env.conn_ref(cx.key));
                 let publish = Publish { messages, reply, received_at: cx.io.now() };
                 match cx.env.fanout.try_publish(publish) {
-                    Ok(()) => self.wait_for_hub(cx, if batch { Awaiting::Batch } else { Awaiting::Publish }),
+                    Ok(()) => {
+                        cx.io.expect_wake(shared.hub_answer_spin);
+                        self.wait_for_hub(cx, if batch { Awaiting::Batch } else { Awaiting::Publish })
+                    }
                     Err(_) => self.answer_with(cx, respond::busy),
                 }
             }

@@ -14,8 +14,9 @@ use crate::guard::Origin;
 use crate::hub::validate_channel;
 use crate::resp::{self, reply, Command, Parsed};
 
-/// Publishes one RESP connection may have with the fan-out thread at once.
-/// A pipelined burst keeps the fan-out's batches full without letting one
+/// Publishes (messages) one RESP connection may have with the fan-out
+/// thread at once: also the largest group one round hands over. A
+/// pipelined burst keeps the fan-out's batches full without letting one
 /// connection take the whole publish queue.
 const MAX_IN_FLIGHT: usize = 256;
 
@@ -31,6 +32,10 @@ pub struct RespConn {
     peer_done: bool,
     /// `AUTH` was given (or no key is configured).
     authed: bool,
+    /// Publishes read in this round, handed to the hub as one `Publish`
+    /// when the round ends: a pipeline of PUBLISH commands is one batch
+    /// entry, acknowledged in one mail and answered in one write.
+    group: Vec<NewMessage>,
 }
 
 enum Pending {
@@ -74,6 +79,7 @@ impl RespConn {
                 }
             }
         }
+        self.send_group(cx);
         self.flush(cx)
     }
 
@@ -129,17 +135,30 @@ impl RespConn {
         if let Err(denied) = screened {
             return self.replies.push_back(Pending::Ready(error_reply(&format!("ERR {}", denied.reason))));
         }
-        let reply = Some(cx.env.conn_ref(cx.key));
-        let publish = Publish { messages: vec![message], reply, received_at: now };
-        match cx.env.fanout.try_publish(publish) {
-            Ok(()) => {
-                self.in_flight += 1;
-                self.replies.push_back(Pending::Publish);
-            }
-            Err(_) => self
-                .replies
-                .push_back(Pending::Ready(error_reply("BUSY publish queue is full; retry shortly"))),
+        self.group.push(message);
+        self.in_flight += 1;
+        self.replies.push_back(Pending::Publish);
+    }
+
+    /// Hands this round's publishes to the hub as one `Publish`; a full
+    /// queue refuses them all (`-BUSY`, in their places).
+    fn send_group(&mut self, cx: &mut Cx) {
+        if self.group.is_empty() {
+            return;
         }
+        let messages = std::mem::take(&mut self.group);
+        let count = messages.len();
+        let publish = Publish { messages, reply: Some(cx.env.conn_ref(cx.key)), received_at: cx.io.now() };
+        if cx.env.fanout.try_publish(publish).is_ok() {
+            cx.io.expect_wake(cx.env.shared.hub_answer_spin);
+            return;
+        }
+        // The group's slots are the last `count` waiting ones.
+        let waiting = self.replies.iter_mut().rev().filter(|p| matches!(p, Pending::Publish));
+        for slot in waiting.take(count) {
+            *slot = Pending::Ready(error_reply("BUSY publish queue is full; retry shortly"));
+        }
+        self.in_flight -= count;
     }
 
     /// `AUTH [user] key`: compared in constant time with the ingest key.
@@ -156,14 +175,15 @@ impl RespConn {
         }
     }
 
-    /// A publish was taken: its slot (the oldest waiting one) gets `:N`.
+    /// A group was taken: its slots (the oldest waiting ones) get `:N` each.
     fn ack(mut self: Box<Self>, cx: &mut Cx, acks: &[PublishAck]) -> Handler {
-        let mut out = Vec::new();
-        reply::integer(&mut out, acks.first().map_or(0, |a| a.subscribers as i64));
-        if let Some(slot) = self.replies.iter_mut().find(|p| matches!(p, Pending::Publish)) {
+        let waiting = self.replies.iter_mut().filter(|p| matches!(p, Pending::Publish));
+        for (slot, ack) in waiting.zip(acks) {
+            let mut out = Vec::new();
+            reply::integer(&mut out, ack.subscribers as i64);
             *slot = Pending::Ready(out);
         }
-        self.in_flight = self.in_flight.saturating_sub(1);
+        self.in_flight = self.in_flight.saturating_sub(acks.len());
         self.read_commands(cx)
     }
 

@@ -144,6 +144,7 @@ fn shared(config: &Config, public_addr: SocketAddr, ingest_addr: SocketAddr) -> 
         demo_page: DEMO_PAGE.replace("{{INGEST}}", &ingest_addr.to_string()).into_bytes(),
         connections: AtomicUsize::new(0),
         ports: vec![Port::Public, Port::Ingest, Port::Resp],
+        hub_answer_spin: Duration::from_micros(config.handoff_spin_us),
     })
 }
 
@@ -223,6 +224,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         batch_window: Duration::from_micros(config.batch_window_us),
         batch_max: config.batch_max,
         publish_queue: config.publish_queue,
+        spin: Duration::from_micros(config.handoff_spin_us),
     };
     let (handle, fanout) = fanout::spawn(fanout_config, outlets, shared.stats.clone())
         .map_err(|e| format!("fan-out thread: {e}"))?;

@@ -14,7 +14,7 @@ use super::index::Index;
 use super::mail::LoopMsg;
 use super::route::{Port, RouteLimits};
 use crate::chunk::Chunk;
-use crate::fanout::{FanoutHandle, HubMail};
+use crate::fanout::{Acked, FanoutHandle, HubMail};
 use crate::http::Version;
 use crate::reactor::mailbox::Inbox;
 use crate::reactor::{begin_shutdown, CloseReason, ConnKey, Io, Service};
@@ -45,6 +45,9 @@ pub struct Shared {
     pub stats: Arc<crate::stats::Stats>,
     /// Port index (as the reactor knows it) to what the port serves.
     pub ports: Vec<Port>,
+    /// How long a loop polls without sleeping after handing a publish to
+    /// the hub, expecting its answer (see `Io::expect_wake`).
+    pub hub_answer_spin: Duration,
 }
 
 /// What handlers may use besides their connection: this loop's identity,
@@ -210,8 +213,10 @@ impl Service for Worker {
                 LoopMsg::Hub(HubMail::Subscribed(reply)) => {
                     self.mail_to(io, reply.conn, Mail::Subscribed(reply))
                 }
-                LoopMsg::Hub(HubMail::Published { conn, acks }) => {
-                    self.mail_to(io, conn, Mail::Published(acks))
+                LoopMsg::Hub(HubMail::Published(acked)) => {
+                    for Acked { conn, acks } in acked {
+                        self.mail_to(io, conn, Mail::Published(acks));
+                    }
                 }
                 LoopMsg::Hub(HubMail::ChannelInfo { conn, info }) => {
                     self.mail_to(io, conn, Mail::ChannelInfo(info))
