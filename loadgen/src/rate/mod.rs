@@ -75,6 +75,9 @@ struct Bench {
     request: Vec<u8>,
     pipeline: usize,
     rtmp: Vec<u8>,
+    /// Requests are sent from the warm-up on (a connection opened before
+    /// waits; one reopened later starts at once).
+    sending: bool,
     /// Answers count only while this is set (after the warm-up).
     counting: bool,
     ok: u64,
@@ -102,6 +105,7 @@ fn run(a: &Args) -> Result<Outcome, String> {
         target: a.target.clone(),
         pipeline: a.pipeline,
         rtmp: vec![0; 64 * 1024],
+        sending: false,
         counting: false,
         ok: 0,
         errors: 0,
@@ -127,6 +131,7 @@ fn run(a: &Args) -> Result<Outcome, String> {
     // Warm up, then measure for --duration.
     let t0 = Instant::now();
     let warm_end = t0 + Duration::from_secs_f64(a.warmup);
+    b.sending = true;
     for c in 0..b.conns.len() {
         b.refill(c);
     }
@@ -294,7 +299,7 @@ impl Bench {
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => return self.drop_conn(c, &format!("connect: {e}"), false),
             }
-            if self.counting || !self.conns[c].sent.is_empty() {
+            if self.sending {
                 self.refill(c);
             }
         }
