@@ -125,7 +125,7 @@ fn loopback(host: &str, what: &str) -> Result<Ipv4Addr, String> {
     Ok(ip)
 }
 
-fn host_port(s: &str, default_port: u16, what: &str) -> Result<SocketAddrV4, String> {
+pub fn host_port(s: &str, default_port: u16, what: &str) -> Result<SocketAddrV4, String> {
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) => (h, num::<u16>(what, p)?),
         None => (s, default_port),
