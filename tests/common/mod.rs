@@ -2,9 +2,11 @@
 //! it over real sockets. Every wait has a deadline and fails with what it saw.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod frame;
 pub mod http;
 pub mod process;
+pub mod redis_server;
 pub mod resp;
 pub mod rng;
 pub mod stream;
@@ -22,6 +24,8 @@ pub use frame::*;
 pub use http::*;
 #[allow(unused_imports)]
 pub use process::*;
+#[allow(unused_imports)]
+pub use redis_server::*;
 #[allow(unused_imports)]
 pub use resp::*;
 #[allow(unused_imports)]

@@ -1,0 +1,843 @@
+//! The Redis backplane (issue 13): several halley processes started with
+//! `--redis redis://127.0.0.1:PORT` on one real `redis-server` share one set
+//! of channels. Each test starts its own redis-server (tests/common/
+//! redis_server.rs: a free port, its own directory, stopped by pid) and two
+//! or three halley nodes, and stops them all when it ends.
+//!
+//! What is checked, test by test:
+//! - the helper itself: redis-server starts, answers PING through the
+//!   `redis` crate, and with AOF keeps its data over a stop and restart;
+//! - delivery across nodes on SSE, NDJSON stream, WebSocket and long-poll,
+//!   publishing by HTTP, NDJSON batch and RESP through every node in turn:
+//!   every subscriber gets every message once, in publish order, under the
+//!   same Redis stream id, which is the id the publish answered;
+//! - resume on another node (by `last_id`, by `Last-Event-ID`, on a node
+//!   started after the messages were published), `backlog=N` there, and a
+//!   multi-channel resume with one `last_id`;
+//! - history surviving a restart of every node;
+//! - Redis stopped mid-stream and restarted with AOF: publishes answer 503
+//!   with a JSON error and `Retry-After` within a few seconds, `/healthz`
+//!   says degraded, `/stats` and `/metrics` show the backplane down; after
+//!   the restart publishes work again without restarting halley, and the
+//!   SSE subscribers that stayed connected get every acknowledged message
+//!   once and in order, including what went through the other node while
+//!   their own node was still reconnecting;
+//! - a node SIGKILLed under an SSE and a WebSocket client: both resume on
+//!   the other node and lose nothing acknowledged meanwhile;
+//! - `DELETE /pub/{ch}` on one node ends the channel's streams on every node
+//!   and a later resume reports a gap;
+//! - `cluster_subscribers` in `GET /pub/{ch}` sums the nodes' subscribers;
+//! - Bayeux sessions on different nodes (raw JSON) share channels with each
+//!   other and with plain subscribers;
+//! - a WebSocket `{"subscribe":…}` ack covers publishes on other nodes.
+//!
+//! Subscribers are opened with `last_id=` of a message published before
+//! them wherever the test is not about fresh subscriptions: a node may
+//! subscribe to Redis a moment after it answered its client, and a resume
+//! point makes "everything after it" well defined.
+
+mod common;
+use common::cluster::*;
+use common::*;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// How long a publish may take to be refused while Redis is down ("within a
+/// few seconds", with room for a loaded 2-core machine).
+const REFUSAL_WITHIN: Duration = Duration::from_secs(10);
+
+fn path_with(channel: &str, query: &str) -> String {
+    format!("/sub/{channel}?{query}")
+}
+
+/// Reads `n` envelopes from an NDJSON stream.
+fn stream_take(sub: &mut StreamClient, n: usize, what: &str) -> Vec<Msg> {
+    let start = Instant::now();
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        assert!(before_deadline(start), "{what}: only {} of {n}: {got:?}", got.len());
+        match sub.next_json() {
+            Some(v) => got.push(Msg::from_envelope(&v, what)),
+            None => panic!("{what}: stream ended after {} of {n}: {got:?}", got.len()),
+        }
+    }
+    got
+}
+
+/// Reads `n` envelopes from a WebSocket.
+fn ws_take(ws: &mut Ws, n: usize, what: &str) -> Vec<Msg> {
+    (0..n).map(|i| Msg::from_envelope(&ws.next_json(&format!("{what} #{i}")), what)).collect()
+}
+
+/// Reads WebSocket envelopes until the connection ends (its node died).
+fn ws_to_end(ws: &mut Ws, what: &str) -> Vec<Msg> {
+    let mut got = Vec::new();
+    while let Some(frame) = ws.data_frame(what) {
+        if frame.opcode == OP_TEXT {
+            let v: Value = serde_json::from_str(frame.text()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            got.push(Msg::from_envelope(&v, what));
+        } else if frame.opcode == OP_CLOSE {
+            break;
+        }
+    }
+    got
+}
+
+/// Reads WebSocket envelopes until one has payload `last`.
+fn ws_until(ws: &mut Ws, last: &str, what: &str) -> Vec<Msg> {
+    let mut got = Vec::new();
+    loop {
+        let msg = Msg::from_envelope(&ws.next_json(what), what);
+        let done = msg.data == last;
+        got.push(msg);
+        if done {
+            return got;
+        }
+        assert!(got.len() < 10_000, "{what}: no {last:?} among {} messages", got.len());
+    }
+}
+
+/// Asserts that `got` is `want` exactly (payloads and ids).
+fn assert_same(what: &str, got: &[Msg], want: &[Msg]) {
+    if got != want {
+        let first = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{what}: got {} messages, want {}; first difference at #{first}: got {:?} want {:?}\n\
+             got:  {got:?}\nwant: {want:?}",
+            got.len(),
+            want.len(),
+            got.get(first),
+            want.get(first)
+        );
+    }
+}
+
+fn datas(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// One long-poll answered at once (`timeout=0`): the body.
+fn poll_now(addr: SocketAddr, channels: &str, query: &str) -> Value {
+    let (_, body) = poll(addr, &format!("/sub/{channels}?transport=longpoll&timeout=0&{query}"));
+    body
+}
+
+fn envelopes(body: &Value, what: &str) -> Vec<Msg> {
+    body["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: no messages array in {body}"))
+        .iter()
+        .map(|m| Msg::from_envelope(m, what))
+        .collect()
+}
+
+fn kill_9(server: &Server) {
+    let status = Command::new("kill").args(["-KILL", &server.pid().to_string()]).status().expect("kill");
+    assert!(status.success(), "kill -KILL {}", server.pid());
+}
+
+// ---------------------------------------------------------------------------
+// The redis-server helper
+
+#[test]
+fn redis_server_helper_starts_answers_and_keeps_aof_data_over_a_restart() {
+    let mut redis = RedisServer::start(true);
+    let mut con = redis.connection();
+    let pong: String = redis::cmd("PING").query(&mut con).expect("PING");
+    assert_eq!(pong, "PONG");
+    let _: () = redis::cmd("SET").arg("halley:test").arg("kept").query(&mut con).expect("SET");
+    let id: String =
+        redis::cmd("XADD").arg("halley:stream").arg("*").arg("d").arg("x").query(&mut con).expect("XADD");
+    assert_stream_id(&id, "XADD answer");
+    drop(con);
+
+    let pid = redis.pid().expect("running");
+    redis.stop();
+    assert!(!redis.ping(), "redis-server still answers after stop");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| s.contains("State:\tZ")),
+        "redis-server {pid} still running after stop"
+    );
+
+    redis.restart();
+    let mut con = redis.connection();
+    let kept: String = redis::cmd("GET").arg("halley:test").query(&mut con).expect("GET");
+    assert_eq!(kept, "kept", "AOF keeps data over a restart");
+    let len: u64 = redis::cmd("XLEN").arg("halley:stream").query(&mut con).expect("XLEN");
+    assert_eq!(len, 1);
+
+    // Two servers at once get different ports and directories.
+    let other = RedisServer::start(false);
+    assert_ne!(other.port, redis.port);
+    assert_ne!(other.dir, redis.dir);
+    assert!(other.ping());
+    let dir = other.dir.clone();
+    drop(other);
+    assert!(!dir.exists(), "the scratch directory is removed on drop");
+}
+
+// ---------------------------------------------------------------------------
+// Delivery across nodes
+
+#[test]
+fn every_transport_on_every_node_gets_the_same_ids_in_order() {
+    let redis = RedisServer::start(false);
+    let n = nodes(&redis, 3, &[]);
+    let ch = "bp/all";
+    let start = n[0].publish_id(ch, "start");
+    assert_stream_id(&start, "first publish answer");
+    let resume = format!("last_id={start}");
+
+    let mut sse = SseFeed::open_ok(n[0].public, &path_with(ch, &resume), &[]);
+    let mut ndjson =
+        StreamClient::open(n[1].public, &path_with(ch, &format!("transport=stream&{resume}")), &[]);
+    assert_eq!(ndjson.status, 200, "NDJSON subscribe: {:?}", ndjson.headers);
+    let mut ws = Ws::open(n[2].public, &path_with(ch, &resume));
+
+    // 27 single publishes: node i % 3, path (i / 3) % 3, so every node
+    // publishes by every path; then one NDJSON batch of two lines.
+    const SINGLE: usize = 27;
+    const TOTAL: usize = SINGLE + 2;
+    let sse_reader = thread::spawn(move || sse.take(TOTAL, "SSE on node 0"));
+    let ndjson_reader = thread::spawn(move || stream_take(&mut ndjson, TOTAL, "NDJSON on node 1"));
+    let ws_reader = thread::spawn(move || ws_take(&mut ws, TOTAL, "WebSocket on node 2"));
+    let pollers: Vec<_> = [1, 2]
+        .into_iter()
+        .map(|i| {
+            let addr = n[i].public;
+            let start = start.clone();
+            thread::spawn(move || {
+                longpoll_collect(addr, ch, &start, TOTAL, &format!("long-poll on node {i}"))
+            })
+        })
+        .collect();
+
+    let mut acked: Vec<Option<String>> = Vec::new();
+    for i in 0..SINGLE {
+        let node = &n[i % 3];
+        let data = format!("m{i}");
+        let id = match (i / 3) % 3 {
+            0 => Some(node.publish_id(ch, &data)),
+            1 => {
+                let reply = resp_publish(node, ch, &data);
+                assert!(reply.starts_with(':'), "RESP PUBLISH {ch} {data} on node {}: {reply:?}", i % 3);
+                None
+            }
+            _ => Some(publish_ndjson(node, &[(ch, &data)]).remove(0)),
+        };
+        acked.push(id);
+    }
+    let batch = publish_ndjson(&n[1], &[(ch, &format!("m{SINGLE}")), (ch, &format!("m{}", SINGLE + 1))]);
+    acked.extend(batch.into_iter().map(Some));
+
+    let want = datas("m", 0..TOTAL);
+    let reference = assert_sequence("SSE on node 0", &join(sse_reader, "SSE reader"), &want);
+    for (i, id) in acked.iter().enumerate() {
+        if let Some(id) = id {
+            assert_eq!(id, &reference[i], "m{i}: the publish answer's id is the id subscribers see");
+        }
+    }
+    assert!(id_key(&reference[0]) > id_key(&start), "ids after the resume point: {start} then {reference:?}");
+    let others = [
+        ("NDJSON on node 1", join(ndjson_reader, "NDJSON reader")),
+        ("WebSocket on node 2", join(ws_reader, "WebSocket reader")),
+    ];
+    let polled = pollers.into_iter().enumerate().map(|(i, h)| (i + 1, join(h, "long-poll loop")));
+    for (what, got) in others
+        .into_iter()
+        .map(|(w, g)| (w.to_string(), g))
+        .chain(polled.map(|(i, g)| (format!("long-poll on node {i}"), g)))
+    {
+        let ids = assert_sequence(&what, &got, &want);
+        assert_eq!(ids, reference, "{what}: ids differ from the SSE subscriber's on node 0");
+    }
+}
+
+#[test]
+fn websocket_subscribe_ack_covers_publishes_on_other_nodes() {
+    let redis = RedisServer::start(false);
+    let n = nodes(&redis, 2, &[]);
+    let mut ws = Ws::open(n[0].public, "/sub/bp/first");
+    // The ack promises every message published after it, wherever.
+    for round in 0..5 {
+        let ch = format!("bp/acked-{round}");
+        ws.send_text(&json!({ "subscribe": [ch] }).to_string());
+        ws.expect_json(&json!({ "subscribed": [ch] }), "subscribe ack");
+        let id = n[1].publish_id(&ch, &format!("after-ack-{round}"));
+        let got = ws.next_json(&format!("first message on {ch} after the ack"));
+        assert_eq!(
+            got,
+            json!({"id": id, "channel": ch, "data": format!("after-ack-{round}")}),
+            "a message published on node 1 right after node 0 acked the subscription"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Resume
+
+#[test]
+fn resume_on_another_node_by_last_id_last_event_id_and_backlog() {
+    let redis = RedisServer::start(false);
+    let n = nodes(&redis, 2, &[]);
+    let ch = "bp/resume";
+    let mut ids: Vec<String> = (0..10).map(|i| n[i % 2].publish_id(ch, &format!("r{i}"))).collect();
+    let want = |from: usize, to: usize| datas("r", from..to);
+
+    // Read r1..r4 on node 0, then continue on node 1 by Last-Event-ID.
+    let mut first = SseFeed::open_ok(n[0].public, &path_with(ch, &format!("last_id={}", ids[0])), &[]);
+    let got = first.take(4, "SSE on node 0");
+    assert_eq!(assert_sequence("SSE on node 0", &got, &want(1, 5)), ids[1..5]);
+    drop(first);
+    let mut second = SseFeed::open_ok(n[1].public, &format!("/sub/{ch}"), &[("Last-Event-ID", &ids[4])]);
+    assert_eq!(second.header("x-halley-gap"), None, "no gap on resume: {:?}", second.headers);
+    let got = second.take(5, "SSE resumed on node 1 by Last-Event-ID");
+    assert_eq!(assert_sequence("SSE resumed on node 1", &got, &want(5, 10)), ids[5..10]);
+    ids.push(n[0].publish_id(ch, "r10"));
+    let live = second.take(1, "SSE on node 1, live after the resume");
+    assert_eq!(live, [Msg { id: ids[10].clone(), data: "r10".into() }], "published on node 0");
+
+    // Long-poll by last_id on node 1.
+    let body = poll_now(n[1].public, ch, &format!("last_id={}", ids[2]));
+    assert_ne!(body["gap"], true, "{body}");
+    let got = envelopes(&body, "long-poll resume on node 1");
+    assert_eq!(assert_sequence("long-poll resume on node 1", &got, &want(3, 11)), ids[3..11]);
+    assert_eq!(body["last_id"], json!(ids[10]), "{body}");
+
+    // A node started after all of it: history comes from Redis.
+    let late = node(&redis, &[]);
+    let mut third = SseFeed::open_ok(late.public, &path_with(ch, &format!("last_id={}", ids[6])), &[]);
+    assert_eq!(third.header("x-halley-gap"), None, "no gap on a new node: {:?}", third.headers);
+    let got = third.take(4, "SSE resumed on a new node");
+    assert_eq!(assert_sequence("SSE on a new node", &got, &want(7, 11)), ids[7..11]);
+    let body = poll_now(late.public, ch, "backlog=3");
+    let got = envelopes(&body, "backlog=3 on a new node");
+    assert_eq!(assert_sequence("backlog=3 on a new node", &got, &want(8, 11)), ids[8..11]);
+    let ws_path = path_with(ch, &format!("last_id={}", ids[8]));
+    let mut ws = Ws::open(late.public, &ws_path);
+    let got = ws_take(&mut ws, 2, "WebSocket resumed on a new node");
+    assert_eq!(assert_sequence("WebSocket on a new node", &got, &want(9, 11)), ids[9..11]);
+
+    // Multi-channel resume with one last_id, from a batch that alternates
+    // two channels (likely all in one millisecond): everything after the
+    // first line of the batch, on another node.
+    let (x, y) = ("bp/multi-x", "bp/multi-y");
+    let lines: Vec<(&str, String)> =
+        (0..8).map(|i| (if i % 2 == 0 { x } else { y }, format!("b{i}"))).collect();
+    let refs: Vec<(&str, &str)> = lines.iter().map(|(c, d)| (*c, d.as_str())).collect();
+    let batch_ids = publish_ndjson(&n[0], &refs);
+    let body = poll_now(n[1].public, &format!("{x},{y}"), &format!("last_id={}", batch_ids[0]));
+    let got = envelopes(&body, "two-channel resume");
+    let channel_of = |m: &Value| m["channel"].as_str().unwrap_or("").to_string();
+    let msgs = body["messages"].as_array().unwrap();
+    for (c, want_data) in [(x, ["b2", "b4", "b6"].as_slice()), (y, ["b1", "b3", "b5", "b7"].as_slice())] {
+        let of_c: Vec<&str> =
+            msgs.iter().filter(|m| channel_of(m) == c).map(|m| m["data"].as_str().unwrap_or("")).collect();
+        assert_eq!(of_c, want_data, "{c} in a two-channel resume from {} on node 1: {body}", batch_ids[0]);
+    }
+    assert_eq!(got.len(), 7, "nothing else in {body}");
+}
+
+#[test]
+fn history_survives_a_restart_of_every_node() {
+    let redis = RedisServer::start(false);
+    let ch = "bp/history";
+    let mut ids: Vec<String> = {
+        let mut old = nodes(&redis, 2, &[]);
+        let ids = (0..10).map(|i| old[i % 2].publish_id(ch, &format!("h{i}"))).collect();
+        for server in &mut old {
+            server.terminate();
+        }
+        ids
+    };
+    let n = nodes(&redis, 2, &[]);
+
+    let mut sse = SseFeed::open_ok(n[0].public, &path_with(ch, &format!("last_id={}", ids[3])), &[]);
+    assert_eq!(sse.header("x-halley-gap"), None, "nothing was lost: {:?}", sse.headers);
+    let got = sse.take(6, "SSE after the restart");
+    assert_eq!(assert_sequence("SSE after the restart", &got, &datas("h", 4..10)), ids[4..10]);
+
+    let body = poll_now(n[1].public, ch, &format!("last_id={}", ids[0]));
+    assert_ne!(body["gap"], true, "nothing was lost: {body}");
+    let got = envelopes(&body, "long-poll after the restart");
+    assert_eq!(assert_sequence("long-poll after the restart", &got, &datas("h", 1..10)), ids[1..10]);
+
+    let body = poll_now(n[1].public, ch, "backlog=3");
+    let got = envelopes(&body, "backlog=3 after the restart");
+    assert_eq!(assert_sequence("backlog=3 after the restart", &got, &datas("h", 7..10)), ids[7..10]);
+
+    // New publishes continue the same streams, after the old ids.
+    ids.push(n[1].publish_id(ch, "h10"));
+    assert!(id_key(&ids[10]) > id_key(&ids[9]), "new id {} after the old {}", ids[10], ids[9]);
+    let live = sse.take(1, "SSE after the restart, live");
+    assert_eq!(live, [Msg { id: ids[10].clone(), data: "h10".into() }]);
+}
+
+// ---------------------------------------------------------------------------
+// Faults
+
+/// Publishes on `server` until a try is acknowledged; returns it. Each try
+/// has its own payload (`data`, then `data~1`, `data~2`, …) so a refused
+/// one can be told apart should it land after all; refused payloads are
+/// recorded in `rejected`.
+fn publish_until_ok(server: &Server, ch: &str, data: &str, rejected: &mut HashSet<String>) -> Msg {
+    let start = Instant::now();
+    for attempt in 0.. {
+        let payload = if attempt == 0 { data.to_string() } else { format!("{data}~{attempt}") };
+        let (resp, took) = try_publish(server, ch, &payload);
+        if resp.status == 200 {
+            return Msg { id: resp.json()["id"].as_str().expect("id").to_string(), data: payload };
+        }
+        assert_eq!(
+            resp.status,
+            503,
+            "publish {payload:?} on {} while Redis comes back: {}",
+            server.ingest,
+            describe(&resp)
+        );
+        assert!(took < REFUSAL_WITHIN, "a refusal took {took:?}");
+        rejected.insert(payload);
+        assert!(
+            start.elapsed() < DEADLINE,
+            "publishing on {} still refused {DEADLINE:?} after Redis came back: {}",
+            server.ingest,
+            describe(&resp)
+        );
+        // The next try is the check; this only spaces the tries.
+        thread::sleep(Duration::from_millis(50));
+    }
+    unreachable!()
+}
+
+/// Asserts a refusal while Redis is down: 503, a JSON error, Retry-After.
+fn assert_refused(resp: &Response, took: Duration, what: &str) {
+    assert_eq!(resp.status, 503, "{what} while Redis is down: {}", describe(resp));
+    assert!(took < REFUSAL_WITHIN, "{what}: the refusal took {took:?}");
+    let error = resp.json();
+    assert!(
+        error["error"].as_str().is_some_and(|e| !e.trim().is_empty()),
+        "{what}: want a JSON error, got {}",
+        describe(resp)
+    );
+    let retry =
+        resp.header("retry-after").unwrap_or_else(|| panic!("{what}: no Retry-After: {}", describe(resp)));
+    assert!(retry.trim().parse::<u64>().is_ok(), "{what}: Retry-After {retry:?} is not whole seconds");
+}
+
+fn backplane_connected(server: &Server) -> Option<bool> {
+    stats(server)["backplane"]["connected"].as_bool()
+}
+
+fn assert_backplane_state(server: &Server, up: bool, what: &str) {
+    wait_until(&format!("{what}: /stats backplane.connected = {up}"), || {
+        backplane_connected(server) == Some(up)
+    });
+    wait_until(&format!("{what}: /metrics halley_backplane_connected = {}", up as u8), || {
+        metric(&ingest_text(server, "/metrics").1, "halley_backplane_connected")
+            == Some(if up { 1.0 } else { 0.0 })
+    });
+}
+
+/// Checks what a subscriber got after the outage: every acknowledged message
+/// exactly once, in order, under its acknowledged id. A refused payload may
+/// have landed (a refusal can come from a timeout after Redis stored it) but
+/// at most once.
+fn assert_acked_once(what: &str, got: &[Msg], acked: &[Msg], rejected: &HashSet<String>) {
+    let mut seen = HashSet::new();
+    for m in got {
+        assert!(seen.insert(m.data.clone()), "{what}: {:?} delivered twice; got {got:?}", m.data);
+    }
+    let kept: Vec<Msg> = got.iter().filter(|m| !rejected.contains(&m.data)).cloned().collect();
+    assert_same(what, &kept, acked);
+    let mut last = (0, 0);
+    for m in got {
+        let key = assert_stream_id(&m.id, what);
+        assert!(key > last, "{what}: ids not increasing at {m:?}");
+        last = key;
+    }
+}
+
+#[test]
+fn redis_outage_refuses_publishes_then_recovers_with_nothing_acknowledged_lost() {
+    let mut redis = RedisServer::start(true);
+    let n = nodes(&redis, 2, &[]);
+    let ch = "bp/outage";
+    let start = n[0].publish_id(ch, "start");
+    let resume = format!("last_id={start}");
+    let mut subs = [
+        SseFeed::open_ok(n[0].public, &path_with(ch, &resume), &[]),
+        SseFeed::open_ok(n[1].public, &path_with(ch, &resume), &[]),
+    ];
+    let mut acked: Vec<Msg> = Vec::new();
+    for i in 0..6 {
+        let data = format!("before{i}");
+        acked.push(Msg { id: n[i % 2].publish_id(ch, &data), data });
+    }
+    for (i, sub) in subs.iter_mut().enumerate() {
+        let got = sub.take(6, &format!("SSE on node {i} before the outage"));
+        assert_same(&format!("SSE on node {i} before the outage"), &got, &acked);
+    }
+    for server in &n {
+        assert_backplane_state(server, true, "before the outage");
+        let (status, body) = ingest_text(server, "/healthz");
+        assert!(status == 200 && !body.contains("degraded"), "healthz before the outage: {status} {body:?}");
+    }
+
+    redis.stop();
+    let mut rejected: HashSet<String> = HashSet::new();
+    for k in 0..4 {
+        let data = format!("during{k}");
+        let (resp, took) = try_publish(&n[k % 2], ch, &data);
+        assert_refused(&resp, took, &format!("POST /pub/{ch} {data:?} on node {}", k % 2));
+        rejected.insert(data);
+    }
+    let ndjson = request(
+        n[0].ingest,
+        "POST",
+        "/pub",
+        &[],
+        format!("{}\n", json!({"channel": ch, "data": "during-batch"})).as_bytes(),
+    );
+    assert_eq!(ndjson.status, 503, "NDJSON publish while Redis is down: {}", describe(&ndjson));
+    rejected.insert("during-batch".into());
+    let reply = resp_publish(&n[1], ch, "during-resp");
+    assert!(reply.starts_with('-'), "RESP PUBLISH while Redis is down answered {reply:?}, want an error");
+    rejected.insert("during-resp".into());
+    for (i, server) in n.iter().enumerate() {
+        wait_until(&format!("node {i}: /healthz says degraded"), || {
+            ingest_text(server, "/healthz").1.contains("degraded")
+        });
+        assert_backplane_state(server, false, &format!("node {i} during the outage"));
+    }
+
+    redis.restart();
+    // Node 1 first, as soon as it takes publishes again, then more through
+    // it at once: node 0 may still be reconnecting, and must read these
+    // from Redis when it is back.
+    let mut publish = |node: usize, data: String, acked: &mut Vec<Msg>| {
+        acked.push(publish_until_ok(&n[node], ch, &data, &mut rejected));
+    };
+    publish(1, "after-b0".into(), &mut acked);
+    for i in 1..6 {
+        publish(1, format!("after-b{i}"), &mut acked);
+    }
+    publish(0, "after-a0".into(), &mut acked);
+    for i in 0..6 {
+        publish(i % 2, format!("after{i}"), &mut acked);
+    }
+    publish(0, "end".into(), &mut acked);
+    let last = acked.last().unwrap().data.clone();
+    for (i, server) in n.iter().enumerate() {
+        wait_until(&format!("node {i}: /healthz no longer degraded"), || {
+            let (status, body) = ingest_text(server, "/healthz");
+            status == 200 && !body.contains("degraded")
+        });
+        assert_backplane_state(server, true, &format!("node {i} after the outage"));
+    }
+
+    // The subscribers never reconnected: the same connections carry it all.
+    for (i, sub) in subs.iter_mut().enumerate() {
+        let what = format!("SSE on node {i}, connected through the outage");
+        let mut got = acked[..6].to_vec();
+        got.extend(sub.until_data(&last, &what));
+        assert_acked_once(&what, &got, &acked, &rejected);
+    }
+
+    // With AOF the acknowledged history survived the restart of Redis: a
+    // new node resumes from before the outage.
+    let late = node(&redis, &[]);
+    let got = longpoll_collect(
+        late.public,
+        ch,
+        &start,
+        acked.len(),
+        "long-poll on a new node from before the outage",
+    );
+    let got: Vec<Msg> = got.into_iter().filter(|m| !rejected.contains(&m.data)).collect();
+    assert_same("history after the Redis restart, read on a new node", &got, &acked);
+}
+
+#[test]
+fn clients_of_a_sigkilled_node_resume_on_another_and_lose_nothing() {
+    let redis = RedisServer::start(false);
+    let mut n = nodes(&redis, 2, &[]);
+    let ch = "bp/kill";
+    let start = n[1].publish_id(ch, "start");
+    let resume = format!("last_id={start}");
+    let mut sse = SseFeed::open_ok(n[0].public, &path_with(ch, &resume), &[]);
+    let mut ws = Ws::open(n[0].public, &path_with(ch, &resume));
+    let mut acked: Vec<Msg> = Vec::new();
+    for i in 0..5 {
+        let data = format!("k{i}");
+        acked.push(Msg { id: n[i % 2].publish_id(ch, &data), data });
+    }
+    let mut sse_got = sse.take(5, "SSE on node 0 before the kill");
+    assert_same("SSE before the kill", &sse_got, &acked);
+    let mut ws_got = ws_take(&mut ws, 5, "WebSocket on node 0 before the kill");
+    assert_same("WebSocket before the kill", &ws_got, &acked);
+
+    // Publishing continues through node 1 while node 0 dies.
+    const MORE: usize = 30;
+    let ingest = n[1].ingest;
+    let publisher = thread::spawn(move || {
+        (5..5 + MORE)
+            .map(|i| {
+                let data = format!("k{i}");
+                let resp = request(ingest, "POST", &format!("/pub/{ch}"), &[], data.as_bytes());
+                assert_eq!(resp.status, 200, "publish {data} on node 1: {}", describe(&resp));
+                Msg { id: resp.json()["id"].as_str().expect("id").to_string(), data }
+            })
+            .collect::<Vec<_>>()
+    });
+    kill_9(&n[0]);
+    drop(n.remove(0));
+    sse_got.extend(sse.drain_to_end("SSE on node 0 as it dies"));
+    assert!(!sse.clean_end, "a SIGKILLed node cannot end its streams cleanly");
+    ws_got.extend(ws_to_end(&mut ws, "WebSocket on node 0 as it dies"));
+    acked.extend(join(publisher, "publisher on node 1"));
+    let last = acked.last().unwrap().data.clone();
+
+    let sse_last = sse_got.last().unwrap().id.clone();
+    let mut again = SseFeed::open_ok(n[0].public, &format!("/sub/{ch}"), &[("Last-Event-ID", &sse_last)]);
+    assert_eq!(again.header("x-halley-gap"), None, "nothing was lost: {:?}", again.headers);
+    sse_got.extend(again.until_data(&last, "SSE resumed on node 1 by Last-Event-ID"));
+    assert_same("SSE across the kill", &sse_got, &acked);
+
+    let ws_last = ws_got.last().unwrap().id.clone();
+    let mut ws_again = Ws::open(n[0].public, &path_with(ch, &format!("last_id={ws_last}")));
+    ws_got.extend(ws_until(&mut ws_again, &last, "WebSocket resumed on node 1 by last_id"));
+    assert_same("WebSocket across the kill", &ws_got, &acked);
+}
+
+// ---------------------------------------------------------------------------
+// Channel operations across nodes
+
+#[test]
+fn delete_on_one_node_ends_the_channels_streams_on_every_node() {
+    let redis = RedisServer::start(false);
+    let n = nodes(&redis, 3, &[]);
+    let (ch, kept) = ("bp/doomed", "bp/kept");
+    let start = n[0].publish_id(ch, "start");
+    let kept_start = n[0].publish_id(kept, "kept-start");
+    let resume = format!("last_id={start}");
+    let mut sse = SseFeed::open_ok(n[0].public, &path_with(ch, &resume), &[]);
+    let mut ndjson =
+        StreamClient::open(n[1].public, &path_with(ch, &format!("transport=stream&{resume}")), &[]);
+    assert_eq!(ndjson.status, 200, "NDJSON subscribe: {:?}", ndjson.headers);
+    let mut ws = Ws::open(n[2].public, &path_with(ch, &resume));
+    let mut bystander =
+        SseFeed::open_ok(n[1].public, &path_with(kept, &format!("last_id={kept_start}")), &[]);
+    let d0 = n[0].publish_id(ch, "d0");
+    let d1 = n[1].publish_id(ch, "d1");
+    let want = [Msg { id: d0.clone(), data: "d0".into() }, Msg { id: d1.clone(), data: "d1".into() }];
+    assert_same("SSE on node 0", &sse.take(2, "SSE on node 0"), &want);
+    assert_same("NDJSON on node 1", &stream_take(&mut ndjson, 2, "NDJSON on node 1"), &want);
+    assert_same("WebSocket on node 2", &ws_take(&mut ws, 2, "WebSocket on node 2"), &want);
+    // A long-poll held on node 2 (its hold outlasts every wait here).
+    let addr = n[2].public;
+    let held_path = format!("/sub/{ch}?transport=longpoll&timeout=60&last_id={d1}");
+    let held = thread::spawn(move || request(addr, "GET", &held_path, &[], b""));
+
+    let resp = request(n[2].ingest, "DELETE", &format!("/pub/{ch}"), &[], b"");
+    assert_eq!(resp.status, 200, "DELETE /pub/{ch} on node 2: {}", describe(&resp));
+    assert_eq!(resp.json()["deleted"], json!(true), "{}", resp.text());
+
+    let rest = sse.drain_to_end("SSE on node 0 after the delete");
+    assert!(rest.is_empty(), "no message after the delete: {rest:?}");
+    assert!(sse.clean_end, "SSE on node 0 ends with the chunked terminator");
+    assert!(
+        sse.comments.iter().any(|c| c == "end channel-deleted"),
+        "SSE on node 0: no `: end channel-deleted`; comments {:?}",
+        sse.comments
+    );
+    let end = ndjson.next_json().expect("NDJSON end marker on node 1");
+    assert_eq!(end, json!({"end":"channel-deleted","reconnect":true}), "NDJSON on node 1");
+    assert!(ndjson.next_json().is_none(), "NDJSON on node 1 ends after its marker");
+    ws.expect_close(1001, "WebSocket on node 2 after the delete");
+    let answered = join(held, "held long-poll on node 2");
+    assert_eq!(answered.status, 200, "held long-poll answered after the delete: {}", describe(&answered));
+
+    // History is gone everywhere: a resume reports a gap and gets only what
+    // comes next.
+    let mut resumed = SseFeed::open_ok(n[1].public, &path_with(ch, &format!("last_id={d0}")), &[]);
+    assert_eq!(resumed.header("x-halley-gap"), Some("1"), "resume after DELETE: {:?}", resumed.headers);
+    let fresh = n[0].publish_id(ch, "fresh");
+    assert_same(
+        "resumed after the delete",
+        &resumed.take(1, "resumed"),
+        &[Msg { id: fresh, data: "fresh".into() }],
+    );
+    let body = poll_now(n[0].public, ch, &format!("last_id={d0}"));
+    assert_eq!(body["gap"], json!(true), "long-poll resume after DELETE on node 0: {body}");
+
+    // Other channels are untouched.
+    let id = n[2].publish_id(kept, "still here");
+    assert_same("bystander", &bystander.take(1, "bystander"), &[Msg { id, data: "still here".into() }]);
+}
+
+#[test]
+fn cluster_subscribers_sum_over_nodes_and_backplane_state_is_reported() {
+    let redis = RedisServer::start(false);
+    let n = nodes(&redis, 3, &[]);
+    let ch = "bp/count";
+    n[0].publish_id(ch, "exists");
+    let mut on_a: Vec<SseFeed> =
+        (0..3).map(|_| SseFeed::open_ok(n[0].public, &format!("/sub/{ch}"), &[])).collect();
+    let on_b = StreamClient::open(n[1].public, &format!("/sub/{ch}?transport=stream"), &[]);
+    assert_eq!(on_b.status, 200);
+    let on_c = Ws::open(n[2].public, &format!("/sub/{ch}"));
+
+    let counts = |local: [u64; 3], cluster: u64| {
+        for (i, server) in n.iter().enumerate() {
+            let start = Instant::now();
+            loop {
+                let info = channel_info(server, ch);
+                if info["subscribers"] == json!(local[i]) && info["cluster_subscribers"] == json!(cluster) {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < DEADLINE,
+                    "node {i}: want subscribers {} and cluster_subscribers {cluster}; last GET /pub/{ch}: {info}",
+                    local[i]
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    counts([3, 1, 1], 5);
+    on_a.truncate(1);
+    counts([1, 1, 1], 3);
+    drop(on_b);
+    drop(on_c);
+    counts([1, 0, 0], 1);
+
+    for server in &n {
+        assert_eq!(
+            backplane_connected(server),
+            Some(true),
+            "/stats backplane: {}",
+            stats(server)["backplane"]
+        );
+        assert_eq!(
+            metric(&ingest_text(server, "/metrics").1, "halley_backplane_connected"),
+            Some(1.0),
+            "/metrics halley_backplane_connected"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bayeux across nodes (raw JSON)
+
+fn bayeux_one(server: &Server, message: Value) -> Value {
+    let replies = bayeux(server, &json!([message]));
+    assert_eq!(replies.len(), 1, "one reply to {message}: {replies:?}");
+    replies.into_iter().next().unwrap()
+}
+
+fn bayeux_session(server: &Server, subscription: &str) -> String {
+    let hs = bayeux_one(
+        server,
+        json!({"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"], "id": "hs"}),
+    );
+    assert_eq!(hs["successful"], true, "handshake: {hs}");
+    let cid = hs["clientId"].as_str().expect("clientId").to_string();
+    let sub = bayeux_one(
+        server,
+        json!({"channel": "/meta/subscribe", "clientId": cid, "subscription": subscription, "id": "sub"}),
+    );
+    assert_eq!(sub["successful"], true, "subscribe: {sub}");
+    let first = bayeux_connect(server, &cid);
+    assert!(first.is_empty(), "deliveries on the first connect: {first:?}");
+    cid
+}
+
+/// One `/meta/connect` (held up to `--bayeux-timeout-ms`); its deliveries.
+fn bayeux_connect(server: &Server, cid: &str) -> Vec<Value> {
+    let answer = bayeux(
+        server,
+        &json!([{"channel": "/meta/connect", "clientId": cid, "connectionType": "long-polling", "id": "c"}]),
+    );
+    let mut deliveries = Vec::new();
+    for m in answer {
+        if m["channel"] == "/meta/connect" {
+            assert_eq!(m["successful"], true, "connect: {m}");
+        } else {
+            deliveries.push(m);
+        }
+    }
+    deliveries
+}
+
+#[test]
+fn bayeux_sessions_on_different_nodes_share_channels() {
+    let redis = RedisServer::start(false);
+    let n = nodes(&redis, 2, &["--bayeux-timeout-ms", "1500"]);
+    let ch = "bp/chat";
+    let start = n[0].publish_id(ch, r#""start""#);
+    let mut sse = SseFeed::open_ok(n[0].public, &path_with(ch, &format!("last_id={start}")), &[]);
+    let cids = [bayeux_session(&n[0], "/bp/chat"), bayeux_session(&n[1], "/bp/chat")];
+
+    // A Bayeux subscription is fresh (no resume point): publish warm-up
+    // messages until both sessions see one, so both nodes listen to the
+    // channel; warm-ups are left out of the comparison below.
+    let is_warm = |m: &Value| m["data"].get("warm").is_some();
+    let mut seen = [false, false];
+    let mut got: [Vec<Value>; 2] = [Vec::new(), Vec::new()];
+    let begun = Instant::now();
+    for k in 0.. {
+        assert!(before_deadline(begun), "Bayeux sessions saw no warm-up message: {seen:?}");
+        n[k % 2].publish(ch, &json!({ "warm": k }).to_string());
+        for i in 0..2 {
+            if !seen[i] {
+                let d = bayeux_connect(&n[i], &cids[i]);
+                seen[i] = d.iter().any(is_warm);
+                got[i].extend(d);
+            }
+        }
+        if seen == [true, true] {
+            break;
+        }
+    }
+
+    // A Bayeux publish on each node and an ingest publish.
+    for (i, cid) in cids.iter().enumerate() {
+        let reply = bayeux_one(
+            &n[i],
+            json!({"channel": "/bp/chat", "clientId": cid, "data": {"n": i + 1}, "id": "p"}),
+        );
+        assert_eq!(reply["successful"], true, "Bayeux publish on node {i}: {reply}");
+    }
+    n[1].publish(ch, r#"{"n":3}"#);
+    let want = vec![json!({"n": 1}), json!({"n": 2}), json!({"n": 3})];
+    for i in 0..2 {
+        let begun = Instant::now();
+        let real = |got: &[Value]| -> Vec<Value> {
+            got.iter().filter(|m| !is_warm(m)).map(|m| m["data"].clone()).collect()
+        };
+        while real(&got[i]).len() < want.len() {
+            assert!(before_deadline(begun), "Bayeux session on node {i}: have {:?}", got[i]);
+            got[i].extend(bayeux_connect(&n[i], &cids[i]));
+        }
+        assert_eq!(real(&got[i]), want, "Bayeux session on node {i}: {:?}", got[i]);
+        for m in &got[i] {
+            assert_eq!(m["channel"], "/bp/chat", "node {i}: {m}");
+        }
+    }
+    let events = sse.until_data(r#"{"n":3}"#, "SSE on node 0");
+    let real: Vec<Value> = events
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Value>(&m.data).unwrap_or_else(|e| panic!("SSE data {:?}: {e}", m.data))
+        })
+        .filter(|v| v.get("warm").is_none())
+        .collect();
+    assert_eq!(real, want, "SSE subscriber on node 0 sees Bayeux publishes of both nodes");
+}
