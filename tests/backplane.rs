@@ -714,9 +714,15 @@ fn cluster_subscribers_sum_over_nodes_and_backplane_state_is_reported() {
     counts([3, 1, 1], 5);
     on_a.truncate(1);
     counts([1, 1, 1], 3);
+    // (Every node keeps a subscriber: a node with neither subscribers nor
+    // history of its own may answer 404 for the channel.)
+    let more_on_c: Vec<Ws> = (0..2).map(|_| Ws::open(n[2].public, &format!("/sub/{ch}"))).collect();
+    counts([1, 1, 3], 5);
+    drop(more_on_c);
     drop(on_b);
-    drop(on_c);
-    counts([1, 0, 0], 1);
+    let on_b_again = SseFeed::open_ok(n[1].public, &format!("/sub/{ch}"), &[]);
+    counts([1, 1, 1], 3);
+    drop((on_a, on_b_again, on_c));
 
     for server in &n {
         assert_eq!(
