@@ -8,6 +8,7 @@
 //! sans-IO throughout.
 
 pub mod auth;
+pub mod backplane;
 pub mod bayeux;
 pub mod chunk;
 pub mod cli;

@@ -78,6 +78,8 @@ pub struct Stats {
     pub loops: Vec<LoopStats>,
     pub fanout: FanoutStats,
     pub engines: EngineStats,
+    /// The Redis backplane's state, when one is configured.
+    pub backplane: Option<std::sync::Arc<crate::backplane::BackplaneStats>>,
 }
 
 impl Stats {
@@ -87,6 +89,7 @@ impl Stats {
             loops: (0..loops).map(|_| LoopStats::default()).collect(),
             fanout: FanoutStats::default(),
             engines: EngineStats::default(),
+            backplane: None,
         }
     }
 

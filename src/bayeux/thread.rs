@@ -68,6 +68,9 @@ fn run(mut engine: Engine, w: Wiring) {
             Ok(BayeuxIn::Request { from, transport, messages, remote }) => {
                 let mut publish = |message: crate::fanout::NewMessage, remote: Option<IpAddr>| {
                     let bayeux_error = |d: crate::auth::Denied| format!("{}::{}", d.status, d.reason);
+                    if backplane_down(&w.stats) {
+                        return Err("503::the Redis backplane is unavailable; retry shortly".to_string());
+                    }
                     let mut messages = vec![message];
                     w.guard
                         .screen(&mut messages, Origin::Session { ip: remote }, now)
@@ -87,6 +90,7 @@ fn run(mut engine: Engine, w: Wiring) {
                     engine.deliver_history(reply.conn, &reply.catchup, now, &mut out)
                 }
                 HubMail::ChannelDeleted(_)
+                | HubMail::Failed { .. }
                 | HubMail::Published(_)
                 | HubMail::ChannelInfo { .. }
                 | HubMail::Deleted { .. } => {}
@@ -133,4 +137,11 @@ fn carry_out(w: &Wiring, output: Output) {
             w.fanout.control(Control::Watch { outlet: w.outlet, pattern, delta });
         }
     }
+}
+
+/// Whether a Redis backplane is configured and cannot store publishes now:
+/// an engine's client then hears so at once (its publish answer cannot wait
+/// for the store, so it must not claim success that Redis may not back).
+pub fn backplane_down(stats: &crate::stats::Stats) -> bool {
+    stats.backplane.as_ref().is_some_and(|b| !b.connected.load(std::sync::atomic::Ordering::Relaxed))
 }

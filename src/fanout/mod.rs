@@ -13,6 +13,7 @@
 //! and are counted like one. The hub knows no protocol and no loop type.
 
 mod channel;
+mod remote;
 mod run;
 
 use std::sync::Arc;
@@ -124,6 +125,8 @@ pub struct ChannelInfo {
     /// Messages published since the channel record was created.
     pub published: u64,
     pub last_id: Option<MessageId>,
+    /// Subscribers on every node (with the Redis backplane).
+    pub cluster_subscribers: Option<usize>,
 }
 
 /// The fan-out thread's answer to a subscribe.
@@ -153,11 +156,13 @@ pub struct PublishAck {
     pub subscribers: usize,
 }
 
-/// The acknowledgements of one `Publish`, in its order, for one connection.
+/// The acknowledgements of one `Publish`, in its order, for one connection;
+/// or why it was not stored (the Redis backplane is down): nothing of it
+/// was published.
 #[derive(Debug)]
 pub struct Acked {
     pub conn: u64,
-    pub acks: Vec<PublishAck>,
+    pub acks: Result<Vec<PublishAck>, String>,
 }
 
 /// Mail from the hub to an outlet.
@@ -183,6 +188,12 @@ pub enum HubMail {
     },
     /// A channel was deleted: its subscribers behind this outlet are done.
     ChannelDeleted(Arc<str>),
+    /// A channel query or delete could not be carried out (the Redis
+    /// backplane is down).
+    Failed {
+        conn: u64,
+        error: String,
+    },
 }
 
 /// Where the hub's mail goes: an event loop's mailbox or an engine's inbox.

@@ -65,6 +65,9 @@ fn run(mut engine: Engine, w: Wiring) {
                 // Every Pushlet publish (multicast or `p_to`) passes the one
                 // publish screen: address, size, rate, blocked words.
                 let mut publish = |message: &mut crate::fanout::NewMessage, to_hub: bool| {
+                    if crate::bayeux::thread::backplane_down(&w.stats) {
+                        return Err("the Redis backplane is unavailable; retry shortly".to_string());
+                    }
                     let origin = Origin::Session { ip: remote };
                     w.guard.screen(std::slice::from_mut(message), origin, now).map_err(|d| d.reason)?;
                     if !to_hub {

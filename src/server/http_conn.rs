@@ -147,7 +147,9 @@ impl HttpConn {
         let ws_refusal = || Refusal::new(403, "WebSocket from an origin that cors_origins does not list");
         match routed {
             Err(refusal) => self.refuse(cx, &refusal, true),
-            Ok(Route::Health) => self.answer_with(cx, respond::health),
+            Ok(Route::Health) => {
+                self.answer_with(cx, |v, k| respond::health(shared.stats.backplane.as_deref(), v, k))
+            }
             Ok(Route::Demo) => self.answer_with(cx, |v, k| respond::page(&shared.demo_page, v, k)),
             Ok(Route::NoContent) => {
                 self.answer_with(cx, |v, k| crate::http::Response::new(204).head(BodyKind::Length(0), v, k))
@@ -324,8 +326,18 @@ impl Handle for HttpConn {
             bytes
         };
         let filled = match mail {
-            Mail::Published(acks) => self.pipeline.fill(&[Awaiting::Publish, Awaiting::Batch], |a, v, k| {
-                with_cors(respond::published(&acks, a == Awaiting::Batch, v, k))
+            Mail::Published(Ok(acks)) => {
+                self.pipeline.fill(&[Awaiting::Publish, Awaiting::Batch], |a, v, k| {
+                    with_cors(respond::published(&acks, a == Awaiting::Batch, v, k))
+                })
+            }
+            Mail::Published(Err(error)) => {
+                self.pipeline.fill(&[Awaiting::Publish, Awaiting::Batch], |_, v, k| {
+                    with_cors(respond::unavailable(&error, v, k))
+                })
+            }
+            Mail::Failed(error) => self.pipeline.fill(&[Awaiting::Info, Awaiting::Delete], |_, v, k| {
+                with_cors(respond::unavailable(&error, v, k))
             }),
             Mail::ChannelInfo(info) => self
                 .pipeline

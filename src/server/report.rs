@@ -35,7 +35,7 @@ pub fn stats_json(stats: &Stats, fanout: &FanoutHandle, queue_capacity: usize) -
         .zip(QUANTILE_NAMES)
         .map(|(q, n)| (n.to_string(), json!(latency.value_at_quantile(*q))))
         .collect();
-    json!({
+    let mut value = json!({
         "uptime_secs": stats.started.elapsed().as_secs(),
         "connections": {
             "open": stats.total(|l| &l.connections),
@@ -53,7 +53,21 @@ pub fn stats_json(stats: &Stats, fanout: &FanoutHandle, queue_capacity: usize) -
         "queues": { "publish_depth": fanout.queue_depth(), "publish_capacity": queue_capacity },
         "delivery_latency_us": { "count": latency.len(), "quantiles": quantiles },
         "loops": loops,
-    })
+    });
+    if let (Some(b), Some(map)) = (&stats.backplane, value.as_object_mut()) {
+        map.insert(
+            "backplane".into(),
+            json!({
+                "connected": b.connected.load(Relaxed),
+                "listening": b.listening.load(Relaxed),
+                "rtt_us": b.rtt_us.load(Relaxed),
+                "queued": b.queued.load(Relaxed),
+                "errors": b.errors.load(Relaxed),
+                "reconnects": b.reconnects.load(Relaxed),
+            }),
+        );
+    }
+    value
 }
 
 pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
@@ -113,6 +127,45 @@ pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
         "Publishes waiting for the fan-out thread.",
         &one(fanout.queue_depth() as u64),
     );
+    if let Some(b) = &stats.backplane {
+        let flag = |v: bool| one(u64::from(v));
+        metric(
+            "backplane_connected",
+            "gauge",
+            "1 while the Redis command connection is up.",
+            &flag(b.connected.load(Relaxed)),
+        );
+        metric(
+            "backplane_listening",
+            "gauge",
+            "1 while subscribed to Redis announcements.",
+            &flag(b.listening.load(Relaxed)),
+        );
+        metric(
+            "backplane_rtt_microseconds",
+            "gauge",
+            "The last Redis round trip.",
+            &one(b.rtt_us.load(Relaxed)),
+        );
+        metric(
+            "backplane_queued",
+            "gauge",
+            "Jobs waiting for the Redis command thread.",
+            &one(b.queued.load(Relaxed)),
+        );
+        metric(
+            "backplane_errors_total",
+            "counter",
+            "Redis errors (failed commands, unreadable announcements).",
+            &one(b.errors.load(Relaxed)),
+        );
+        metric(
+            "backplane_reconnects_total",
+            "counter",
+            "Redis command connections lost.",
+            &one(b.reconnects.load(Relaxed)),
+        );
+    }
     let latency = stats.latency();
     let _ = writeln!(
         out,

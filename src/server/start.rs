@@ -184,13 +184,36 @@ fn pushlet_config(config: &Config) -> crate::pushlet::engine::Config {
     }
 }
 
+/// The Redis backplane's threads, when `redis` is set. The node's name in
+/// the cluster-wide counts: its time of start and a random part.
+fn backplane(config: &Config) -> Result<Option<crate::backplane::Backplane>, String> {
+    if config.redis.is_empty() {
+        return Ok(None);
+    }
+    let node =
+        format!("{:x}-{:08x}", crate::clock::unix_ms(), crate::random::Random::new().next_u64() as u32);
+    let settings = crate::backplane::BackplaneConfig {
+        url: config.redis.clone(),
+        history_size: config.history_size,
+        history_ttl: Duration::from_secs(config.history_ttl_secs),
+    };
+    crate::backplane::start(settings, node).map(Some)
+}
+
 /// Starts the gateway described by `config` (already validated).
 pub fn start(config: &Config) -> Result<Running, String> {
     let threads = config.threads_effective();
     let (public_addr, public) = bind_all(&config.listen, threads, config.backlog, "public")?;
     let (ingest_addr, ingest) = bind_all(&config.ingest, threads, config.backlog, "ingest")?;
     let (resp_addr, resp) = bind_all(&config.resp, threads, config.backlog, "resp")?;
-    let shared = Arc::new(shared(config, public_addr, ingest_addr)?);
+    let backplane = backplane(config)?;
+    let mut shared = shared(config, public_addr, ingest_addr)?;
+    if let Some(b) = &backplane {
+        let mut stats = crate::stats::Stats::new(threads);
+        stats.backplane = Some(b.stats.clone());
+        shared.stats = Arc::new(stats);
+    }
+    let shared = Arc::new(shared);
     let limits =
         ReactorLimits { max_outbound: config.max_outbound_bytes, default_input_cap: config.max_head_bytes };
     let mut reactors = Vec::with_capacity(threads);
@@ -226,7 +249,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         publish_queue: config.publish_queue,
         spin: Duration::from_micros(config.handoff_spin_us),
     };
-    let (handle, fanout) = fanout::spawn(fanout_config, outlets, shared.stats.clone())
+    let (handle, fanout) = fanout::spawn(fanout_config, outlets, shared.stats.clone(), backplane)
         .map_err(|e| format!("fan-out thread: {e}"))?;
     let bayeux_thread = crate::bayeux::thread::spawn(
         bayeux_config(config),

@@ -224,6 +224,7 @@ impl Service for Worker {
                 LoopMsg::Hub(HubMail::Deleted { conn, channel, subscribers }) => {
                     self.mail_to(io, conn, Mail::Deleted { channel, subscribers })
                 }
+                LoopMsg::Hub(HubMail::Failed { conn, error }) => self.mail_to(io, conn, Mail::Failed(error)),
                 LoopMsg::Hub(HubMail::ChannelDeleted(channel)) => {
                     for key in self.env.index.listeners(&channel) {
                         let mail = Mail::ChannelDeleted;
