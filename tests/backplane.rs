@@ -435,14 +435,31 @@ fn backplane_connected(server: &Server) -> Option<bool> {
     stats(server)["backplane"]["connected"].as_bool()
 }
 
+/// Waits up to `within` for `/stats` `backplane.connected` and `/metrics`
+/// `halley_backplane_connected` to say `up`; a problem report if they do not.
+fn check_backplane_state(server: &Server, up: bool, within: Duration, what: &str) -> Option<String> {
+    let start = Instant::now();
+    loop {
+        let stats = stats(server)["backplane"].clone();
+        let metric = metric(&ingest_text(server, "/metrics").1, "halley_backplane_connected");
+        if stats["connected"].as_bool() == Some(up) && metric == Some(if up { 1.0 } else { 0.0 }) {
+            return None;
+        }
+        if start.elapsed() > within {
+            return Some(format!(
+                "{what}: want /stats backplane.connected = {up} and halley_backplane_connected {} within \
+                 {within:?}; last /stats backplane {stats}, metric {metric:?}",
+                up as u8
+            ));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn assert_backplane_state(server: &Server, up: bool, what: &str) {
-    wait_until(&format!("{what}: /stats backplane.connected = {up}"), || {
-        backplane_connected(server) == Some(up)
-    });
-    wait_until(&format!("{what}: /metrics halley_backplane_connected = {}", up as u8), || {
-        metric(&ingest_text(server, "/metrics").1, "halley_backplane_connected")
-            == Some(if up { 1.0 } else { 0.0 })
-    });
+    if let Some(problem) = check_backplane_state(server, up, DEADLINE, what) {
+        panic!("{problem}");
+    }
 }
 
 /// Checks what a subscriber got after the outage: every acknowledged message
@@ -491,6 +508,7 @@ fn redis_outage_refuses_publishes_then_recovers_with_nothing_acknowledged_lost()
     }
 
     redis.stop();
+    let mut problems: Vec<String> = Vec::new();
     let mut rejected: HashSet<String> = HashSet::new();
     for k in 0..4 {
         let data = format!("during{k}");
@@ -514,7 +532,13 @@ fn redis_outage_refuses_publishes_then_recovers_with_nothing_acknowledged_lost()
         wait_until(&format!("node {i}: /healthz says degraded"), || {
             ingest_text(server, "/healthz").1.contains("degraded")
         });
-        assert_backplane_state(server, false, &format!("node {i} during the outage"));
+        // Checked to the end of the test, so one report shows every failure.
+        problems.extend(check_backplane_state(
+            server,
+            false,
+            REFUSAL_WITHIN,
+            &format!("node {i} during the outage"),
+        ));
     }
 
     redis.restart();
@@ -562,6 +586,7 @@ fn redis_outage_refuses_publishes_then_recovers_with_nothing_acknowledged_lost()
     );
     let got: Vec<Msg> = got.into_iter().filter(|m| !rejected.contains(&m.data)).collect();
     assert_same("history after the Redis restart, read on a new node", &got, &acked);
+    assert!(problems.is_empty(), "during the outage:\n{}", problems.join("\n"));
 }
 
 #[test]
@@ -644,6 +669,10 @@ fn delete_on_one_node_ends_the_channels_streams_on_every_node() {
     let addr = n[2].public;
     let held_path = format!("/sub/{ch}?transport=longpoll&timeout=60&last_id={d1}");
     let held = thread::spawn(move || request(addr, "GET", &held_path, &[], b""));
+    // Parked once node 2 counts it beside the WebSocket.
+    wait_until("the long-poll parked on node 2 (GET /pub/{ch} subscribers 2)", || {
+        channel_info(&n[2], ch)["subscribers"] == json!(2)
+    });
 
     let resp = request(n[2].ingest, "DELETE", &format!("/pub/{ch}"), &[], b"");
     assert_eq!(resp.status, 200, "DELETE /pub/{ch} on node 2: {}", describe(&resp));
