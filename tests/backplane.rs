@@ -876,3 +876,203 @@ fn bayeux_sessions_on_different_nodes_share_channels() {
         .collect();
     assert_eq!(real, want, "SSE subscriber on node 0 sees Bayeux publishes of both nodes");
 }
+
+// ---------------------------------------------------------------------------
+// One order under concurrent publishers, trimmed history, Pushlet
+
+#[test]
+fn concurrent_publishers_on_every_node_give_one_order_everywhere() {
+    let redis = RedisServer::start(false);
+    let n = nodes(&redis, 3, &[]);
+    let ch = "bp/race";
+    let start = n[0].publish_id(ch, "start");
+    const EACH: usize = 60;
+    let subs: Vec<SseFeed> = n
+        .iter()
+        .map(|s| SseFeed::open_ok(s.public, &path_with(ch, &format!("last_id={start}")), &[]))
+        .collect();
+    let readers: Vec<_> = subs
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut sub)| thread::spawn(move || sub.take(3 * EACH, &format!("SSE on node {i}"))))
+        .collect();
+
+    // Node 0: HTTP one by one; node 1: RESP, pipelined 10 at a time; node
+    // 2: NDJSON batches of 10. All at once.
+    let (ingest0, resp1, ingest2) = (n[0].ingest, n[1].resp, n[2].ingest);
+    let http = thread::spawn(move || {
+        for i in 0..EACH {
+            let resp = request(ingest0, "POST", &format!("/pub/{ch}"), &[], format!("a{i}").as_bytes());
+            assert_eq!(resp.status, 200, "a{i} on node 0: {}", describe(&resp));
+        }
+    });
+    let resp = thread::spawn(move || {
+        let mut conn = HttpConn::new(resp1);
+        for group in 0..EACH / 10 {
+            let mut bytes = Vec::new();
+            for i in group * 10..group * 10 + 10 {
+                bytes.extend(publish_cmd(ch, &format!("b{i}")));
+            }
+            conn.send(&bytes);
+            for i in group * 10..group * 10 + 10 {
+                let line = conn.resp_line();
+                assert!(line.starts_with(':'), "RESP PUBLISH b{i} on node 1: {line:?}");
+            }
+        }
+    });
+    let ndjson = thread::spawn(move || {
+        for group in 0..EACH / 10 {
+            let body: String = (group * 10..group * 10 + 10)
+                .map(|i| format!("{}\n", json!({"channel": ch, "data": format!("c{i}")})))
+                .collect();
+            let resp = request(ingest2, "POST", "/pub", &[], body.as_bytes());
+            assert_eq!(resp.status, 200, "NDJSON batch {group} on node 2: {}", describe(&resp));
+        }
+    });
+    for (h, what) in [(http, "HTTP publisher"), (resp, "RESP publisher"), (ndjson, "NDJSON publisher")] {
+        join(h, what);
+    }
+    let got: Vec<Vec<Msg>> = readers.into_iter().map(|h| join(h, "SSE reader")).collect();
+    for (i, msgs) in got.iter().enumerate() {
+        let what = format!("SSE on node {i}");
+        let mut last = (0, 0);
+        for m in msgs {
+            let key = assert_stream_id(&m.id, &what);
+            assert!(key > last, "{what}: ids not increasing at {m:?}");
+            last = key;
+        }
+        for prefix in ["a", "b", "c"] {
+            let mine: Vec<String> =
+                msgs.iter().filter(|m| m.data.starts_with(prefix)).map(|m| m.data.clone()).collect();
+            assert_eq!(mine, datas(prefix, 0..EACH), "{what}: one publisher's messages in its order");
+        }
+        assert_same(&format!("{what} against node 0"), msgs, &got[0]);
+    }
+}
+
+#[test]
+fn trimmed_history_gives_the_retained_tail_and_the_gap_signal_on_other_nodes() {
+    let redis = RedisServer::start(false);
+    let n = nodes(&redis, 2, &["--history-size", "5"]);
+    let ch = "bp/trim";
+    let ids: Vec<String> = (0..20).map(|i| n[i % 2].publish_id(ch, &format!("t{i}"))).collect();
+    let late = node(&redis, &["--history-size", "5"]);
+    for (what, addr) in [("node 1", n[1].public), ("a new node", late.public)] {
+        // backlog is capped at the history size.
+        let body = poll_now(addr, ch, "backlog=50");
+        let got = envelopes(&body, what);
+        assert_eq!(assert_sequence(&format!("backlog=50 on {what}"), &got, &datas("t", 15..20)), ids[15..20]);
+
+        // A resume from the first id: whatever is retained, as a tail of
+        // what was published, and a gap exactly when something was dropped.
+        let body = poll_now(addr, ch, &format!("last_id={}", ids[0]));
+        let got = envelopes(&body, what);
+        assert!(!got.is_empty() && got.len() <= 19, "resume from t0 on {what}: {body}");
+        let from = 20 - got.len();
+        assert_eq!(
+            assert_sequence(&format!("resume from t0 on {what}"), &got, &datas("t", from..20)),
+            ids[from..20],
+            "{body}"
+        );
+        assert_eq!(
+            body["gap"] == json!(true),
+            from > 1,
+            "gap flag on {what} with t{from}.. retained: {body}"
+        );
+        let mut sse = SseFeed::open_ok(addr, &path_with(ch, &format!("last_id={}", ids[0])), &[]);
+        assert_eq!(
+            sse.header("x-halley-gap") == Some("1"),
+            from > 1,
+            "SSE head on {what}: {:?}",
+            sse.headers
+        );
+        let got = sse.take(20 - from, &format!("SSE resume from t0 on {what}"));
+        assert_eq!(got.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), ids[from..20]);
+        // And a resume inside what is retained has no gap.
+        let body = poll_now(addr, ch, &format!("last_id={}", ids[17]));
+        assert_ne!(body["gap"], true, "resume from t17 on {what}: {body}");
+        assert_eq!(
+            assert_sequence("resume from t17", &envelopes(&body, what), &datas("t", 18..20)),
+            ids[18..20]
+        );
+    }
+}
+
+/// A Pushlet request in the xml-strict format; its events' attributes.
+fn pushlet(addr: SocketAddr, params: &[(&str, &str)]) -> Vec<std::collections::HashMap<String, String>> {
+    let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", v.replace('/', "%2F"))).collect();
+    let path = format!("/pushlet/pushlet.srv?p_format=xml-strict&{}", query.join("&"));
+    let resp = get(addr, &path);
+    assert_eq!(resp.status, 200, "GET {path}: {}", describe(&resp));
+    let text = resp.text();
+    let doc =
+        roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("GET {path}: not XML ({e}): {text}"));
+    doc.root_element()
+        .children()
+        .filter(|e| e.has_tag_name("event"))
+        .map(|e| e.attributes().map(|a| (a.name().to_string(), a.value().to_string())).collect())
+        .collect()
+}
+
+#[test]
+fn pushlet_publishes_and_listeners_work_across_nodes() {
+    let redis = RedisServer::start(false);
+    let n = nodes(&redis, 2, &["--pushlet-publish-allow", "/bp"]);
+    let ch = "bp/pl";
+    let start = n[0].publish_id(ch, "start");
+    let mut sse = SseFeed::open_ok(n[0].public, &path_with(ch, &format!("last_id={start}")), &[]);
+
+    // A Pushlet publish on node 1 reaches an SSE subscriber on node 0.
+    let publisher = pushlet(n[1].public, &[("p_event", "join")]);
+    let pid = publisher[0]["p_id"].clone();
+    let ack = pushlet(
+        n[1].public,
+        &[("p_event", "publish"), ("p_id", &pid), ("p_subject", "/bp/pl"), ("msg", "hi")],
+    );
+    assert_eq!(ack[0]["p_event"], "publish-ack", "{ack:?}");
+    let got = sse.take(1, "SSE on node 0");
+    assert_eq!(serde_json::from_str::<Value>(&got[0].data).ok(), Some(json!({"msg": "hi"})), "{got:?}");
+
+    // A Pushlet listener (poll mode) on node 0 gets what node 1 publishes.
+    let listen =
+        pushlet(n[0].public, &[("p_event", "join-listen"), ("p_mode", "poll"), ("p_subject", "/bp/pl")]);
+    assert_eq!(listen[0]["p_event"], "join-listen-ack", "{listen:?}");
+    let lid = listen[0]["p_id"].clone();
+    let mut data_events = Vec::new();
+    let poll_events = |data_events: &mut Vec<std::collections::HashMap<String, String>>| {
+        for ev in pushlet(n[0].public, &[("p_event", "refresh"), ("p_id", &lid)]) {
+            if ev.get("p_event").map(String::as_str) == Some("data") {
+                data_events.push(ev);
+            }
+        }
+    };
+    // A fresh subscription: warm up until node 0 delivers node 1's messages.
+    let begun = Instant::now();
+    for k in 0.. {
+        assert!(before_deadline(begun), "the Pushlet listener on node 0 got nothing from node 1");
+        n[1].publish(ch, &json!({ "warm": k }).to_string());
+        poll_events(&mut data_events);
+        if !data_events.is_empty() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let ids: Vec<String> = (0..3).map(|i| n[1].publish_id(ch, &json!({ "x": i }).to_string())).collect();
+    let begun = Instant::now();
+    loop {
+        let real: Vec<(String, String)> = data_events
+            .iter()
+            .filter(|e| e.contains_key("x"))
+            .map(|e| (e.get("p_mid").cloned().unwrap_or_default(), e["x"].clone()))
+            .collect();
+        if real.len() >= 3 {
+            let want: Vec<(String, String)> =
+                ids.iter().enumerate().map(|(i, id)| (id.clone(), i.to_string())).collect();
+            assert_eq!(real, want, "Pushlet listener on node 0: (p_mid, x) of node 1's publishes");
+            break;
+        }
+        assert!(before_deadline(begun), "Pushlet listener on node 0: have {data_events:?}");
+        poll_events(&mut data_events);
+        thread::sleep(Duration::from_millis(100));
+    }
+}
