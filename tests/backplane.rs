@@ -22,6 +22,15 @@
 //!   SSE subscribers that stayed connected get every acknowledged message
 //!   once and in order, including what went through the other node while
 //!   their own node was still reconnecting;
+//! - one node cut off from Redis (through a TCP proxy the test cuts) while
+//!   another keeps publishing: the cut-off node refuses publishes (503) and
+//!   says degraded, the other does not; once it is back, its subscriber,
+//!   connected all along, gets what the other node published meanwhile;
+//! - concurrent publishers on three nodes (HTTP, pipelined RESP, NDJSON
+//!   batches): one order, the same on every node;
+//! - history trimmed by `--history-size`: the retained tail and the gap
+//!   signal, on other nodes too;
+//! - Pushlet publishes and poll-mode listeners across nodes;
 //! - a node SIGKILLed under an SSE and a WebSocket client: both resume on
 //!   the other node and lose nothing acknowledged meanwhile;
 //! - `DELETE /pub/{ch}` on one node ends the channel's streams on every node
@@ -587,6 +596,68 @@ fn redis_outage_refuses_publishes_then_recovers_with_nothing_acknowledged_lost()
     let got: Vec<Msg> = got.into_iter().filter(|m| !rejected.contains(&m.data)).collect();
     assert_same("history after the Redis restart, read on a new node", &got, &acked);
     assert!(problems.is_empty(), "during the outage:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn a_node_cut_off_from_redis_catches_up_what_other_nodes_published_meanwhile() {
+    let redis = RedisServer::start(false);
+    let direct = node(&redis, &[]);
+    let proxy = common::tcp_proxy::TcpProxy::start(redis.addr());
+    let cut = Server::start(&["--redis", &proxy.url()]);
+    let ch = "bp/partition";
+    let start = direct.publish_id(ch, "start");
+    let resume = format!("last_id={start}");
+    let mut on_cut = SseFeed::open_ok(cut.public, &path_with(ch, &resume), &[]);
+    let mut on_direct = SseFeed::open_ok(direct.public, &path_with(ch, &resume), &[]);
+    let mut acked: Vec<Msg> = Vec::new();
+    for (i, server) in [&cut, &direct, &cut].into_iter().enumerate() {
+        let data = format!("before{i}");
+        acked.push(Msg { id: server.publish_id(ch, &data), data });
+    }
+    assert_same("SSE on the node to be cut off", &on_cut.take(3, "before the cut"), &acked);
+    assert_same("SSE on the other node", &on_direct.take(3, "before the cut"), &acked);
+
+    // Only this node loses Redis.
+    proxy.cut();
+    let mut rejected: HashSet<String> = HashSet::new();
+    let (resp, took) = try_publish(&cut, ch, "refused");
+    assert_refused(&resp, took, "POST /pub on the node cut off from Redis");
+    rejected.insert("refused".into());
+    wait_until("the cut-off node's /healthz says degraded", || {
+        ingest_text(&cut, "/healthz").1.contains("degraded")
+    });
+    let (status, body) = ingest_text(&direct, "/healthz");
+    assert!(status == 200 && !body.contains("degraded"), "the other node's /healthz: {status} {body:?}");
+
+    // The other node goes on, and its own subscriber sees it live.
+    let during: Vec<Msg> = (0..10)
+        .map(|i| {
+            let data = format!("during{i}");
+            Msg { id: direct.publish_id(ch, &data), data }
+        })
+        .collect();
+    assert_same("SSE on the other node during the cut", &on_direct.take(10, "during the cut"), &during);
+    acked.extend(during);
+
+    proxy.restore();
+    acked.push(publish_until_ok(&cut, ch, "back", &mut rejected));
+    for i in 0..3 {
+        let data = format!("after{i}");
+        acked.push(Msg { id: direct.publish_id(ch, &data), data });
+    }
+    let last = acked.last().unwrap().data.clone();
+    // The subscriber on the cut-off node never reconnected: its node read
+    // from Redis what it missed.
+    let mut got = acked[..3].to_vec();
+    got.extend(on_cut.until_data(&last, "SSE on the node that was cut off"));
+    assert_acked_once("SSE on the node that was cut off", &got, &acked, &rejected);
+    let mut got = acked[..13].to_vec();
+    got.extend(on_direct.until_data(&last, "SSE on the other node"));
+    assert_acked_once("SSE on the other node", &got, &acked, &rejected);
+    wait_until("the cut-off node's /healthz no longer degraded", || {
+        let (status, body) = ingest_text(&cut, "/healthz");
+        status == 200 && !body.contains("degraded")
+    });
 }
 
 #[test]

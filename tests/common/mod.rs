@@ -10,6 +10,7 @@ pub mod redis_server;
 pub mod resp;
 pub mod rng;
 pub mod stream;
+pub mod tcp_proxy;
 pub mod ws;
 
 use std::io::{BufRead, BufReader};
