@@ -22,6 +22,8 @@
 //!   SSE subscribers that stayed connected get every acknowledged message
 //!   once and in order, including what went through the other node while
 //!   their own node was still reconnecting;
+//! - Redis SIGKILLed and restarted (AOF, fsync always): nothing
+//!   acknowledged is lost, ids go on increasing;
 //! - one node cut off from Redis (through a TCP proxy the test cuts) while
 //!   another keeps publishing: the cut-off node refuses publishes (503) and
 //!   says degraded, the other does not; once it is back, its subscriber,
@@ -596,6 +598,45 @@ fn redis_outage_refuses_publishes_then_recovers_with_nothing_acknowledged_lost()
     let got: Vec<Msg> = got.into_iter().filter(|m| !rejected.contains(&m.data)).collect();
     assert_same("history after the Redis restart, read on a new node", &got, &acked);
     assert!(problems.is_empty(), "during the outage:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn acknowledged_publishes_survive_a_redis_crash_with_aof() {
+    let mut redis = RedisServer::start(true);
+    let n = nodes(&redis, 2, &[]);
+    let ch = "bp/crash";
+    let start = n[0].publish_id(ch, "start");
+    let mut sub = SseFeed::open_ok(n[1].public, &path_with(ch, &format!("last_id={start}")), &[]);
+    let mut acked: Vec<Msg> = (0..10)
+        .map(|i| {
+            let data = format!("c{i}");
+            Msg { id: n[i % 2].publish_id(ch, &data), data }
+        })
+        .collect();
+    assert_same("SSE before the crash", &sub.take(10, "before the crash"), &acked);
+
+    redis.kill();
+    let (resp, took) = try_publish(&n[0], ch, "refused");
+    assert_refused(&resp, took, "POST /pub after Redis crashed");
+    let mut rejected: HashSet<String> = ["refused".to_string()].into();
+    redis.restart();
+    for i in 0..4 {
+        acked.push(publish_until_ok(&n[i % 2], ch, &format!("again{i}"), &mut rejected));
+    }
+    let (before, after) = (&acked[9], &acked[10]);
+    assert!(
+        id_key(&after.id) > id_key(&before.id),
+        "ids go on increasing after the crash: {before:?} then {after:?}"
+    );
+    let last = acked.last().unwrap().data.clone();
+    let mut got = acked[..10].to_vec();
+    got.extend(sub.until_data(&last, "SSE connected through the crash"));
+    assert_acked_once("SSE connected through the crash", &got, &acked, &rejected);
+    let late = node(&redis, &[]);
+    let got =
+        longpoll_collect(late.public, ch, &start, acked.len(), "long-poll on a new node after the crash");
+    let got: Vec<Msg> = got.into_iter().filter(|m| !rejected.contains(&m.data)).collect();
+    assert_same("history after the crash, on a new node", &got, &acked);
 }
 
 #[test]
