@@ -645,6 +645,7 @@ fn a_node_cut_off_from_redis_catches_up_what_other_nodes_published_meanwhile() {
     let direct = node(&redis, &[]);
     let proxy = common::tcp_proxy::TcpProxy::start(redis.addr());
     let cut = Server::start(&["--redis", &proxy.url()]);
+    wait_ready(&cut);
     let ch = "bp/partition";
     let start = direct.publish_id(ch, "start");
     let resume = format!("last_id={start}");

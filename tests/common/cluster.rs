@@ -37,12 +37,36 @@ impl Msg {
     }
 }
 
-/// Starts one halley node on `redis` (plus `extra` flags).
+/// Starts one halley node on `redis` (plus `extra` flags) and waits until
+/// it is ready, as a load balancer's health check would: `/healthz` 200 and
+/// not degraded (its backplane connections are up).
 pub fn node(redis: &RedisServer, extra: &[&str]) -> Server {
     let url = redis.url();
     let mut args = vec!["--redis", url.as_str()];
     args.extend_from_slice(extra);
-    Server::start(&args)
+    let server = Server::start(&args);
+    wait_ready(&server);
+    server
+}
+
+/// Waits until `/healthz` on `server` is 200 and does not say degraded.
+pub fn wait_ready(server: &Server) {
+    let start = Instant::now();
+    loop {
+        let resp = request(server.ingest, "GET", "/healthz", &[], b"");
+        if resp.status == 200 && !resp.text().contains("degraded") {
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "node {} not ready within {DEADLINE:?}: /healthz {} {:?}\n{}",
+            server.ingest,
+            resp.status,
+            resp.text(),
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Starts `n` halley nodes on `redis`.
