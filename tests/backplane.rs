@@ -27,7 +27,8 @@
 //! - one node cut off from Redis (through a TCP proxy the test cuts) while
 //!   another keeps publishing: the cut-off node refuses publishes (503) and
 //!   says degraded, the other does not; once it is back, its subscriber,
-//!   connected all along, gets what the other node published meanwhile;
+//!   connected all along, gets what the other node published meanwhile,
+//!   also when its listener is back 2 s before its command connection;
 //! - concurrent publishers on three nodes (HTTP, pipelined RESP, NDJSON
 //!   batches): one order, the same on every node;
 //! - history trimmed by `--history-size`: the retained tail and the gap
@@ -642,6 +643,18 @@ fn acknowledged_publishes_survive_a_redis_crash_with_aof() {
 
 #[test]
 fn a_node_cut_off_from_redis_catches_up_what_other_nodes_published_meanwhile() {
+    partition_and_return(false);
+}
+
+#[test]
+fn a_node_whose_listener_returns_before_its_command_connection_still_catches_up() {
+    partition_and_return(true);
+}
+
+/// One node reaches Redis through a proxy the test cuts while another node
+/// publishes; then the proxy lets it back (with `uneven`, its listener at
+/// once and its command connection 2 s later).
+fn partition_and_return(uneven: bool) {
     let redis = RedisServer::start(false);
     let direct = node(&redis, &[]);
     let proxy = common::tcp_proxy::TcpProxy::start(redis.addr());
@@ -682,6 +695,13 @@ fn a_node_cut_off_from_redis_catches_up_what_other_nodes_published_meanwhile() {
     assert_same("SSE on the other node during the cut", &on_direct.take(10, "during the cut"), &during);
     acked.extend(during);
 
+    // Unevenly: its listener at once, its command connection (which
+    // publishes and reads history) 2 s later, as when Redis returns and one
+    // connection's backoff is longer than the other's. What it missed must
+    // still be read once it can.
+    if uneven {
+        proxy.refuse_commands_for(Duration::from_secs(2));
+    }
     proxy.restore();
     acked.push(publish_until_ok(&cut, ch, "back", &mut rejected));
     for i in 0..3 {
