@@ -985,7 +985,20 @@ fn bayeux_sessions_on_different_nodes_share_channels() {
         assert_eq!(reply["successful"], true, "Bayeux publish on node {i}: {reply}");
     }
     n[1].publish(ch, r#"{"n":3}"#);
-    let want = vec![json!({"n": 1}), json!({"n": 2}), json!({"n": 3})];
+    let mut want = vec![json!({"n": 1}), json!({"n": 2}), json!({"n": 3})];
+    // Then rounds of a Bayeux publish on one node, acknowledged, followed by
+    // an ingest publish on the other: acknowledged first, ordered first.
+    for round in 0..8 {
+        let (i, other) = (round % 2, 1 - round % 2);
+        let reply = bayeux_one(
+            &n[i],
+            json!({"channel": "/bp/chat", "clientId": cids[i], "data": {"round": round, "via": "bayeux"}, "id": "p"}),
+        );
+        assert_eq!(reply["successful"], true, "Bayeux publish on node {i}: {reply}");
+        n[other].publish(ch, &json!({"round": round, "via": "ingest"}).to_string());
+        want.push(json!({"round": round, "via": "bayeux"}));
+        want.push(json!({"round": round, "via": "ingest"}));
+    }
     for i in 0..2 {
         let begun = Instant::now();
         let real = |got: &[Value]| -> Vec<Value> {
@@ -1000,7 +1013,7 @@ fn bayeux_sessions_on_different_nodes_share_channels() {
             assert_eq!(m["channel"], "/bp/chat", "node {i}: {m}");
         }
     }
-    let events = sse.until_data(r#"{"n":3}"#, "SSE on node 0");
+    let events = sse.until_data(r#"{"round":7,"via":"ingest"}"#, "SSE on node 0");
     let real: Vec<Value> = events
         .iter()
         .map(|m| {
@@ -1166,6 +1179,32 @@ fn pushlet_publishes_and_listeners_work_across_nodes() {
     assert_eq!(ack[0]["p_event"], "publish-ack", "{ack:?}");
     let got = sse.take(1, "SSE on node 0");
     assert_eq!(serde_json::from_str::<Value>(&got[0].data).ok(), Some(json!({"msg": "hi"})), "{got:?}");
+    // Acknowledged first, ordered first: rounds of a Pushlet publish on node
+    // 1 (publish-ack), then an ingest publish on node 0.
+    let mut want = Vec::new();
+    for round in 0..6 {
+        let r = round.to_string();
+        let ack = pushlet(
+            n[1].public,
+            &[
+                ("p_event", "publish"),
+                ("p_id", &pid),
+                ("p_subject", "/bp/pl"),
+                ("round", &r),
+                ("via", "pushlet"),
+            ],
+        );
+        assert_eq!(ack[0]["p_event"], "publish-ack", "{ack:?}");
+        n[0].publish(ch, &json!({"round": r, "via": "ingest"}).to_string());
+        want.push(json!({"round": r, "via": "pushlet"}));
+        want.push(json!({"round": r, "via": "ingest"}));
+    }
+    let got: Vec<Value> = sse
+        .take(want.len(), "SSE on node 0, Pushlet and ingest rounds")
+        .iter()
+        .map(|m| serde_json::from_str(&m.data).unwrap_or_else(|e| panic!("SSE data {:?}: {e}", m.data)))
+        .collect();
+    assert_eq!(got, want, "SSE on node 0: a Pushlet publish acknowledged on node 1 comes before the ingest publish sent after it");
 
     // A Pushlet listener (poll mode) on node 0 gets what node 1 publishes.
     let listen =
