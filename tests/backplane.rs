@@ -22,6 +22,8 @@
 //!   SSE subscribers that stayed connected get every acknowledged message
 //!   once and in order, including what went through the other node while
 //!   their own node was still reconnecting;
+//! - a node started while Redis is down: degraded, refuses publishes, and
+//!   works (its subscribers included) once Redis is up;
 //! - Redis SIGKILLed and restarted (AOF, fsync always): nothing
 //!   acknowledged is lost, ids go on increasing;
 //! - one node cut off from Redis (through a TCP proxy the test cuts) while
@@ -639,6 +641,31 @@ fn acknowledged_publishes_survive_a_redis_crash_with_aof() {
         longpoll_collect(late.public, ch, &start, acked.len(), "long-poll on a new node after the crash");
     let got: Vec<Msg> = got.into_iter().filter(|m| !rejected.contains(&m.data)).collect();
     assert_same("history after the crash, on a new node", &got, &acked);
+}
+
+#[test]
+fn a_node_started_while_redis_is_down_refuses_publishes_then_works_once_it_is_up() {
+    let mut redis = RedisServer::start(false);
+    redis.stop();
+    // It starts (an operator's fleet may come up before its Redis), says
+    // degraded, and refuses publishes instead of taking them.
+    let server = Server::start(&["--redis", &redis.url()]);
+    wait_until("/healthz says degraded while Redis is down", || {
+        ingest_text(&server, "/healthz").1.contains("degraded")
+    });
+    let (resp, took) = try_publish(&server, "bp/early", "refused");
+    assert_refused(&resp, took, "POST /pub before Redis is up");
+    let mut sub = SseFeed::open_ok(server.public, "/sub/bp/early", &[]);
+
+    redis.restart();
+    wait_ready(&server);
+    let mut rejected: HashSet<String> = ["refused".to_string()].into();
+    let msg = publish_until_ok(&server, "bp/early", "first", &mut rejected);
+    let other = node(&redis, &[]);
+    let second = Msg { id: other.publish_id("bp/early", "second"), data: "second".into() };
+    let mut got = sub.until_data("second", "SSE opened while Redis was down");
+    got.retain(|m| !rejected.contains(&m.data));
+    assert_same("SSE opened while Redis was down", &got, &[msg, second]);
 }
 
 #[test]
