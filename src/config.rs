@@ -712,7 +712,7 @@ mod tests {
     #[test]
     fn keys_cover_every_field() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 48);
+        assert_eq!(keys.len(), 49);
         assert!(keys.iter().any(|k| k == "max_outbound_bytes"));
     }
 
