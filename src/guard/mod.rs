@@ -165,12 +165,30 @@ impl Guard {
         Ok(())
     }
 
-    /// Checks an ingest request's `Authorization` (`Bearer KEY` or `KEY`).
+    /// Checks an ingest request's `Authorization` (`Bearer KEY` or `KEY`,
+    /// or `Basic` with the key as password and any user name, which is
+    /// what a browser sends for the dashboard).
     pub fn ingest_authorized(&self, authorization: Option<&str>) -> bool {
         let Some(key) = &self.ingest_key else { return true };
-        let given = authorization.map(|a| crate::auth::bearer(a).unwrap_or(a).trim());
-        given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()))
+        let Some(given) = authorization else { return false };
+        if let Some(password) = basic_password(given) {
+            return constant_time_eq(password.as_bytes(), key.as_bytes());
+        }
+        let given = crate::auth::bearer(given).unwrap_or(given).trim();
+        constant_time_eq(given.as_bytes(), key.as_bytes())
     }
+}
+
+/// The password of `Basic base64(user:password)` credentials (RFC 7617).
+fn basic_password(authorization: &str) -> Option<String> {
+    use base64::Engine;
+    let (scheme, rest) = authorization.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':').map(|(_, password)| password.to_string())
 }
 
 /// Compares secrets without an early exit that would leak their length of match.

@@ -63,6 +63,11 @@ pub enum Route {
     Stats,
     /// `GET /metrics`.
     Metrics,
+    /// `GET /dashboard`: the live dashboard page.
+    Dashboard,
+    /// `GET /dashboard/stream`: the stats stream, an SSE subscription to
+    /// the internal stats channel (no token: the ingest key admits it).
+    StatsStream(SubscribeRequest),
     Health,
     /// A CORS preflight (`OPTIONS /sub/...`).
     Preflight,
@@ -315,6 +320,8 @@ fn route_ingest(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
     let report = match req.path.as_str() {
         "/stats" => Some(Route::Stats),
         "/metrics" => Some(Route::Metrics),
+        "/dashboard" | "/dashboard/" => Some(Route::Dashboard),
+        "/dashboard/stream" => Some(stats_stream(req, limits)?),
         _ => None,
     };
     if let Some(report) = report {
@@ -353,6 +360,29 @@ fn route_ingest(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
         }
         _ => Err(Refusal::method("POST, GET, DELETE")),
     }
+}
+
+/// How many past samples a new stats stream starts with: five minutes, the
+/// dashboard's window (history keeps `history_size` of them).
+const STATS_BACKLOG: usize = 300;
+
+/// `GET /dashboard/stream`: SSE on the internal stats channel. A resume
+/// (`Last-Event-ID`, as EventSource sends on reconnect) continues after its
+/// id; a new stream starts with the retained samples (`?backlog=N` or five
+/// minutes' worth), so the charts fill at once.
+fn stats_stream(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
+    let start = match start_point(req, limits)? {
+        Start::Now => Start::Backlog(STATS_BACKLOG.min(limits.history_size)),
+        other => other,
+    };
+    Ok(Route::StatsStream(SubscribeRequest {
+        channels: vec![Arc::from(crate::dashboard::STATS_CHANNEL)],
+        transport: Transport::Sse,
+        start,
+        timeout: limits.longpoll_default,
+        callback: None,
+        ws_accept: None,
+    }))
 }
 
 /// The most lines one NDJSON batch may hold: with 1 MiB bodies, small
