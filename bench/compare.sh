@@ -227,6 +227,20 @@ install_peers() {
     return 0
 }
 
+# The reports' charts (report.py, bench/charts.py) are drawn with matplotlib.
+# Without it the reports are written without charts, with a warning.
+install_plotting() {
+    python3 -c 'import matplotlib' >/dev/null 2>&1 && return 0
+    if [ "${BENCH_NO_INSTALL:-0}" = 1 ]; then
+        log "warning: matplotlib is missing (BENCH_NO_INSTALL=1): reports without charts"; return 0
+    fi
+    log "installing matplotlib (pip) for the reports' charts"
+    local pip=(python3 -m pip install --quiet --disable-pip-version-check matplotlib)
+    # Debian's own python3 refuses pip installs (PEP 668) unless told otherwise.
+    "${pip[@]}" >"$STATE/pip.log" 2>&1 || "${pip[@]}" --break-system-packages >>"$STATE/pip.log" 2>&1 \
+        || log "warning: pip install matplotlib failed (see $STATE/pip.log): reports without charts"
+}
+
 # ---------------------------------------------------------------- servers
 # Each start_* fills SERVER_PIDS (sampled by loadgen), SERVER_STOP (stopped
 # afterwards), SUB_URL, PUB_URL, PUB_FORMAT, LP_URL (empty: no long-poll) and
@@ -398,6 +412,7 @@ for s in "${SERVERS[@]}"; do
     case "$s" in nchan|pushpin) needs_peers=1 ;; halley-base) use_base=1 ;; esac
 done
 [ "$needs_peers" = 1 ] && install_peers
+install_plotting
 
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
     log "cargo build --release --workspace"
