@@ -9,6 +9,7 @@ mod msg;
 mod parent;
 mod parse;
 mod procfs;
+mod progress;
 mod publisher;
 mod report;
 mod stats;
