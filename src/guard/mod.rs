@@ -198,3 +198,26 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_carry_the_key_as_password() {
+        // base64("ops:s3cret"), base64(":s3cret"), base64("a:b:c")
+        let cases: &[(&str, Option<&str>)] = &[
+            ("Basic b3BzOnMzY3JldA==", Some("s3cret")),
+            ("basic  b3BzOnMzY3JldA== ", Some("s3cret")),
+            ("Basic OnMzY3JldA==", Some("s3cret")),
+            ("Basic YTpiOmM=", Some("b:c")),
+            ("Basic not-base64!", None),
+            ("Basic czNjcmV0", None),
+            ("Bearer s3cret", None),
+            ("s3cret", None),
+        ];
+        for (header, want) in cases {
+            assert_eq!(basic_password(header).as_deref(), *want, "{header:?}");
+        }
+    }
+}

@@ -590,6 +590,33 @@ mod tests {
     }
 
     #[test]
+    fn routes_the_dashboard() {
+        let stream = |raw: &str| match route(&req(raw), Port::Ingest, &limits()) {
+            Ok(Route::StatsStream(s)) => s,
+            other => panic!("{raw:?} routed to {other:?}"),
+        };
+        let fresh = stream("GET /dashboard/stream HTTP/1.1\r\n\r\n");
+        assert_eq!(fresh.transport, Transport::Sse);
+        assert_eq!(
+            fresh.channels.iter().map(|c| &**c).collect::<Vec<_>>(),
+            [crate::dashboard::STATS_CHANNEL]
+        );
+        assert_eq!(fresh.start, Start::Backlog(100), "five minutes of samples, capped by history");
+        let resumed = stream("GET /dashboard/stream HTTP/1.1\r\nLast-Event-ID: 17-3\r\n\r\n");
+        assert_eq!(resumed.start, Start::After(MessageId::new(17, 3)));
+        assert_eq!(stream("GET /dashboard/stream?backlog=0 HTTP/1.1\r\n\r\n").start, Start::Backlog(0));
+        assert_eq!(
+            route(&req("GET /dashboard HTTP/1.1\r\n\r\n"), Port::Ingest, &limits()),
+            Ok(Route::Dashboard)
+        );
+        assert_eq!(refused("GET /dashboard HTTP/1.1\r\n\r\n", Port::Public).0, 404);
+        assert_eq!(
+            refused("POST /dashboard/stream HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Port::Ingest).0,
+            405
+        );
+    }
+
+    #[test]
     fn routes_publishes() {
         let r = route(
             &req("POST /pub/a/b?event=up HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"),
