@@ -147,6 +147,8 @@ fn build(
         "rss_bytes": rss_bytes(),
         "busiest": busiest,
         "node": node,
+        // The Redis backplane's state (an object of its own fields, which
+        // the page shows as they are) once the node has one; null alone.
         "backplane": Value::Null,
     })
 }
