@@ -54,7 +54,10 @@ impl Sampler {
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
-                next += INTERVAL;
+                // A thread that fell behind (a stopped process, a starved
+                // machine) takes up the beat from now, with no burst of samples.
+                let now = Instant::now();
+                next = if next + INTERVAL > now { next + INTERVAL } else { now + INTERVAL };
                 if let Some(data) = state.tick(&stats, &fanout) {
                     let message = NewMessage {
                         channel: Arc::from(STATS_CHANNEL),
