@@ -50,6 +50,8 @@ pub(super) struct Fanout {
     spin_after_batch: bool,
     /// The Redis backplane, when configured (see `remote.rs`).
     pub(super) remote: Option<super::remote::Remote>,
+    /// The dashboard's busiest channels, ranked in housekeeping while watched.
+    busiest: super::busiest::Busiest,
 }
 
 /// Starts the fan-out thread. It runs until every producer has dropped its handle.
@@ -78,6 +80,7 @@ pub fn spawn(
         stats,
         spin_after_batch: false,
         remote: backplane.map(|b| super::remote::Remote::new(b, outlets_len)),
+        busiest: Default::default(),
     };
     let thread = std::thread::Builder::new().name("halley-fanout".into()).spawn(move || fanout.run())?;
     Ok((handle, thread))
@@ -420,6 +423,7 @@ impl Fanout {
         crate::stats::set(&self.stats.fanout.channels, self.channels.len() as u64);
         let retained: usize = self.channels.values().map(Channel::retained).sum();
         crate::stats::set(&self.stats.fanout.retained, retained as u64);
+        self.busiest.look(&self.channels, &self.stats, now);
     }
 
     pub(super) fn mail(&mut self, outlet: usize, msg: HubMail) {

@@ -50,24 +50,27 @@ pub fn stats_json(stats: &Stats, fanout: &FanoutHandle, queue_capacity: usize) -
         "batches": stats.fanout.batches.load(Relaxed),
         "deliveries": stats.total(|l| &l.deliveries),
         "slow_consumers_dropped": stats.total(|l| &l.slow_consumers),
+        "bytes_out": stats.total(|l| &l.bytes_out),
         "queues": { "publish_depth": fanout.queue_depth(), "publish_capacity": queue_capacity },
         "delivery_latency_us": { "count": latency.len(), "quantiles": quantiles },
         "loops": loops,
     });
     if let (Some(b), Some(map)) = (&stats.backplane, value.as_object_mut()) {
-        map.insert(
-            "backplane".into(),
-            json!({
-                "connected": b.connected.load(Relaxed),
-                "listening": b.listening.load(Relaxed),
-                "rtt_us": b.rtt_us.load(Relaxed),
-                "queued": b.queued.load(Relaxed),
-                "errors": b.errors.load(Relaxed),
-                "reconnects": b.reconnects.load(Relaxed),
-            }),
-        );
+        map.insert("backplane".into(), backplane_json(b));
     }
     value
+}
+
+/// The Redis backplane's state, as `/stats` and the dashboard show it.
+pub fn backplane_json(b: &crate::backplane::BackplaneStats) -> Value {
+    json!({
+        "connected": b.connected.load(Relaxed),
+        "listening": b.listening.load(Relaxed),
+        "rtt_us": b.rtt_us.load(Relaxed),
+        "queued": b.queued.load(Relaxed),
+        "errors": b.errors.load(Relaxed),
+        "reconnects": b.reconnects.load(Relaxed),
+    })
 }
 
 pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
@@ -120,6 +123,12 @@ pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
         "counter",
         "Subscribers cut off over max_outbound_bytes.",
         &one(stats.total(|l| &l.slow_consumers)),
+    );
+    metric(
+        "bytes_out_total",
+        "counter",
+        "Bytes written to client sockets, all ports.",
+        &one(stats.total(|l| &l.bytes_out)),
     );
     metric(
         "publish_queue_depth",
