@@ -70,7 +70,7 @@ impl Commander {
     fn connection(&mut self) -> Result<&mut Connected, String> {
         if self.stats.reset.swap(false, std::sync::atomic::Ordering::Relaxed) && self.con.is_some() {
             // The listener saw Redis go away: this connection is dead too.
-            self.con = None;
+            self.lost();
             self.retry_at = Instant::now();
         }
         if self.con.is_none() {
@@ -85,6 +85,7 @@ impl Commander {
                     self.con = Some(connected);
                 }
                 Err(e) => {
+                    self.stats.connected.store(false, std::sync::atomic::Ordering::Relaxed);
                     self.retry_at = Instant::now() + self.backoff;
                     self.backoff = next_backoff(self.backoff);
                     crate::stats::inc(&self.stats.errors);
@@ -94,6 +95,13 @@ impl Commander {
             }
         }
         self.con.as_mut().ok_or_else(|| "Redis is unavailable".to_string())
+    }
+
+    /// The connection is gone: the next job reconnects.
+    fn lost(&mut self) {
+        self.con = None;
+        self.stats.connected.store(false, std::sync::atomic::Ordering::Relaxed);
+        crate::stats::inc(&self.stats.reconnects);
     }
 
     fn connect(&self) -> redis::RedisResult<Connected> {
@@ -160,16 +168,18 @@ impl Commander {
             for item in items {
                 pipe.cmd("EVALSHA")
                     .arg(&c.store)
-                    .arg(2)
+                    .arg(3)
                     .arg(keys::stream(&item.channel))
                     .arg(keys::LAST_ID)
+                    .arg(keys::dropped(&item.channel))
                     .arg(size)
                     .arg(age_ms)
                     .arg(&*item.data)
                     .arg(item.event.as_deref().unwrap_or(""))
                     .arg(item.ext.as_deref().unwrap_or(""))
                     .arg(keys::notify(&item.channel))
-                    .arg(&*item.channel);
+                    .arg(&*item.channel)
+                    .arg("PUBLISH");
             }
             pipe.query(&mut c.con)
         })?;
@@ -184,7 +194,13 @@ impl Commander {
                     Range::After(id) => ("after", id.to_string()),
                     Range::Last(n) => ("last", n.to_string()),
                 };
-                pipe.cmd("EVALSHA").arg(&c.fetch).arg(1).arg(keys::stream(channel)).arg(mode).arg(arg);
+                pipe.cmd("EVALSHA")
+                    .arg(&c.fetch)
+                    .arg(2)
+                    .arg(keys::stream(channel))
+                    .arg(keys::dropped(channel))
+                    .arg(mode)
+                    .arg(arg);
             }
             pipe.query(&mut c.con)
         })?;
@@ -226,8 +242,9 @@ impl Commander {
         self.with(|c| {
             redis::cmd("EVALSHA")
                 .arg(&c.delete)
-                .arg(1)
+                .arg(2)
                 .arg(keys::stream(channel))
+                .arg(keys::dropped(channel))
                 .arg(keys::CONTROL)
                 .arg(&**channel)
                 .query::<i64>(&mut c.con)

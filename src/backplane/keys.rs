@@ -9,6 +9,12 @@ pub fn stream(channel: &str) -> String {
     format!("halley:s:{{{channel}}}")
 }
 
+/// The newest id dropped from a channel's stream (by its size or age
+/// limits, or a delete): a resume from before it has a gap.
+pub fn dropped(channel: &str) -> String {
+    format!("halley:d:{{{channel}}}")
+}
+
 /// The pub/sub channel a channel's new messages are announced on.
 pub fn notify(channel: &str) -> String {
     format!("halley:m:{{{channel}}}")

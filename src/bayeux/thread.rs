@@ -12,7 +12,7 @@ use crossbeam_channel::RecvTimeoutError;
 
 use super::engine::{Config, ConnRef, Engine, Output, Request, Transport};
 use super::message::{Incoming, Unreadable};
-use crate::fanout::{Control, HubMail, Listen, Publish, Start, Subscribe};
+use crate::fanout::{Control, HubMail, Listen, Start, Subscribe};
 use crate::guard::Origin;
 use crate::hub::Part;
 
@@ -68,17 +68,12 @@ fn run(mut engine: Engine, w: Wiring) {
             Ok(BayeuxIn::Request { from, transport, messages, remote }) => {
                 let mut publish = |message: crate::fanout::NewMessage, remote: Option<IpAddr>| {
                     let bayeux_error = |d: crate::auth::Denied| format!("{}::{}", d.status, d.reason);
-                    if backplane_down(&w.stats) {
-                        return Err("503::the Redis backplane is unavailable; retry shortly".to_string());
-                    }
                     let mut messages = vec![message];
                     w.guard
                         .screen(&mut messages, Origin::Session { ip: remote }, now)
                         .map_err(bayeux_error)?;
-                    let publish = Publish { messages, reply: None, received_at: now };
-                    w.fanout
-                        .try_publish(publish)
-                        .map_err(|_| "503::publish queue is full; retry shortly".to_string())
+                    crate::engine::publish(&w.fanout, &w.stats, messages, now)
+                        .map_err(|e| format!("503::{e}"))
                 };
                 engine.request(Request { from, transport, messages, remote }, now, &mut publish, &mut out);
             }
@@ -137,11 +132,4 @@ fn carry_out(w: &Wiring, output: Output) {
             w.fanout.control(Control::Watch { outlet: w.outlet, pattern, delta });
         }
     }
-}
-
-/// Whether a Redis backplane is configured and cannot store publishes now:
-/// an engine's client then hears so at once (its publish answer cannot wait
-/// for the store, so it must not claim success that Redis may not back).
-pub fn backplane_down(stats: &crate::stats::Stats) -> bool {
-    stats.backplane.as_ref().is_some_and(|b| !b.connected.load(std::sync::atomic::Ordering::Relaxed))
 }

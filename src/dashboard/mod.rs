@@ -71,6 +71,7 @@ impl Sampler {
                         messages: vec![message],
                         received_at: Instant::now(),
                         reply: None,
+                        done: None,
                     });
                 }
             }

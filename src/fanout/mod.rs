@@ -60,6 +60,10 @@ pub struct Publish {
     pub received_at: std::time::Instant,
     /// Where to send the acknowledgements, if anyone waits for them.
     pub reply: Option<ConnRef>,
+    /// A thread that waits for the acknowledgements itself (an engine's,
+    /// with the Redis backplane: its client's answer must not claim a
+    /// publish Redis has not stored, nor overtake a later publish).
+    pub done: Option<crossbeam_channel::Sender<Result<Vec<PublishAck>, String>>>,
 }
 
 /// Where a new subscription starts.

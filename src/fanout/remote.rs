@@ -32,14 +32,22 @@ pub struct Remote {
     last_seen_at_down: Option<MessageId>,
     /// Messages taken in this turn, per outlet: one batch each per turn.
     round: Vec<Vec<Arc<Message>>>,
+    /// A catch-up that failed (the command connection was not back yet):
+    /// tried again each second until it succeeds; its channels keep holding
+    /// their announcements meanwhile.
+    retry_resync: Option<Vec<(Arc<str>, Range)>>,
 }
 
 /// One publish being stored: who waits for its answer, and its channels.
-type Waiting = (Option<ConnRef>, Vec<Arc<str>>);
+struct Waiting {
+    reply: Option<ConnRef>,
+    done: Option<crossbeam_channel::Sender<Result<Vec<PublishAck>, String>>>,
+    channels: Vec<Arc<str>>,
+}
 
 enum Fetching {
     Subscribe(Subscribe),
-    Resync(Vec<Arc<str>>),
+    Resync(Vec<(Arc<str>, Range)>),
 }
 
 impl Remote {
@@ -55,6 +63,7 @@ impl Remote {
             last_seen: MessageId::ZERO,
             last_seen_at_down: None,
             round: vec![Vec::new(); outlets],
+            retry_resync: None,
         }
     }
 
@@ -90,7 +99,7 @@ impl Fanout {
                 event: m.event,
                 ext: m.ext,
             }));
-            waiting.push((publish.reply, channels));
+            waiting.push(Waiting { reply: publish.reply, done: publish.done, channels });
         }
         let tag = remote.tag();
         remote.storing.insert(tag, waiting);
@@ -191,7 +200,7 @@ impl Fanout {
             Err(_) => [].iter(),
         };
         let mut acked: Vec<Vec<Acked>> = (0..self.outlets.len()).map(|_| Vec::new()).collect();
-        for (reply, channels) in waiting {
+        for Waiting { reply, done, channels } in waiting {
             let acks = match &result {
                 Ok(_) => {
                     let acks: Vec<PublishAck> = channels
@@ -208,6 +217,9 @@ impl Fanout {
                 }
                 Err(e) => Err(e.clone()),
             };
+            if let Some(done) = done {
+                let _ = done.try_send(acks.clone());
+            }
             if let Some(reply) = reply {
                 if let Some(list) = acked.get_mut(reply.loop_id) {
                     list.push(Acked { conn: reply.conn, acks });
@@ -307,22 +319,31 @@ impl Fanout {
         crate::log::info(format_args!("backplane: catching up {} channels", channels.len()));
         let Some(remote) = self.remote.as_mut() else { return };
         for (name, _) in &channels {
-            remote.resyncing.insert(name.clone(), Vec::new());
+            remote.resyncing.entry(name.clone()).or_default();
         }
         let tag = remote.tag();
-        remote.fetching.insert(tag, Fetching::Resync(channels.iter().map(|(c, _)| c.clone()).collect()));
+        remote.fetching.insert(tag, Fetching::Resync(channels.clone()));
         remote.backplane.send(Job::Fetch { tag, channels });
     }
 
-    fn caught_up(&mut self, channels: Vec<Arc<str>>, result: Result<Vec<(Vec<Stored>, bool)>, String>) {
+    fn caught_up(
+        &mut self,
+        channels: Vec<(Arc<str>, Range)>,
+        result: Result<Vec<(Vec<Stored>, bool)>, String>,
+    ) {
         let fetched = match result {
-            Ok(per_channel) => per_channel.into_iter().map(|(entries, _)| entries).collect(),
+            Ok(per_channel) => per_channel,
             Err(e) => {
-                crate::log::warn(format_args!("backplane: catch-up failed, messages may be missing: {e}"));
-                vec![Vec::new(); channels.len()]
+                // Most likely the command connection is not back yet: keep
+                // holding the announcements and try again in a second.
+                crate::log::warn(format_args!("backplane: catch-up failed, retrying: {e}"));
+                if let Some(remote) = self.remote.as_mut() {
+                    remote.retry_resync = Some(channels);
+                }
+                return;
             }
         };
-        for (name, mut entries) in channels.into_iter().zip(fetched) {
+        for ((name, _), (mut entries, _)) in channels.into_iter().zip(fetched) {
             let waiting = self.remote.as_mut().and_then(|r| r.resyncing.remove(&name)).unwrap_or_default();
             entries.extend(waiting);
             entries.sort_by_key(|e| e.id);
@@ -386,8 +407,12 @@ impl Fanout {
             .filter(|(_, ch)| ch.subscribers > 0)
             .map(|(name, ch)| (name.clone(), ch.subscribers))
             .collect();
-        if let Some(remote) = self.remote.as_ref() {
-            remote.backplane.send(Job::Heartbeat { counts });
+        let Some(remote) = self.remote.as_mut() else { return };
+        remote.backplane.send(Job::Heartbeat { counts });
+        if let Some(channels) = remote.retry_resync.take() {
+            let tag = remote.tag();
+            remote.fetching.insert(tag, Fetching::Resync(channels.clone()));
+            remote.backplane.send(Job::Fetch { tag, channels });
         }
     }
 }

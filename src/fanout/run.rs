@@ -313,6 +313,9 @@ impl Fanout {
                 .map(|new| self.publish_one(new, at, now_ms, &mut per_outlet))
                 .collect();
             crate::stats::add(&self.stats.fanout.published, acks.len() as u64);
+            if let Some(done) = &publish.done {
+                let _ = done.try_send(Ok(acks.clone()));
+            }
             if let Some(list) =
                 publish.reply.and_then(|reply| acked.get_mut(reply.loop_id).map(|l| (l, reply)))
             {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 
 use super::engine::{Config, ConnRef, Engine, Output, Request};
-use crate::fanout::{Control, HubMail, Publish};
+use crate::fanout::{Control, HubMail};
 use crate::guard::Origin;
 use crate::hub::Part;
 
@@ -65,18 +65,12 @@ fn run(mut engine: Engine, w: Wiring) {
                 // Every Pushlet publish (multicast or `p_to`) passes the one
                 // publish screen: address, size, rate, blocked words.
                 let mut publish = |message: &mut crate::fanout::NewMessage, to_hub: bool| {
-                    if crate::bayeux::thread::backplane_down(&w.stats) {
-                        return Err("the Redis backplane is unavailable; retry shortly".to_string());
-                    }
                     let origin = Origin::Session { ip: remote };
                     w.guard.screen(std::slice::from_mut(message), origin, now).map_err(|d| d.reason)?;
                     if !to_hub {
                         return Ok(());
                     }
-                    let publish = Publish { messages: vec![message.clone()], reply: None, received_at: now };
-                    w.fanout
-                        .try_publish(publish)
-                        .map_err(|_| "publish queue is full; retry shortly".to_string())
+                    crate::engine::publish(&w.fanout, &w.stats, vec![message.clone()], now)
                 };
                 engine.request(Request { from, fields, path }, now, &mut publish, &mut out);
             }

@@ -177,7 +177,7 @@ impl HttpConn {
                     return self.refuse(cx, &refusal, true);
                 }
                 let reply = Some(cx.env.conn_ref(cx.key));
-                let publish = Publish { messages, reply, received_at: cx.io.now() };
+                let publish = Publish { messages, reply, received_at: cx.io.now(), done: None };
                 match cx.env.fanout.try_publish(publish) {
                     Ok(()) => {
                         cx.io.expect_wake(shared.hub_answer_spin);

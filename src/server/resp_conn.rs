@@ -151,7 +151,8 @@ impl RespConn {
         }
         let messages = std::mem::take(&mut self.group);
         let count = messages.len();
-        let publish = Publish { messages, reply: Some(cx.env.conn_ref(cx.key)), received_at: cx.io.now() };
+        let publish =
+            Publish { messages, reply: Some(cx.env.conn_ref(cx.key)), received_at: cx.io.now(), done: None };
         if cx.env.fanout.try_publish(publish).is_ok() {
             self.groups.push_back(count);
             cx.io.expect_wake(cx.env.shared.hub_answer_spin);
