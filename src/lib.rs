@@ -25,5 +25,6 @@ pub mod reactor;
 pub mod resp;
 pub mod server;
 pub mod stats;
+pub mod tls;
 pub mod transport;
 pub mod ws;

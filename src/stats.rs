@@ -78,6 +78,8 @@ pub struct Stats {
     pub loops: Vec<LoopStats>,
     pub fanout: FanoutStats,
     pub engines: EngineStats,
+    /// Handshake counters, when a port speaks TLS.
+    pub tls: std::sync::OnceLock<std::sync::Arc<crate::tls::TlsStats>>,
 }
 
 impl Stats {
@@ -87,6 +89,7 @@ impl Stats {
             loops: (0..loops).map(|_| LoopStats::default()).collect(),
             fanout: FanoutStats::default(),
             engines: EngineStats::default(),
+            tls: std::sync::OnceLock::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
+use super::filter::Filter;
 use crate::chunk::Chunk;
 
 /// Slices handed to one `writev`. Linux allows 1024; 64 covers a whole batch of
@@ -77,7 +78,47 @@ impl OutQueue {
         Ok(if self.chunks.is_empty() { Flushed::Drained } else { Flushed::Budget })
     }
 
+    /// Writes through `filter`: pending encoded bytes first, then the queue's
+    /// plaintext encoded (up to 64 slices per round, so a batch becomes as few
+    /// records and `writev` calls as the filter allows), until drained,
+    /// blocked, or `max_writes` rounds. Plaintext moves into the filter only
+    /// when its previous output is written and it is `ready`, so bytes beyond
+    /// the filter's small bound wait here, counted against the queue's cap.
+    pub fn flush_through<W: Write>(
+        &mut self,
+        filter: &mut dyn Filter,
+        out: &mut W,
+        max_writes: usize,
+    ) -> io::Result<Flushed> {
+        for _ in 0..max_writes {
+            if !filter.wants_write() {
+                if self.chunks.is_empty() || !filter.ready() {
+                    return Ok(Flushed::Drained);
+                }
+                let taken = self.with_slices(|slices| filter.encode(slices));
+                self.advance(taken);
+                if !filter.wants_write() {
+                    return Ok(Flushed::Drained);
+                }
+            }
+            match filter.write_to(out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let done = self.chunks.is_empty() && !filter.wants_write();
+        Ok(if done { Flushed::Drained } else { Flushed::Budget })
+    }
+
     fn write_once<W: Write>(&self, out: &mut W) -> io::Result<usize> {
+        self.with_slices(|slices| out.write_vectored(slices))
+    }
+
+    /// Calls `f` with up to `MAX_IOVECS` slices of what is queued, in order.
+    fn with_slices<R>(&self, f: impl FnOnce(&[IoSlice<'_>]) -> R) -> R {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let mut count = 0;
         // The front chunk's first `offset` bytes are written already.
@@ -97,7 +138,7 @@ impl OutQueue {
                 count += 1;
             }
         }
-        out.write_vectored(&slices[..count])
+        f(&slices[..count])
     }
 
     fn advance(&mut self, mut written: usize) {
