@@ -206,4 +206,71 @@ mod tests {
             assert_eq!((q.queued(), q.counted()), (0, 0));
         }
     }
+
+    /// A filter that "encodes" by upper-casing, holding at most `limit`
+    /// encoded bytes, and is ready only once `ready` is set.
+    struct Upper {
+        pending: Vec<u8>,
+        limit: usize,
+        ready: bool,
+    }
+
+    impl Filter for Upper {
+        fn decode(
+            &mut self,
+            _: &[u8],
+            _: &mut Vec<u8>,
+        ) -> Result<super::super::filter::Decoded, super::super::filter::FilterError> {
+            unreachable!()
+        }
+        fn ready(&self) -> bool {
+            self.ready
+        }
+        fn encode(&mut self, plain: &[IoSlice<'_>]) -> usize {
+            let mut taken = 0;
+            for s in plain {
+                let n = s.len().min(self.limit - self.pending.len());
+                self.pending.extend(s[..n].iter().map(u8::to_ascii_uppercase));
+                taken += n;
+            }
+            taken
+        }
+        fn wants_write(&self) -> bool {
+            !self.pending.is_empty()
+        }
+        fn write_to(&mut self, out: &mut dyn Write) -> io::Result<usize> {
+            let n = out.write(&self.pending)?;
+            self.pending.drain(..n);
+            Ok(n)
+        }
+        fn close(&mut self) {}
+        fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+            self
+        }
+    }
+
+    #[test]
+    fn a_filter_gets_everything_in_order_and_holds_little() {
+        let shared: Arc<[u8]> = Arc::from(&b"shared-frame"[..]);
+        for (step, limit) in [(1, 1), (3, 5), (7, 4), (100, 1000)] {
+            let mut q = OutQueue::default();
+            q.push(Chunk::Static(b"head:"), false);
+            q.push(Chunk::wrapped(b"c", shared.clone(), b"|"), false);
+            q.push(Chunk::Owned(b"-tail".to_vec()), false);
+            let mut f = Upper { pending: Vec::new(), limit, ready: false };
+            let mut w = Trickle { got: Vec::new(), step, calls: 0 };
+            // Not ready: nothing moves.
+            assert_eq!(q.flush_through(&mut f, &mut w, 4).unwrap(), Flushed::Drained);
+            assert_eq!((q.queued(), w.got.len()), (24, 0));
+            f.ready = true;
+            let mut rounds = 0;
+            while q.flush_through(&mut f, &mut w, 4).unwrap() != Flushed::Drained {
+                assert!(f.pending.len() <= limit, "the filter holds at most its limit");
+                rounds += 1;
+                assert!(rounds < 200, "no progress with step {step}");
+            }
+            assert_eq!(w.got, b"HEAD:CSHARED-FRAME|-TAIL", "step {step} limit {limit}");
+            assert!(q.is_empty() && !f.wants_write());
+        }
+    }
 }
