@@ -522,3 +522,23 @@ fn ingest_tls_puts_the_ingest_port_behind_tls_too() {
     let answer = String::from_utf8_lossy(&plain.read_to_close()).into_owned();
     assert!(answer.contains("HTTPS only"), "plain HTTP to the TLS ingest port: {answer}");
 }
+
+#[test]
+fn sigterm_ends_tls_streams_with_their_terminator_and_close_notify() {
+    let pki = Pki::new();
+    let mut server = start(&pki, &[]);
+    let config = client_config(&pki, "ca", false);
+    let (mut sse, mut got) = sse_subscriber(&server, &config, "bye");
+    server.publish("bye", "before");
+    read_until(&mut sse, &mut got, "data: before\n", "before SIGTERM");
+    let (status, took) = server.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}; log:\n{}", server.log_text());
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+    // The chunked terminator arrives, then the TLS session ends cleanly: a
+    // close_notify (read gives Ok(0)), not a bare TCP close (an error).
+    let mut rest = Vec::new();
+    let end = sse.read_to_end(&mut rest);
+    got.extend_from_slice(&rest);
+    assert!(end.is_ok(), "the TLS session ended without close_notify: {end:?}; got {}", esc(&got));
+    assert!(got.ends_with(b"0\r\n\r\n"), "no chunked terminator at the end: {}", esc(&got));
+}

@@ -269,6 +269,9 @@ impl Service for Worker {
         if conn.ip_counted {
             shared.guard.disconnect(conn.ip);
         }
+        if let CloseReason::Filter(why) = reason {
+            crate::log::debug(format_args!("closed a connection whose TLS failed: {why}"));
+        }
         if reason == CloseReason::SlowConsumer {
             crate::stats::inc(&self.env.stats().slow_consumers);
             crate::log::debug(format_args!("closed a slow consumer"));
