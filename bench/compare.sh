@@ -15,6 +15,11 @@
 #   many-channels   10,000 SSE subscribers over 1,000 channels, publishes to random channels
 #   longpoll-churn  5,000 long-poll clients re-polling after every message
 #   connect-storm   10,000 SSE connections opened at once: time until all are subscribed
+#   publish-rate    closed-loop publish rate, no subscribers: redis-benchmark (sequential and
+#                   pipelined) against redis-server (always run first, as the reference) and
+#                   halley's RESP port; loadgen publish-rate (one keep-alive connection, one
+#                   request at a time) against halley's HTTP ingest and RESP ports, Nchan's
+#                   /pub/{ch} and redis-server. Not run against Pushpin.
 # --quick shrinks every scenario (1,000 subscribers, short steps) for a fast check.
 #
 # Results: bench/results/<date>-<scenario>[-quick].md plus the raw loadgen JSON
@@ -28,13 +33,14 @@
 # CONNECT_RATE (paced connects/s for every scenario except connect-storm; 1000),
 # BENCH_BUDGET_SECS (hard limit for the whole run; 1800 full, 600 quick),
 # LOADGEN_WORKERS (loadgen worker processes; nproc), BENCH_NO_BUILD=1 (skip
-# cargo build), BENCH_NO_INSTALL=1 (never apt-get), PUSHPIN_LONGPOLL=1 (run
+# cargo build), BENCH_NO_INSTALL=1 (never apt-get; publish-rate needs the
+# redis-server and redis-tools packages), PUSHPIN_LONGPOLL=1 (run
 # long-poll churn against Pushpin anyway; see README.md).
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")
-ALL_SCENARIOS=(idle broadcast many-channels longpoll-churn connect-storm)
+ALL_SCENARIOS=(idle broadcast many-channels longpoll-churn connect-storm publish-rate)
 ALL_SERVERS=(halley nchan pushpin)
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
@@ -48,10 +54,11 @@ while [ $# -gt 0 ]; do
         --servers) shift; IFS=, read -r -a SERVERS <<<"${1:?--servers needs a list}" ;;
         --servers=*) IFS=, read -r -a SERVERS <<<"${1#--servers=}" ;;
         -h|--help) usage; exit 0 ;;
-        idle|broadcast|many-channels|longpoll-churn|connect-storm) SCENARIOS+=("$1") ;;
+        idle|broadcast|many-channels|longpoll-churn|connect-storm|publish-rate) SCENARIOS+=("$1") ;;
         many) SCENARIOS+=(many-channels) ;;
         longpoll) SCENARIOS+=(longpoll-churn) ;;
         storm) SCENARIOS+=(connect-storm) ;;
+        publish) SCENARIOS+=(publish-rate) ;;
         *) echo "compare.sh: unknown argument '$1' (scenarios: ${ALL_SCENARIOS[*]}; try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -85,6 +92,8 @@ mkdir -p "$RUN" "$STATE" "$RESULTS"
 T0=$(date +%s)
 
 log() { printf '[compare %s] %s\n' "$(date +%T)" "$*" >&2; }
+# Seconds as m:ss, for progress lines.
+clock() { printf '%d:%02d' $(( $1 / 60 )) $(( $1 % 60 )); }
 die() { log "error: $*"; exit 1; }
 
 # Several loopback source addresses for the subscribers' sockets: the ports of
@@ -100,6 +109,7 @@ if [ "$QUICK" = 1 ]; then
     MC_N=1000;    MC_CH=100;  MC_STEPS=100,500,2000
     LP_N=500;     LP_STEPS=2,10
     ST_N=1000;    ST_HOLD=1
+    PR_SECS=2;    PR_SEQ_N=10000;  PR_PIPE_N=300000
 else
     IDLE_N=19000; IDLE_HOLD=10
     # 10,000 subscribers x rate = deliveries/s: 20k .. 1M/s
@@ -109,7 +119,14 @@ else
     # one channel, 5,000 re-polling clients: 5k .. 100k deliveries/s
     LP_N=5000;    LP_STEPS=1,2,5,10,20
     ST_N=10000;   ST_HOLD=3
+    # publish-rate: loadgen's measured seconds; redis-benchmark request counts
+    # (sequential, and -c 50 -P 16): 3 to 60 s each at the rates seen so far
+    # (sequential: redis-server ~15,000/s, halley ~900/s; pipelined ~300,000 to 1,200,000/s)
+    PR_SECS=10;   PR_SEQ_N=50000;  PR_PIPE_N=3000000
 fi
+# publish-rate: every publish carries a 64-byte payload to the one channel "ch",
+# which nobody subscribes to; the pipelined shape is the issue's.
+PR_PAYLOAD=64; PR_PIPE_C=50; PR_PIPE_P=16
 # Criteria for "sustained" (report.py applies them to each step): nothing lost
 # and p99 at most this. Long-poll gets 1 s: every delivery there includes the
 # client's re-poll round trip, queued behind the other clients' re-polls.
@@ -207,9 +224,9 @@ trap cleanup EXIT
 trap 'log "interrupted (or over the ${BUDGET}s budget): stopping servers"; exit 130' INT TERM
 
 # --------------------------------------------------------------- install
-install_peers() {
+install_packages() {
     local missing=() p
-    for p in nginx libnginx-mod-nchan pushpin; do
+    for p in "$@"; do
         dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
@@ -225,6 +242,20 @@ install_peers() {
         || { [ $made_prc = 1 ] && rm -f "$prc"; die "apt-get install failed; see $STATE/apt.log"; }
     [ $made_prc = 1 ] && rm -f "$prc"
     return 0
+}
+
+# The reports' charts (report.py, bench/charts.py) are drawn with matplotlib.
+# Without it the reports are written without charts, with a warning.
+install_plotting() {
+    python3 -c 'import matplotlib' >/dev/null 2>&1 && return 0
+    if [ "${BENCH_NO_INSTALL:-0}" = 1 ]; then
+        log "warning: matplotlib is missing (BENCH_NO_INSTALL=1): reports without charts"; return 0
+    fi
+    log "installing matplotlib (pip) for the reports' charts"
+    local pip=(python3 -m pip install --quiet --disable-pip-version-check matplotlib)
+    # Debian's own python3 refuses pip installs (PEP 668) unless told otherwise.
+    "${pip[@]}" >"$STATE/pip.log" 2>&1 || "${pip[@]}" --break-system-packages >>"$STATE/pip.log" 2>&1 \
+        || log "warning: pip install matplotlib failed (see $STATE/pip.log): reports without charts"
 }
 
 # ---------------------------------------------------------------- servers
@@ -246,7 +277,7 @@ start_halley_binary() {
     probe_pubsub http://127.0.0.1:8080/sub/probe curl -fsS -d @MSG@ http://127.0.0.1:8081/pub/probe
     SERVER_PIDS=("$pid"); SERVER_STOP=("$pid")
     SUB_URL='http://127.0.0.1:8080/sub/{ch}'; LP_URL=$SUB_URL
-    PUB_URL='http://127.0.0.1:8081/pub/{ch}'; PUB_FORMAT=raw; PORT=8080
+    PUB_URL='http://127.0.0.1:8081/pub/{ch}'; PUB_FORMAT=raw; PORT=8080; RESP_PORT=6380
 }
 
 start_halley() { start_halley_binary halley "$HALLEY"; }
@@ -268,7 +299,7 @@ start_nchan() {
     # shellcheck disable=SC2206
     SERVER_PIDS=("$pid" $workers); SERVER_STOP=("$pid")
     SUB_URL='http://127.0.0.1:8090/sub/{ch}'; LP_URL=$SUB_URL
-    PUB_URL='http://127.0.0.1:8090/pub/{ch}'; PUB_FORMAT=raw; PORT=8090
+    PUB_URL='http://127.0.0.1:8090/pub/{ch}'; PUB_FORMAT=raw; PORT=8090; RESP_PORT=''
 }
 
 start_pushpin() {
@@ -312,7 +343,30 @@ start_pushpin() {
     # Pushpin unless PUSHPIN_LONGPOLL=1 (README.md, "Long-poll churn").
     SUB_URL='http://127.0.0.1:7999/stream/{ch}'; LP_URL=''
     [ "${PUSHPIN_LONGPOLL:-0}" = 1 ] && LP_URL='http://127.0.0.1:7999/lp/{ch}'
-    PUB_URL='http://127.0.0.1:5561/publish/'; PUB_FORMAT=pushpin; PORT=7999
+    PUB_URL='http://127.0.0.1:5561/publish/'; PUB_FORMAT=pushpin; PORT=7999; RESP_PORT=''
+}
+
+# redis-server, the reference of publish-rate: a private one on the first free
+# port from 16379, nothing saved to disk, stopped by pid like the others.
+start_redis() {
+    local port=16379
+    while ! port_free "$port"; do
+        port=$(( port + 1 ))
+        [ "$port" -le 16399 ] || die "no free port in 16379..16399 for redis-server"
+    done
+    local cmd=(redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --daemonize no
+               --protected-mode yes --logfile '')
+    printf '%q ' "${cmd[@]}" >"$STATE/server.redis.$CUR_SCEN.cmd"
+    ( exec "${cmd[@]}" ) >"$RUN/redis-$CUR_SCEN.log" 2>&1 &
+    local pid=$!; STARTED+=("$pid")
+    local end=$(( $(date +%s) + 30 ))
+    until [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; do
+        kill -0 "$pid" 2>/dev/null || die "redis-server exited; see $RUN/redis-$CUR_SCEN.log"
+        [ "$(date +%s)" -lt "$end" ] || die "redis-server on :$port not ready after 30s"
+        sleep 0.1
+    done
+    SERVER_PIDS=("$pid"); SERVER_STOP=("$pid")
+    RESP_PORT=$port; PORT=$port; PUB_URL=''
 }
 
 stop_server() {
@@ -345,12 +399,16 @@ run_loadgen() {
         log "$server $scen: skipped, the ${BUDGET}s budget is used up"
         echo skipped >"$stem.rc"; return 0
     fi
-    log "$server $scen: about ${secs}s (limit ${limit}s)"
+    RUN_NO=$(( RUN_NO + 1 ))
+    log "[$RUN_NO/$RUNS] $server $scen: about $(clock "$secs") (limit $(clock "$limit")); elapsed $(clock $(( $(date +%s) - T0 ))), budget left $(clock "$left")"
     cut -d' ' -f1-3 /proc/loadavg >"$stem.loadavg"
     local rc=0 lg
     # In the background and waited for, so an interrupt (or the watchdog) is
     # handled at once; timeout passes the TERM from cleanup on to loadgen.
-    ( ulimit -Sn 20000; exec timeout -k 10 "$limit" "${cmd[@]}" ) >"$stem.json" 2>"$stem.log" &
+    # loadgen's progress goes to our stderr (fd 3): a live line on a
+    # terminal, a plain line per step otherwise; its own stderr is the log.
+    ( ulimit -Sn 20000; exec timeout -k 10 "$limit" "${cmd[@]}" --progress /dev/fd/3 ) \
+        3>&2 >"$stem.json" 2>"$stem.log" &
     lg=$!; STARTED+=("$lg")
     wait "$lg" || rc=$?
     forget_pid "$lg"
@@ -370,10 +428,57 @@ run_steps() {
         --rate-steps "$steps" --duration "$STEP_SECS" --settle "$SETTLE"
 }
 
+# run_measure SERVER MEASURE LIMIT_SECS CMD...: one publish-rate measurement,
+# its stdout to $STATE/publish-rate.SERVER.MEASURE.out, bounded in time.
+run_measure() {
+    local server=$1 what=$2 secs=$3; shift 3
+    local stem=$STATE/publish-rate.$server.$what
+    printf '%q ' "$@" >"$stem.cmd"
+    local left=$(( BUDGET - ($(date +%s) - T0) )) limit=$secs
+    [ "$limit" -gt "$left" ] && limit=$left
+    if [ "$limit" -le 5 ]; then
+        log "$server publish-rate $what: skipped, the ${BUDGET}s budget is used up"
+        echo skipped >"$stem.rc"; return 0
+    fi
+    log "$server publish-rate $what (limit ${limit}s)"
+    cut -d' ' -f1-3 /proc/loadavg >"$stem.loadavg"
+    local rc=0 pid
+    ( exec timeout -k 10 "$limit" "$@" ) >"$stem.out" 2>"$stem.log" &
+    pid=$!; STARTED+=("$pid")
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
+    echo "$rc" >"$stem.rc"
+    [ "$rc" = 0 ] || log "$server publish-rate $what: exit $rc (see $stem.log)"
+    return 0
+}
+
+# The publish-rate measurements of one server (see the header and README.md).
+run_publish_rate() {
+    local server=$1 p pidargs=() payload
+    for p in "${SERVER_PIDS[@]}"; do pidargs+=(--pid "$p"); done
+    payload=$(printf 'x%.0s' $(seq "$PR_PAYLOAD"))
+    local lg=("$LOADGEN" publish-rate --connections 1 --pipeline 1 --duration "$PR_SECS" --warmup 0.5
+              --payload-bytes "$PR_PAYLOAD" --channel ch --json "${pidargs[@]}")
+    local lg_limit=$(( PR_SECS + 30 )) rb_limit=$(( QUICK == 1 ? 60 : 150 ))
+    if [ -n "${RESP_PORT:-}" ]; then
+        # redis-benchmark: --csv prints one summary line (no progress output).
+        run_measure "$server" rb-seq "$rb_limit" redis-benchmark -h 127.0.0.1 -p "$RESP_PORT" \
+            -c 1 -n "$PR_SEQ_N" --csv PUBLISH ch "$payload"
+        run_measure "$server" rb-pipe "$rb_limit" redis-benchmark -h 127.0.0.1 -p "$RESP_PORT" \
+            -c "$PR_PIPE_C" -P "$PR_PIPE_P" -n "$PR_PIPE_N" --csv PUBLISH ch "$payload"
+        run_measure "$server" lg-resp-seq "$lg_limit" "${lg[@]}" --label "$server-resp-seq" \
+            --resp "127.0.0.1:$RESP_PORT"
+    fi
+    if [ -n "$PUB_URL" ]; then
+        run_measure "$server" lg-http-seq "$lg_limit" "${lg[@]}" --label "$server-http-seq" --http "$PUB_URL"
+    fi
+}
+
 run_scenario() {
     local server=$1 scen=$2 n secs
     wait_drained "$PORT"
     case "$scen" in
+        publish-rate) run_publish_rate "$server" ;;
         idle)
             n=$IDLE_N; secs=$(( n / CONNECT_RATE + IDLE_HOLD + 5 ))
             run_loadgen "$server" "$scen" "$secs" --sub-url "$SUB_URL" --transport sse \
@@ -393,11 +498,19 @@ run_scenario() {
 }
 
 # ------------------------------------------------------------------- main
-needs_peers=0 use_base=0
+needs_nchan=0 needs_pushpin=0 use_base=0
 for s in "${SERVERS[@]}"; do
-    case "$s" in nchan|pushpin) needs_peers=1 ;; halley-base) use_base=1 ;; esac
+    case "$s" in nchan) needs_nchan=1 ;; pushpin) needs_pushpin=1 ;; halley-base) use_base=1 ;; esac
 done
-[ "$needs_peers" = 1 ] && install_peers
+needs_redis=0
+for s in "${SCENARIOS[@]}"; do [ "$s" = publish-rate ] && needs_redis=1; done
+packages=()
+# Only what the named servers and scenarios use.
+[ "$needs_nchan" = 1 ] && packages+=(nginx libnginx-mod-nchan)
+[ "$needs_pushpin" = 1 ] && packages+=(pushpin)
+[ "$needs_redis" = 1 ] && packages+=(redis-server redis-tools)
+[ ${#packages[@]} -gt 0 ] && install_packages "${packages[@]}"
+install_plotting
 
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
     log "cargo build --release --workspace"
@@ -426,13 +539,19 @@ WATCHDOG=$!
         echo "halley-base: $("$HALLEY_BASE" --version 2>&1 | head -1) (binary $HALLEY_BASE, shown as \"$(cat "$STATE/label.halley-base")\")"
     fi
     echo "loadgen: $LOADGEN (built from the same tree)"
-    if [ "$needs_peers" = 1 ]; then
+    if [ "$needs_nchan" = 1 ]; then
         echo "nginx: $(nginx -v 2>&1 | head -1)"
         echo "nchan: libnginx-mod-nchan $(dpkg-query -W -f '${Version}' libnginx-mod-nchan 2>/dev/null)"
+    fi
+    if [ "$needs_pushpin" = 1 ]; then
         echo "pushpin: $(pushpin --version 2>&1 | head -1) (Debian $(dpkg-query -W -f '${Version}' pushpin 2>/dev/null))"
         echo "condure: $(condure --version 2>&1 | head -1)"
         echo "zurl: $(zurl --version 2>&1 | head -1)"
         echo "origin: $(python3 --version 2>&1)"
+    fi
+    if [ "$needs_redis" = 1 ]; then
+        echo "redis-server: $(redis-server --version 2>&1 | head -1) (Debian $(dpkg-query -W -f '${Version}' redis-server 2>/dev/null))"
+        echo "redis-benchmark: $(redis-benchmark --version 2>&1 | head -1)"
     fi
 } >"$STATE/versions.txt"
 {
@@ -453,12 +572,15 @@ BC_N=$BC_N BC_STEPS=$BC_STEPS
 MC_N=$MC_N MC_CH=$MC_CH MC_STEPS=$MC_STEPS
 LP_N=$LP_N LP_STEPS=$LP_STEPS
 ST_N=$ST_N ST_HOLD=$ST_HOLD
+PR_SECS=$PR_SECS PR_SEQ_N=$PR_SEQ_N PR_PIPE_N=$PR_PIPE_N PR_PAYLOAD=$PR_PAYLOAD PR_PIPE_C=$PR_PIPE_C PR_PIPE_P=$PR_PIPE_P
 STEP_SECS=$STEP_SECS SETTLE=$SETTLE
 P99_LIMIT_MS=$P99_LIMIT_MS LP_P99_LIMIT_MS=$LP_P99_LIMIT_MS
 LOADGEN_WORKERS=$LOADGEN_WORKERS
 EOF
 
 log "run dir $RUN; servers: ${SERVERS[*]}; scenarios: ${SCENARIOS[*]}; budget ${BUDGET}s"
+# Progress: runs done of all runs (one per scenario and server).
+RUNS=$(( ${#SCENARIOS[@]} * ${#SERVERS[@]} )) RUN_NO=0
 busy=$(awk -v n="$(nproc)" '{ print ($1 > n / 2) ? 1 : 0 }' /proc/loadavg)
 [ "$busy" = 1 ] && log "warning: load average $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores before the run: other work shares the CPUs, expect noisy numbers (the reports record the load before each run)"
 
@@ -466,13 +588,19 @@ busy=$(awk -v n="$(nproc)" '{ print ($1 > n / 2) ? 1 : 0 }' /proc/loadavg)
 # inherits another's leftovers (queues, sessions being torn down), and the
 # three servers of one scenario run minutes apart, under similar background load.
 for scen in "${SCENARIOS[@]}"; do
-    for server in "${SERVERS[@]}"; do
+    scen_servers=("${SERVERS[@]}")
+    # publish-rate: redis-server first, the reference every ratio is taken to.
+    [ "$scen" = publish-rate ] && scen_servers=(redis "${SERVERS[@]}")
+    for server in "${scen_servers[@]}"; do
         if [ $(( BUDGET - ($(date +%s) - T0) )) -le 30 ]; then
             log "$server $scen: skipped, the ${BUDGET}s budget is used up"
             echo skipped >"$STATE/$scen.$server.rc"; continue
         fi
         if [ "$server.$scen" = pushpin.longpoll-churn ] && [ "${PUSHPIN_LONGPOLL:-0}" != 1 ]; then
             echo unsupported >"$STATE/$scen.$server.rc"; continue     # see start_pushpin
+        fi
+        if [ "$server.$scen" = pushpin.publish-rate ]; then
+            echo unsupported >"$STATE/$scen.$server.rc"; continue     # see README.md, publish-rate
         fi
         log "starting $server for $scen"
         CUR_SCEN=$scen

@@ -8,12 +8,27 @@ report. Called by bench/compare.sh; can be re-run on a kept state dir:
 Writes <out>.md and copies each server's raw loadgen JSON to <out>.<server>.json.
 A server is shown by the name in <state>/label.<server> when there is one
 (compare.sh writes "halley (base <rev>)" for halley-base), else by its own.
+With matplotlib (compare.sh installs it) the report embeds SVG charts drawn
+beside it, <out>.<figure>.svg (bench/charts.py).
+
+Charts for reports already written (the committed ones in bench/results/):
+
+  python3 bench/report.py --charts-from bench/results/2026-11-21-broadcast [--charts-out DIR]
+
+reads <stem>.<server>.json, writes the SVGs beside <stem>.md (or into DIR)
+and puts the "## Charts" section into <stem>.md (replacing an earlier one).
 """
 import argparse
+import csv
+import io
 import json
 import os
 import re
 import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import charts  # noqa: E402
 
 TITLES = {
     "idle": "Idle connections",
@@ -21,6 +36,7 @@ TITLES = {
     "many-channels": "Many channels",
     "longpoll-churn": "Long-poll churn",
     "connect-storm": "Connect storm",
+    "publish-rate": "Publish rate",
 }
 
 WHAT = {
@@ -44,7 +60,26 @@ WHAT = {
     "connect-storm": "{ST_N} SSE connections opened at once (--connect-rate 0) over 100 channels: the "
                      "time until all are subscribed (response head received), and connect latency "
                      "percentiles.",
+    "publish-rate": "Closed-loop publishing with nobody subscribed: one channel, {PR_PAYLOAD}-byte payloads. "
+                    "redis-server (started fresh with `--save '' --appendonly no`) is measured first, in the same "
+                    "run, as the reference. RESP PUBLISH with redis-benchmark: sequential (`-c 1`, one command at "
+                    "a time, {PR_SEQ_N} requests) and pipelined (`-c {PR_PIPE_C} -P {PR_PIPE_P}`, {PR_PIPE_N} "
+                    "requests). With `loadgen publish-rate` (one keep-alive connection, one request at a time, "
+                    "{PR_SECS} s after 0.5 s of warm-up): HTTP `POST /pub/{{ch}}` (halley's ingest port, Nchan's "
+                    "publisher location) and RESP PUBLISH (halley, redis-server), with the answer time of every "
+                    "request. The ratio is the rate over redis-server's for the same shape in this run: "
+                    "redis-benchmark rows over redis-benchmark against redis-server, loadgen rows (HTTP too) over "
+                    "loadgen's sequential RESP PUBLISH against redis-server.",
 }
+
+# publish-rate measurements: (key, what, reference key in redis-server's results).
+PR_MEASURES = [
+    ("rb-seq", "RESP PUBLISH, sequential: redis-benchmark -c 1", "rb-seq"),
+    ("rb-pipe", "RESP PUBLISH, pipelined: redis-benchmark -c {PR_PIPE_C} -P {PR_PIPE_P}", "rb-pipe"),
+    ("lg-resp-seq", "RESP PUBLISH, sequential: loadgen, 1 connection, pipeline 1", "lg-resp-seq"),
+    ("lg-http-seq", "HTTP POST /pub/{{ch}}, sequential keep-alive: loadgen, 1 connection, pipeline 1",
+     "lg-resp-seq"),
+]
 
 
 # How the title names the servers (the tables use their labels).
@@ -197,13 +232,162 @@ def full_command(state, scen, servers, quick):
     return f"{cmd} {scen}"
 
 
+def load_pr(state, server, key):
+    """One publish-rate measurement: rate and answer times (µs), from loadgen's
+    JSON or redis-benchmark's CSV line."""
+    stem = os.path.join(state, f"publish-rate.{server}.{key}")
+    rc = read(stem + ".rc", "not run")
+    out = read(stem + ".out")
+    m = {"rc": rc, "cmd": read(stem + ".cmd"), "loadavg": read(stem + ".loadavg"),
+         "log": read(stem + ".log"), "rate": None, "p50": None, "p99": None, "errors": None, "cpu": None,
+         "data": None}
+    if key.startswith("rb-"):
+        for row in csv.DictReader(io.StringIO(out)):
+            try:
+                m["rate"] = float(row["rps"])
+                m["p50"] = float(row["p50_latency_ms"]) * 1000
+                m["p99"] = float(row["p99_latency_ms"]) * 1000
+            except (KeyError, TypeError, ValueError):
+                continue
+        # redis-benchmark prints error replies and goes on; it does not count them.
+        errs = [l for l in m["log"].splitlines() if "rror" in l]
+        m["errors"] = f"{len(errs)} error line(s) on stderr" if errs else None
+    else:
+        try:
+            d = json.loads(out.splitlines()[-1]) if out else None
+        except ValueError:
+            d = None
+        if d:
+            m["data"] = d
+            m["rate"] = d.get("publishes_per_sec")
+            m["p50"] = g(d, "answer_us", "p50")
+            m["p99"] = g(d, "answer_us", "p99")
+            m["errors"] = d.get("errors")
+            cpu, secs = g(d, "server", "cpu_secs"), d.get("duration_secs")
+            m["cpu"] = cpu / secs if cpu is not None and secs else None
+    return m
+
+
+def us(x):
+    if x is None:
+        return "–"
+    return f"{x:,.1f}" if x < 10 else f"{x:,.0f}"
+
+
+def publish_rate_md(state, servers, labels, p):
+    """The publish-rate results table, notes and the commands."""
+    head = ["measurement", "server", "publishes/s", "answer p50 (µs)", "answer p99 (µs)",
+            "ratio to redis-server", "errors", "server CPU (cores)"]
+    rows, cmds, notes = [], [], []
+    every = ["redis"] + [s for s in servers if s != "redis"]
+    got = {s: {k: load_pr(state, s, k) for k, _, _ in PR_MEASURES} for s in every}
+    for key, what, ref in PR_MEASURES:
+        what = what.format(**p)
+        refm = got["redis"][ref]
+        for s in every:
+            srv_rc = read(os.path.join(state, f"publish-rate.{s}.rc"))
+            m = got[s][key]
+            if srv_rc == "unsupported":
+                if key == PR_MEASURES[0][0]:
+                    notes.append(f"- {labels[s]}: not run. Its publish endpoint (`POST /publish/`) answers "
+                                 "`Connection: close`, so there is no keep-alive sequential shape to measure, and "
+                                 "it has no RESP port (bench/README.md).")
+                continue
+            if m["rc"] == "not run" and not m["cmd"]:
+                continue  # this server has no such port
+            if m["rate"] is None:
+                why = {"skipped": "skipped: time budget used up", "not run": "not run",
+                       "124": "timed out"}.get(m["rc"], f"failed: exit {m['rc']}")
+                tail = m["log"].splitlines()[-1][:160] if m["log"] else ""
+                rows.append([what, labels[s], why + (f" (`{tail}`)" if tail else ""), "", "", "", "", ""])
+            else:
+                ratio = (f"{m['rate'] / refm['rate']:.2f}" if refm["rate"] else "–")
+                rows.append([what, labels[s], num(m["rate"]), us(m["p50"]), us(m["p99"]), ratio,
+                             num(m["errors"]) if isinstance(m["errors"], (int, float)) else (m["errors"] or "0"),
+                             num(m["cpu"], 2) if m["cpu"] is not None else "–"])
+            if m["data"] and m["data"].get("error_samples"):
+                notes.append(f"- {labels[s]}, {key}: {errors_text(m['data']['error_samples'])}")
+    for s in every:  # in the order they ran
+        for key, _, _ in PR_MEASURES:
+            m = got[s][key]
+            if m["cmd"]:
+                cmds.append((f"# {labels[s]}, {key} (load average before: {m['loadavg'] or '?'})", m["cmd"]))
+    md = [table(head, rows), "",
+          "redis-benchmark reports p50/p99 with a resolution of 1 µs at best (its CSV has milliseconds with "
+          "3 decimals) and measures each request's answer time as it sees it; loadgen times every request from "
+          "its write to its complete answer. Server CPU (cores) = the server's CPU seconds over the measured "
+          "seconds (loadgen rows only).", ""]
+    return md, notes, cmds
+
+
 def table(head, rows):
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
 
 
+def draw_charts(scen, servers, out, limit):
+    """The scenario's SVG figures beside `out`, or none (with a warning) without matplotlib."""
+    if scen == "publish-rate":
+        return []  # one table of rates; nothing is stepped or connected
+    if not charts.available():
+        print("report.py: matplotlib is not installed; no charts (pip install matplotlib)", file=sys.stderr)
+        return []
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    return charts.draw(scen, servers, out, limit)
+
+
+# Servers in the order reports list them.
+ORDER = ["halley", "halley-base", "nchan", "pushpin"]
+
+
+def charts_from(stem, out_dir=None):
+    """Charts for a written report: <stem>.<server>.json in, SVGs and the
+    report's "## Charts" section out. Returns the SVG paths."""
+    base = os.path.basename(stem)
+    folder = os.path.dirname(os.path.abspath(stem))
+    scen = re.sub(r"-quick$", "", re.sub(r"^\d{4}-\d{2}-\d{2}-", "", base))
+    if scen not in TITLES:
+        raise SystemExit(f"report.py: cannot tell the scenario of {stem}")
+    found = {}
+    for name in os.listdir(folder):
+        m = re.fullmatch(re.escape(base) + r"\.([a-z-]+)\.json", name)
+        if m:
+            with open(os.path.join(folder, name)) as f:
+                found[m.group(1)] = json.load(f)
+    servers = sorted(found, key=lambda s: (ORDER.index(s) if s in ORDER else len(ORDER), s))
+    try:
+        with open(stem + ".md") as f:
+            report = f.read()
+    except OSError:
+        report = ""
+    limit = re.search(r"at most (\d+(?:\.\d+)?) ms", report)
+    out = os.path.join(out_dir or folder, base)
+    figures = draw_charts(scen, [(s, s, found[s]) for s in servers], out, float(limit.group(1)) if limit else 100.0)
+    if report and out_dir is None:
+        section = "\n".join(charts.markdown(figures))
+        # Replace an earlier section, else put it before the commands.
+        if "\n## Charts\n" in report:
+            report = re.sub(r"\n## Charts\n.*?(?=\n## |\Z)", "\n" + section.rstrip("\n") + "\n", report, flags=re.S)
+        elif "\n## Commands\n" in report:
+            report = report.replace("\n## Commands\n", "\n" + section + "\n## Commands\n", 1)
+        else:
+            report += "\n" + section
+        with open(stem + ".md", "w") as f:
+            f.write(report)
+    return [os.path.join(out_dir or folder, name) for _, name in figures]
+
+
 def main():
+    if "--charts-from" in sys.argv:
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--charts-from", nargs="+", required=True, metavar="STEM")
+        ap.add_argument("--charts-out", default=None, metavar="DIR")
+        a = ap.parse_args()
+        for stem in a.charts_from:
+            for path in charts_from(stem, a.charts_out):
+                print(path)
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--state", required=True)
     ap.add_argument("--scenario", required=True)
@@ -247,7 +431,16 @@ def main():
             notes.append(f"- {s}: loadgen exit {r['rc']}: `{r['log_tail'].splitlines()[-1][:200]}`")
 
     md += ["## Results", ""]
-    if scen in ("idle", "connect-storm"):
+    figures = draw_charts(scen, [(s, r["label"], r["data"]) for s, r in results.items() if not status_note(r)],
+                          a.out, limit)
+    pr_cmds = None
+    if scen == "publish-rate":
+        labels = {s: r["label"] for s, r in results.items()}
+        labels["redis"] = read(os.path.join(state, "label.redis")) or "redis-server"
+        pr_md, pr_notes, pr_cmds = publish_rate_md(state, servers, labels, shown)
+        md += pr_md
+        notes = pr_notes
+    elif scen in ("idle", "connect-storm"):
         head = ["server", "connected", "all connected (ms)", "connect p50 (ms)", "p99 (ms)", "max (ms)"]
         if scen == "idle":
             head += ["RSS start (KiB)", "RSS peak (KiB)", "RSS / connection (bytes)"]
@@ -262,7 +455,7 @@ def main():
                 row += [num(st), num(pk), num(per)]
             row += cpu_cells(d) + [errors_text(d.get("errors"))]
             rows.append(row)
-        md += [table(head, rows), ""]
+        md += [table(head, rows), ""] + charts.markdown(figures)
     else:
         head = ["server", "connected", "highest sustained deliveries/s", "at rate (msg/s)",
                 "p50 / p99 / p99.9 there (ms)", "first step not sustained", "server CPU (s)", "loadgen CPU (s)"]
@@ -295,7 +488,7 @@ def main():
                                "duplicated", "out of order", "deliveries/s", "p50", "p90", "p99", "p99.9",
                                "max (ms)", "publish answer p99 (ms)", "server CPU (s)", "sustained",
                                "loadgen errors"], srows), ""]
-        md += [table(head, rows), ""]
+        md += [table(head, rows), ""] + charts.markdown(figures)
         if scen == "longpoll-churn":
             proof = []
             for s, d in with_data(results, head, []):
@@ -310,12 +503,20 @@ def main():
         md += ["Notes:", ""] + notes + [""]
 
     md += ["## Commands", "", "Servers (one after another, each started fresh for this scenario and stopped by pid after it):", "", "```sh"]
+    if scen == "publish-rate":
+        md += ["# redis-server (the reference, started first)",
+               read(os.path.join(state, f"server.redis.{scen}.cmd"), "(not started)")]
     for s in servers:
         md.append(f"# {results[s]['label']}")
         md.append(read(os.path.join(state, f"server.{s}.{scen}.cmd"))
                   or read(os.path.join(state, f"server.{s}.cmd"), "(not started)"))
-    md += ["```", "", "Load (loadgen, one run per server):", "", "```sh"]
-    for r in results.values():
+    if scen == "publish-rate":
+        md += ["```", "", "Load (one run per measurement, in this order):", "", "```sh"]
+        for c, line in pr_cmds:
+            md += [c, line]
+    else:
+        md += ["```", "", "Load (loadgen, one run per server):", "", "```sh"]
+    for r in results.values() if scen != "publish-rate" else []:
         md.append(f"# {r['label']} (load average before: {r['loadavg'] or '?'})")
         md.append(r["cmd"] or "(not run)")
     md += ["```", "", "Configs: `bench/nchan/nginx.conf`, `bench/pushpin/pushpin.conf`, `bench/pushpin/routes`, "
@@ -326,6 +527,13 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out + ".md", "w") as f:
         f.write("\n".join(md))
+    if scen == "publish-rate":  # each measurement's raw output: loadgen JSON, redis-benchmark CSV
+        for s in ["redis"] + servers:
+            for key, _, _ in PR_MEASURES:
+                src = os.path.join(state, f"publish-rate.{s}.{key}.out")
+                if os.path.exists(src) and os.path.getsize(src) > 0:
+                    ext = "csv" if key.startswith("rb-") else "json"
+                    shutil.copyfile(src, f"{a.out}.{s}.{key}.{ext}")
     for s, r in results.items():
         src = r["stem"] + ".json"
         if os.path.exists(src) and os.path.getsize(src) > 0:

@@ -13,6 +13,7 @@ pub mod chunk;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod engine;
 pub mod fanout;
 pub mod guard;

@@ -36,6 +36,8 @@ pub struct LoopStats {
     /// Messages queued to subscribers.
     pub deliveries: AtomicU64,
     pub slow_consumers: AtomicU64,
+    /// Bytes written to this loop's sockets (responses and streams, all ports).
+    pub bytes_out: AtomicU64,
     /// Publish-to-write latency merged from the loop's local histogram.
     pub latency: Mutex<Histogram<u64>>,
 }
@@ -50,6 +52,7 @@ impl Default for LoopStats {
             subscribers: Default::default(),
             deliveries: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
             latency: Mutex::new(new_histogram()),
         }
     }
@@ -72,6 +75,26 @@ pub struct EngineStats {
     pub pushlet_subscriptions: AtomicU64,
 }
 
+/// One channel's load over the last second, for the dashboard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelLoad {
+    pub channel: std::sync::Arc<str>,
+    pub subscribers: usize,
+    pub publishes_per_sec: f64,
+    /// Messages times subscribers: what the channel costs the loops.
+    pub deliveries_per_sec: f64,
+}
+
+/// What the dashboard's sampler reads besides the counters. Written by the
+/// fan-out thread once a second, and only while someone watches.
+#[derive(Default)]
+pub struct DashboardStats {
+    /// Open subscriptions to the stats stream (`crate::dashboard::STATS_CHANNEL`).
+    pub watchers: AtomicU64,
+    /// The busiest channels, busiest first (at most ten).
+    pub busiest: Mutex<Vec<ChannelLoad>>,
+}
+
 /// Everything `/stats` and `/metrics` read.
 pub struct Stats {
     pub started: Instant,
@@ -80,6 +103,7 @@ pub struct Stats {
     pub engines: EngineStats,
     /// Handshake counters, when a port speaks TLS.
     pub tls: std::sync::OnceLock<std::sync::Arc<crate::tls::TlsStats>>,
+    pub dashboard: DashboardStats,
 }
 
 impl Stats {
@@ -90,6 +114,7 @@ impl Stats {
             fanout: FanoutStats::default(),
             engines: EngineStats::default(),
             tls: std::sync::OnceLock::new(),
+            dashboard: DashboardStats::default(),
         }
     }
 

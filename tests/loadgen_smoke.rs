@@ -249,3 +249,30 @@ fn tls_subscribers_get_every_message() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_complete(&out, 100, 200, 50);
 }
+
+/// `loadgen publish-rate`: closed-loop publishing over HTTP and RESP, every
+/// answer a success, and the answer times reported.
+#[test]
+fn publish_rate_counts_answers_over_http_and_resp() {
+    let server = Server::start(&[]);
+    let http = format!("http://{}/pub/{{ch}}", server.ingest);
+    let resp = server.resp.to_string();
+    for (flag, target, conns, pipeline) in [("--http", &http, "1", "1"), ("--resp", &resp, "2", "4")] {
+        let out = Command::new(loadgen_bin())
+            .args(["publish-rate", flag, target, "--connections", conns, "--pipeline", pipeline])
+            .args(["--duration", "0.5", "--warmup", "0.1", "--json"])
+            .output()
+            .expect("run loadgen publish-rate");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{flag}: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+        let j: serde_json::Value = serde_json::from_str(text.trim()).expect("JSON");
+        assert_eq!(j["mode"], "publish-rate", "{j}");
+        assert_eq!(j["errors"], 0, "{j}");
+        assert!(j["ok"].as_u64().is_some_and(|n| n > 0), "{j}");
+        assert!(j["publishes_per_sec"].as_f64().is_some_and(|r| r > 0.0), "{j}");
+        assert!(j["answer_us"]["p99"].as_u64().is_some_and(|p| p > 0), "{j}");
+        assert!(j["in_flight_at_end"].as_u64().is_some_and(|n| n <= 8), "{j}");
+    }
+    let out = Command::new(loadgen_bin()).args(["publish-rate", "--resp", "10.0.0.1:6379"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -417,6 +417,7 @@ const STATS_SCHEMA: &[(&str, Type)] = &[
     ("/batches", Type::Count),
     ("/deliveries", Type::Count),
     ("/slow_consumers_dropped", Type::Count),
+    ("/bytes_out", Type::Count),
     ("/queues", Type::Object),
     ("/queues/publish_depth", Type::Count),
     ("/queues/publish_capacity", Type::Count),

@@ -84,6 +84,10 @@ pub struct Config {
     /// PEM CA file that verifies the server: subscribers speak TLS
     /// (`--sub-url https://...`, or `wss://`).
     pub tls_ca: Option<String>,
+    /// Where progress goes (`--progress PATH`; stderr when `None`).
+    pub progress: Option<String>,
+    /// `--no-progress`.
+    pub no_progress: bool,
     /// Hidden: this process is worker `i` of `W`.
     pub worker: Option<(usize, usize)>,
 }
@@ -130,7 +134,7 @@ fn loopback(host: &str, what: &str) -> Result<Ipv4Addr, String> {
     Ok(ip)
 }
 
-fn host_port(s: &str, default_port: u16, what: &str) -> Result<SocketAddrV4, String> {
+pub fn host_port(s: &str, default_port: u16, what: &str) -> Result<SocketAddrV4, String> {
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) => (h, num::<u16>(what, p)?),
         None => (s, default_port),
@@ -205,6 +209,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     let mut connect_timeout = 15.0;
     let mut connect_concurrency = 1000usize;
     let mut tls_ca: Option<String> = None;
+    let mut progress = None;
+    let mut no_progress = false;
     let mut worker = None;
 
     let mut i = 0;
@@ -223,14 +229,14 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         match name {
             "help" => return Ok(Parsed::Help),
             "version" => return Ok(Parsed::Version),
-            "json" | "no-publish" => {
+            "json" | "no-publish" | "no-progress" => {
                 if inline.is_some() {
                     return Err(format!("{flag} takes no value"));
                 }
-                if name == "json" {
-                    json = true;
-                } else {
-                    no_publish = true;
+                match name {
+                    "json" => json = true,
+                    "no-publish" => no_publish = true,
+                    _ => no_progress = true,
                 }
                 continue;
             }
@@ -263,6 +269,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "connect-timeout",
             "connect-concurrency",
             "tls-ca",
+            "progress",
             "worker",
         ];
         if !WITH_VALUE.contains(&name) {
@@ -279,6 +286,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         let v = value.as_str();
         match name {
             "sub-url" => sub_url = Some(parse_url(v, &flag)?),
+            "progress" => progress = Some(v.to_string()),
             "transport" => {
                 transport = match v {
                     "sse" => Transport::Sse,
@@ -447,6 +455,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         connect_timeout,
         connect_concurrency,
         tls_ca,
+        progress,
+        no_progress,
         worker,
     })))
 }

@@ -1,6 +1,7 @@
 //! loadgen: the load generator of halley (and of the peers it is compared
 //! with). One run connects subscribers in worker processes, publishes at a
-//! fixed open-loop rate, measures every delivery and prints a summary.
+//! fixed open-loop rate, measures every delivery and prints a summary;
+//! `loadgen publish-rate` measures the closed-loop publish rate alone.
 //! The command line is described in CONTRACT.md.
 
 mod cli;
@@ -9,13 +10,18 @@ mod msg;
 mod parent;
 mod parse;
 mod procfs;
+mod progress;
 mod publisher;
+mod rate;
 mod report;
 mod stats;
 mod worker;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("publish-rate") {
+        std::process::exit(rate::main(&args[1..]));
+    }
     let cfg = match cli::parse(&args) {
         Ok(cli::Parsed::Run(cfg)) => cfg,
         Ok(cli::Parsed::Help) => {

@@ -12,6 +12,7 @@
 //! Pushlet), which subscribe to channels and patterns like any subscriber
 //! and are counted like one. The hub knows no protocol and no loop type.
 
+mod busiest;
 mod channel;
 mod run;
 
@@ -225,6 +226,11 @@ impl FanoutHandle {
     /// Publishes waiting in the queue now.
     pub fn queue_depth(&self) -> usize {
         self.publish_tx.len()
+    }
+
+    /// The publish queue's capacity.
+    pub fn queue_capacity(&self) -> usize {
+        self.publish_tx.capacity().unwrap_or(0)
     }
 }
 

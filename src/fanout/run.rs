@@ -48,6 +48,8 @@ struct Fanout {
     stats: Arc<crate::stats::Stats>,
     /// The last round published a batch: poll a little before sleeping.
     spin_after_batch: bool,
+    /// The dashboard's busiest channels, ranked in housekeeping while watched.
+    busiest: super::busiest::Busiest,
 }
 
 /// Starts the fan-out thread. It runs until every producer has dropped its handle.
@@ -73,6 +75,7 @@ pub fn spawn(
         next_housekeeping: now + HOUSEKEEPING_EVERY,
         stats,
         spin_after_batch: false,
+        busiest: Default::default(),
     };
     let thread = std::thread::Builder::new().name("halley-fanout".into()).spawn(move || fanout.run())?;
     Ok((handle, thread))
@@ -369,6 +372,7 @@ impl Fanout {
         crate::stats::set(&self.stats.fanout.channels, self.channels.len() as u64);
         let retained: usize = self.channels.values().map(Channel::retained).sum();
         crate::stats::set(&self.stats.fanout.retained, retained as u64);
+        self.busiest.look(&self.channels, &self.stats, now);
     }
 
     fn mail(&mut self, outlet: usize, msg: HubMail) {

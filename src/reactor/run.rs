@@ -289,6 +289,7 @@ impl<C> Reactor<C> {
         if slot.close_reason.is_some() || slot.lingering {
             return;
         }
+        let queued = slot.out.queued();
         let flushed = match slot.filter.as_mut() {
             None => slot.out.flush_to(&mut slot.stream, MAX_WRITES_PER_FLUSH),
             // A peer that never finished its handshake cannot be answered.
@@ -299,6 +300,7 @@ impl<C> Reactor<C> {
             }
             Some(filter) => slot.out.flush_through(filter.as_mut(), &mut slot.stream, MAX_WRITES_PER_FLUSH),
         };
+        let wrote = queued.saturating_sub(slot.out.queued()) as u64;
         match flushed {
             Ok(Flushed::Drained) if slot.close_after_flush => self.start_linger(key),
             Ok(Flushed::Drained | Flushed::Blocked) => {}
@@ -308,6 +310,7 @@ impl<C> Reactor<C> {
                 self.io.to_close.push(key);
             }
         }
+        self.io.written += wrote;
     }
 
     /// Half-closes our side and waits briefly for the peer's end.

@@ -160,6 +160,10 @@ impl HttpConn {
                 let body = super::report::stats_json(&shared.stats, &cx.env.fanout, shared.publish_queue);
                 self.answer_with(cx, |v, k| respond::json(200, &body, v, k))
             }
+            Ok(Route::Dashboard) => {
+                self.answer_with(cx, |v, k| respond::page(crate::dashboard::PAGE.as_bytes(), v, k))
+            }
+            Ok(Route::StatsStream(req)) => super::subscription::start(self, cx, req, None),
             Ok(Route::Metrics) => {
                 let text = super::report::metrics_text(&shared.stats, &cx.env.fanout);
                 self.answer_with(cx, |v, k| respond::metrics(&text, v, k))

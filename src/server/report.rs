@@ -50,6 +50,7 @@ pub fn stats_json(stats: &Stats, fanout: &FanoutHandle, queue_capacity: usize) -
         "batches": stats.fanout.batches.load(Relaxed),
         "deliveries": stats.total(|l| &l.deliveries),
         "slow_consumers_dropped": stats.total(|l| &l.slow_consumers),
+        "bytes_out": stats.total(|l| &l.bytes_out),
         "queues": { "publish_depth": fanout.queue_depth(), "publish_capacity": queue_capacity },
         "delivery_latency_us": { "count": latency.len(), "quantiles": quantiles },
         "loops": loops,
@@ -106,6 +107,12 @@ pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
         "counter",
         "Subscribers cut off over max_outbound_bytes.",
         &one(stats.total(|l| &l.slow_consumers)),
+    );
+    metric(
+        "bytes_out_total",
+        "counter",
+        "Bytes written to client sockets, all ports.",
+        &one(stats.total(|l| &l.bytes_out)),
     );
     metric(
         "publish_queue_depth",

@@ -36,6 +36,7 @@ pub struct Running {
     bayeux_thread: JoinHandle<()>,
     pushlet: PushletHandle,
     pushlet_thread: JoinHandle<()>,
+    sampler: crate::dashboard::Sampler,
 }
 
 /// Stops a running gateway from another thread (a signal handler's).
@@ -76,6 +77,7 @@ impl Running {
         self.pushlet.send(PushletIn::Stop);
         let _ = self.bayeux_thread.join();
         let _ = self.pushlet_thread.join();
+        self.sampler.stop();
         let _ = self.fanout.join();
     }
 }
@@ -269,6 +271,15 @@ pub fn start(config: &Config) -> Result<Running, String> {
         },
     )
     .map_err(|e| format!("Pushlet thread: {e}"))?;
+    let node = crate::dashboard::node_info(
+        config,
+        &public_addr.to_string(),
+        &ingest_addr.to_string(),
+        &resp_addr.to_string(),
+        threads,
+    );
+    let sampler = crate::dashboard::Sampler::spawn(shared.stats.clone(), handle.clone(), node)
+        .map_err(|e| format!("sampler thread: {e}"))?;
     let mut loops = Vec::with_capacity(threads);
     for (loop_id, (reactor, inbox)) in reactors.into_iter().zip(inboxes).enumerate() {
         let env = Env {
@@ -304,5 +315,6 @@ pub fn start(config: &Config) -> Result<Running, String> {
         bayeux_thread,
         pushlet,
         pushlet_thread,
+        sampler,
     })
 }

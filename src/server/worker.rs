@@ -113,6 +113,13 @@ impl Worker {
         self.dispatch(io, key, |h, cx| h.on(cx, Event::Mail(mail)));
     }
 
+    /// Copies the loop's bytes-written count into its counters. The loop
+    /// writes after the callbacks of a turn, so the count trails by a turn:
+    /// enough for a rate per second.
+    fn note_written(&self, io: &Io<Conn>) {
+        crate::stats::set(&self.env.stats().bytes_out, io.bytes_written());
+    }
+
     /// Ends every stream cleanly, answers parked polls, lets the loop drain.
     fn shutdown(&mut self, io: &mut Io<Conn>) {
         for key in io.keys() {
@@ -203,6 +210,7 @@ impl Service for Worker {
     }
 
     fn on_input(&mut self, io: &mut Io<Conn>, key: ConnKey) {
+        self.note_written(io);
         self.dispatch(io, key, |h, cx| h.on(cx, Event::Input));
     }
 
@@ -211,6 +219,7 @@ impl Service for Worker {
     }
 
     fn on_deadline(&mut self, io: &mut Io<Conn>, key: ConnKey) {
+        self.note_written(io);
         // A TLS handshake unfinished by the head timeout: nothing can be said.
         let filter = io.filter(key).and_then(|f| f.as_any_mut().downcast_mut::<crate::tls::TlsFilter>());
         if let Some(tls) = filter.filter(|t| t.handshaking()) {
@@ -222,6 +231,7 @@ impl Service for Worker {
     }
 
     fn on_wake(&mut self, io: &mut Io<Conn>) {
+        self.note_written(io);
         let mut mail = Vec::new();
         self.inbox.drain(&mut mail);
         for msg in mail {

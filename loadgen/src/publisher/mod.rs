@@ -24,7 +24,7 @@ use crate::msg::{Cmd, Event, PubMsg, StepOutcome};
 use crate::parse;
 use crate::stats::{self, Errors};
 
-mod answer;
+pub(crate) mod answer;
 mod flight;
 
 use flight::Flight;
