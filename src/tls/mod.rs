@@ -98,7 +98,18 @@ impl Tls {
     /// TLS 1.3 and 1.2, rustls' safe cipher suites (ring), ALPN `http/1.1`,
     /// resumption by tickets and by a bounded session cache.
     pub fn load(cert_path: &str, key_path: &str) -> Result<Tls, String> {
-        let key = certified_key(cert_path, key_path)?;
+        let cert_pem = std::fs::read(cert_path).map_err(|e| format!("tls_cert '{cert_path}': {e}"))?;
+        let key_pem = std::fs::read(key_path).map_err(|e| format!("tls_key '{key_path}': {e}"))?;
+        let key = certified_key(&cert_pem, &key_pem, cert_path, key_path)?;
+        Tls::with_key(key, cert_path, key_path)
+    }
+
+    /// The same from PEM bytes (tests and fuzzing; `reload` has no files then).
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Tls, String> {
+        Tls::with_key(certified_key(cert_pem, key_pem, "(memory)", "(memory)")?, "", "")
+    }
+
+    fn with_key(key: CertifiedKey, cert_path: &str, key_path: &str) -> Result<Tls, String> {
         let resolver = Arc::new(Resolver(RwLock::new(Arc::new(key))));
         let mut config = ServerConfig::builder_with_provider(Arc::new(crypto()))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -121,7 +132,12 @@ impl Tls {
     /// Reads the files again; on success new handshakes present the new
     /// certificate. On failure the old one stays and the error is returned.
     pub fn reload(&self) -> Result<(), String> {
-        match certified_key(&self.cert_path, &self.key_path) {
+        let read = |path: &str, what: &str| std::fs::read(path).map_err(|e| format!("{what} '{path}': {e}"));
+        let loaded = read(&self.cert_path, "tls_cert").and_then(|cert| {
+            let key = read(&self.key_path, "tls_key")?;
+            certified_key(&cert, &key, &self.cert_path, &self.key_path)
+        });
+        match loaded {
             Ok(key) => {
                 if let Ok(mut current) = self.resolver.0.write() {
                     *current = Arc::new(key);
@@ -162,16 +178,19 @@ fn crypto() -> rustls::crypto::CryptoProvider {
 }
 
 /// Loads a chain (leaf first) and its private key, and checks they match.
-fn certified_key(cert_path: &str, key_path: &str) -> Result<CertifiedKey, String> {
-    let cert_pem = std::fs::read(cert_path).map_err(|e| format!("tls_cert '{cert_path}': {e}"))?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_path: &str,
+    key_path: &str,
+) -> Result<CertifiedKey, String> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("tls_cert '{cert_path}': not a PEM certificate file: {e}"))?;
     if chain.is_empty() {
         return Err(format!("tls_cert '{cert_path}': no certificate in the file"));
     }
-    let key_pem = std::fs::read(key_path).map_err(|e| format!("tls_key '{key_path}': {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| format!("tls_key '{key_path}': not a PEM private key: {e}"))?;
     CertifiedKey::from_der(chain, key, &crypto())
         .map_err(|e| format!("tls_cert '{cert_path}' / tls_key '{key_path}': {e}"))
