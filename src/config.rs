@@ -736,6 +736,23 @@ mod tests {
     }
 
     #[test]
+    fn tls_cert_and_key_go_together() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut c = Config::default();
+            for (k, v) in pairs {
+                c.set_labeled(k, v, k).unwrap();
+            }
+            c.validate()
+        };
+        assert!(with(&[]).is_ok());
+        assert!(with(&[("tls_cert", "c.pem"), ("tls_key", "k.pem"), ("ingest_tls", "true")]).is_ok());
+        let err = |pairs: &[(&str, &str)]| with(pairs).unwrap_err();
+        assert!(err(&[("tls_cert", "c.pem")]).contains("tls_key"));
+        assert!(err(&[("tls_key", "k.pem")]).contains("tls_cert"));
+        assert!(err(&[("ingest_tls", "true")]).contains("ingest_tls"));
+    }
+
+    #[test]
     fn keys_cover_every_field() {
         let keys = Config::keys();
         assert_eq!(keys.len(), 52);
