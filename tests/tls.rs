@@ -1,4 +1,5 @@
-//! TLS on the public port: every subscriber transport over https/wss (curl
+//! TLS on the public port: every subscriber transport, Bayeux, Pushlet and the
+//! demo page over https/wss (curl
 //! with `--cacert`, a rustls client for raw checks), bad input closed and
 //! counted without hurting a control subscriber, the handshake timeout,
 //! certificate reload on SIGHUP, resumption, and start-up errors.
@@ -279,6 +280,10 @@ fn every_http_transport_works_over_https_with_curl() {
     .finish();
     assert_eq!(code, 0, "Bayeux over https: {body}");
     assert!(body.contains(r#""successful":true"#), "Bayeux handshake over https: {body}");
+    let (code, body) =
+        Curl::spawn(&pki, &[&format!("{base}/pushlet/pushlet.srv?p_event=join&p_format=xml")]).finish();
+    assert_eq!(code, 0, "Pushlet over https: {body}");
+    assert!(body.contains("join-ack"), "Pushlet join over https: {body}");
 }
 
 #[test]
