@@ -1,7 +1,7 @@
-//! TLS on the public port: every subscriber transport, Bayeux, Pushlet and the
-//! demo page over https/wss (curl
-//! with `--cacert`, a rustls client for raw checks), bad input closed and
-//! counted without hurting a control subscriber, the handshake timeout,
+//! TLS on the public port: every subscriber transport, Bayeux, Pushlet and
+//! the demo page over https/wss (curl with `--cacert`, a rustls client for
+//! raw checks), bad input closed and counted without hurting a control
+//! subscriber, the handshake timeout,
 //! certificate reload on SIGHUP, resumption, and start-up errors.
 //!
 //! Certificates come from a test CA that each test makes with the openssl CLI.
