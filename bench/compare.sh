@@ -114,8 +114,9 @@ else
     IDLE_N=19000; IDLE_HOLD=10
     # 10,000 subscribers x rate = deliveries/s: 20k .. 1M/s
     BC_N=10000;   BC_STEPS=2,5,10,20,50,100; STEP_SECS=10; SETTLE=3
-    # 10 subscribers per channel: 5k .. 100k deliveries/s, 500 .. 10k publishes/s
-    MC_N=10000;   MC_CH=1000; MC_STEPS=500,1000,2000,5000,10000
+    # 10 subscribers per channel: 5k .. 400k deliveries/s, 500 .. 40k publishes/s
+    # (the publish path's goal is 250k deliveries/s here with nothing lost)
+    MC_N=10000;   MC_CH=1000; MC_STEPS=500,1000,2000,5000,10000,25000,40000
     # one channel, 5,000 re-polling clients: 5k .. 100k deliveries/s
     LP_N=5000;    LP_STEPS=1,2,5,10,20
     ST_N=10000;   ST_HOLD=3
