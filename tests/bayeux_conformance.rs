@@ -852,16 +852,6 @@ fn callback_polling_answers_jsonp_and_refuses_bad_callbacks() {
 // ---------------------------------------------------------------------------
 // Sessions as subscribers of the hub
 
-/// One metric's value from `/metrics` (the sample line written out here).
-fn metric(server: &Server, line_start: &str) -> f64 {
-    let text = get(server.ingest, "/metrics").text();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(line_start))
-        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"));
-    line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad sample {line}"))
-}
-
 #[test]
 fn sessions_are_counted_like_every_subscriber_and_survive_a_delete() {
     let server = Server::start(SHORT);
@@ -878,7 +868,7 @@ fn sessions_are_counted_like_every_subscriber_and_survive_a_delete() {
     let mut resp = HttpConn::new(server.resp);
     assert_eq!(resp.resp_call(&["PUBLISH", "room/a", "\"two\""]), ":2");
     assert_eq!(channel_info(&server, "room/a")["subscribers"], 2);
-    assert_eq!(metric(&server, "halley_subscribers{transport=\"bayeux\"}"), 2.0);
+    assert_eq!(metric_sample(&server, "halley_subscribers{transport=\"bayeux\"}"), 2.0);
     for cid in [&exact, &wild] {
         let got = collect_until(&server, cid, "both messages", |d| d.len() >= 2);
         assert_eq!(
@@ -903,7 +893,7 @@ fn sessions_are_counted_like_every_subscriber_and_survive_a_delete() {
     let bye = one(&server, json!({ "channel": "/meta/disconnect", "clientId": wild }));
     assert_eq!(bye["successful"], true);
     assert_eq!(server.publish("room/a", "\"five\"")["subscribers"], 0);
-    assert_eq!(metric(&server, "halley_subscribers{transport=\"bayeux\"}"), 0.0);
+    assert_eq!(metric_sample(&server, "halley_subscribers{transport=\"bayeux\"}"), 0.0);
 }
 
 #[test]

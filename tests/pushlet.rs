@@ -1689,16 +1689,6 @@ fn shutdown_ends_pushlet_streams_and_held_pulls_cleanly_and_promptly() {
     assert_eq!(held.response().status, 200, "the held refresh is answered");
 }
 
-/// One metric's value from `/metrics` (the sample line written out here).
-fn metric(server: &Server, line_start: &str) -> f64 {
-    let text = get(server.ingest, "/metrics").text();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(line_start))
-        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"));
-    line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad sample {line}"))
-}
-
 #[test]
 fn subject_subscriptions_are_hub_subscribers_and_counted() {
     let pl = Pl::start(&[]);
@@ -1708,7 +1698,7 @@ fn subject_subscriptions_are_hub_subscribers_and_counted() {
     pl.one(&[("p_event", "subscribe"), ("p_id", &id), ("p_subject", "/count/room")]);
     pl.one(&[("p_event", "subscribe"), ("p_id", &id), ("p_subject", "nolead")]);
     wait_until("pushlet subscriptions in /metrics", || {
-        metric(&pl.server, "halley_subscribers{transport=\"pushlet\"}") == 2.0
+        metric_sample(&pl.server, "halley_subscribers{transport=\"pushlet\"}") == 2.0
     });
     let answer = pl.server.publish("count/room", "{\"n\":1}");
     assert_eq!(answer["subscribers"], 2, "both subjects take count/room in: {answer}");
@@ -1722,7 +1712,7 @@ fn subject_subscriptions_are_hub_subscribers_and_counted() {
     assert_eq!(pl.server.publish("other", "x")["subscribers"], 0);
     pl.one(&[("p_event", "unsubscribe"), ("p_id", &id)]);
     wait_until("pushlet subscriptions gone from /metrics", || {
-        metric(&pl.server, "halley_subscribers{transport=\"pushlet\"}") == 0.0
+        metric_sample(&pl.server, "halley_subscribers{transport=\"pushlet\"}") == 0.0
     });
     assert_eq!(pl.server.publish("count/room", "{}")["subscribers"], 0);
 }

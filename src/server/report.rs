@@ -138,42 +138,47 @@ pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
     );
     if let Some(b) = &stats.backplane {
         let flag = |v: bool| one(u64::from(v));
-        metric(
-            "backplane_connected",
-            "gauge",
-            "1 while the Redis command connection is up.",
-            &flag(b.connected.load(Relaxed)),
-        );
-        metric(
-            "backplane_listening",
-            "gauge",
-            "1 while subscribed to Redis announcements.",
-            &flag(b.listening.load(Relaxed)),
-        );
-        metric(
-            "backplane_rtt_microseconds",
-            "gauge",
-            "The last Redis round trip.",
-            &one(b.rtt_us.load(Relaxed)),
-        );
-        metric(
-            "backplane_queued",
-            "gauge",
-            "Jobs waiting for the Redis command thread.",
-            &one(b.queued.load(Relaxed)),
-        );
-        metric(
-            "backplane_errors_total",
-            "counter",
-            "Redis errors (failed commands, unreadable announcements).",
-            &one(b.errors.load(Relaxed)),
-        );
-        metric(
-            "backplane_reconnects_total",
-            "counter",
-            "Redis command connections lost.",
-            &one(b.reconnects.load(Relaxed)),
-        );
+        let rows: [(&str, &str, &str, Vec<(String, u64)>); 6] = [
+            (
+                "backplane_connected",
+                "gauge",
+                "1 while the Redis command connection is up.",
+                flag(b.connected.load(Relaxed)),
+            ),
+            (
+                "backplane_listening",
+                "gauge",
+                "1 while subscribed to Redis announcements.",
+                flag(b.listening.load(Relaxed)),
+            ),
+            (
+                "backplane_rtt_microseconds",
+                "gauge",
+                "The last Redis round trip.",
+                one(b.rtt_us.load(Relaxed)),
+            ),
+            (
+                "backplane_queued",
+                "gauge",
+                "Jobs waiting for the Redis command thread.",
+                one(b.queued.load(Relaxed)),
+            ),
+            (
+                "backplane_errors_total",
+                "counter",
+                "Redis errors (failed commands, unreadable announcements).",
+                one(b.errors.load(Relaxed)),
+            ),
+            (
+                "backplane_reconnects_total",
+                "counter",
+                "Redis command connections lost.",
+                one(b.reconnects.load(Relaxed)),
+            ),
+        ];
+        for (name, kind, help, samples) in rows {
+            metric(name, kind, help, &samples);
+        }
     }
     let latency = stats.latency();
     let _ = writeln!(

@@ -166,6 +166,17 @@ pub fn channel_info(server: &Server, channel: &str) -> serde_json::Value {
     resp.json()
 }
 
+/// One sample's value from `/metrics`: the line starting with `line_start`
+/// (the metric and its labels, written out by the caller).
+pub fn metric_sample(server: &Server, line_start: &str) -> f64 {
+    let text = get(server.ingest, "/metrics").text();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(line_start))
+        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"));
+    line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad sample {line}"))
+}
+
 /// `GET /stats` on the ingest port (must be 200).
 pub fn stats(server: &Server) -> serde_json::Value {
     let resp = get(server.ingest, "/stats");
