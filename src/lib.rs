@@ -16,6 +16,7 @@ pub mod config;
 pub mod engine;
 pub mod fanout;
 pub mod guard;
+pub mod h2;
 pub mod http;
 pub mod hub;
 pub mod log;
