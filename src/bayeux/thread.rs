@@ -115,6 +115,7 @@ fn carry_out(w: &Wiring, output: Output) {
         Output::Listen { channel, backlog, tag } => {
             let start = if backlog > 0 { Start::Backlog(backlog) } else { Start::Now };
             w.fanout.control(Control::Subscribe(Subscribe {
+                stream: 0,
                 reply: ConnRef { loop_id: w.outlet, conn: tag },
                 channels: vec![channel],
                 listen: Listen::Messages,

@@ -15,6 +15,7 @@ pub mod conn;
 pub mod error;
 pub mod frame;
 pub mod hpack;
+pub mod message;
 
 pub use conn::{Connection, Event, Limits, PREFACE};
 pub use error::{ErrorCode, H2Error};

@@ -107,6 +107,7 @@ pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
         "Subscribers cut off over max_outbound_bytes.",
         &one(stats.total(|l| &l.slow_consumers)),
     );
+    super::h2_conn::metrics(stats, &mut metric);
     metric(
         "publish_queue_depth",
         "gauge",

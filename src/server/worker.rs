@@ -209,6 +209,12 @@ impl Service for Worker {
                             other => other,
                         });
                     }
+                    for key in self.env.index.take_h2_followups() {
+                        self.dispatch(io, key, |h, cx| match h {
+                            Handler::H2(h2) => h2.after_delivery(cx),
+                            other => other,
+                        });
+                    }
                 }
                 LoopMsg::Hub(HubMail::Subscribed(reply)) => {
                     self.mail_to(io, reply.conn, Mail::Subscribed(reply))
@@ -225,8 +231,8 @@ impl Service for Worker {
                     self.mail_to(io, conn, Mail::Deleted { channel, subscribers })
                 }
                 LoopMsg::Hub(HubMail::ChannelDeleted(channel)) => {
-                    for key in self.env.index.listeners(&channel) {
-                        let mail = Mail::ChannelDeleted;
+                    for (key, stream) in self.env.index.listeners(&channel) {
+                        let mail = Mail::ChannelDeleted { stream };
                         self.dispatch(io, key, |h, cx| h.on(cx, Event::Mail(mail)));
                     }
                 }

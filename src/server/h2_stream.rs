@@ -1,0 +1,304 @@
+//! One HTTP/2 stream = one request, served the way `HttpConn` serves an
+//! HTTP/1.1 request: the same `route()`, admission and subscribe step, the
+//! same delivery index (keyed by connection and stream) and transports;
+//! only the framing differs (HEADERS and DATA frames, no chunking). A
+//! stream's phase is an enum, one `match` per event.
+//!
+//! Not over HTTP/2: WebSocket (no RFC 8441 extended CONNECT is offered, so
+//! browsers open WebSockets over HTTP/1.1), and the Bayeux and Pushlet
+//! endpoints, whose handlers hold a whole connection: those streams are
+//! reset with HTTP_1_1_REQUIRED, on which clients retry over HTTP/1.1.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::conn::Cx;
+use super::h2_conn::{H2Conn, Waiting};
+use super::respond;
+use super::route::{route, Port, Refusal, Route};
+use super::subscription::Subscription;
+use crate::chunk::Chunk;
+use crate::fanout::Subscribed;
+use crate::h2::hpack::Field;
+use crate::h2::ErrorCode;
+use crate::http::response::BodyKind;
+use crate::http::Version;
+use crate::hub::Message;
+use crate::transport::{longpoll, EndReason, StreamOptions};
+
+pub struct H2Stream {
+    pub phase: Phase,
+    /// DATA waiting for flow-control window, in order (with END_STREAM or not).
+    pub waiting: Waiting,
+    pub waiting_bytes: usize,
+    /// When this stream's timer fires (poll timeout, heartbeat, stream end).
+    pub due: Option<Instant>,
+    /// `Access-Control-Allow-Origin` for its response, if CORS allows it.
+    cors: Option<Arc<str>>,
+}
+
+pub enum Phase {
+    /// Headers in; the body is arriving (at most `max_message_bytes`).
+    Body { fields: Vec<Field>, body: Vec<u8> },
+    /// The subscribe is with the hub.
+    Subscribing { sub: Subscription },
+    /// A parked long-poll or JSONP poll.
+    Poll { sub: Subscription, collected: Vec<Arc<Message>>, ready: bool },
+    /// An open SSE, NDJSON, iframe or multipart response.
+    Stream { sub: Subscription, ends_at: Instant, end_reason: EndReason },
+    /// The response is queued whole (some DATA may wait for window).
+    Done,
+}
+
+impl H2Stream {
+    pub fn new(fields: Vec<Field>) -> H2Stream {
+        H2Stream {
+            phase: Phase::Body { fields, body: Vec::new() },
+            waiting: Waiting::new(),
+            waiting_bytes: 0,
+            due: None,
+            cors: None,
+        }
+    }
+
+    /// Undoes what its subscription registered (index, gauge, hub).
+    pub fn leave(&mut self, cx: &mut Cx) {
+        match &mut self.phase {
+            Phase::Subscribing { sub } | Phase::Poll { sub, .. } | Phase::Stream { sub, .. } => sub.leave(cx),
+            Phase::Body { .. } | Phase::Done => {}
+        }
+    }
+}
+
+/// Request body bytes for `stream`.
+pub fn body(conn: &mut H2Conn, cx: &mut Cx, stream: u32, data: Vec<u8>, end_stream: bool) {
+    let limit = cx.env.shared.max_message_bytes;
+    let Some(s) = conn.streams.get_mut(&stream) else { return };
+    let Phase::Body { body, .. } = &mut s.phase else { return };
+    body.extend_from_slice(&data);
+    if body.len() > limit {
+        let refusal = Refusal::new(413, format!("request body over {limit} bytes"));
+        answer(conn, cx, stream, respond::refusal(&refusal, Version::Http11, true));
+        conn.proto.reset(stream, ErrorCode::NoError);
+        return;
+    }
+    if end_stream {
+        request_complete(conn, cx, stream);
+    }
+}
+
+/// Resets `stream` with `code`, counted.
+fn reset(conn: &mut H2Conn, cx: &mut Cx, stream: u32, code: ErrorCode, why: &str) {
+    crate::log::debug(format_args!("h2: stream {stream} reset: {why}"));
+    crate::stats::inc(&cx.env.stats().h2.streams_reset);
+    conn.proto.reset(stream, code);
+    conn.streams.remove(&stream);
+}
+
+/// The request on `stream` is whole: route it as HTTP/1.1 would.
+pub fn request_complete(conn: &mut H2Conn, cx: &mut Cx, stream: u32) {
+    let Some(s) = conn.streams.get_mut(&stream) else { return };
+    let Phase::Body { fields, body } = std::mem::replace(&mut s.phase, Phase::Done) else { return };
+    let request = match crate::h2::message::request(fields, body) {
+        Ok(request) => request,
+        Err(why) => return reset(conn, cx, stream, ErrorCode::Protocol, &why),
+    };
+    let shared = cx.env.shared.clone();
+    s.cors = shared.cors.allow(request.header_str("origin"));
+    if let Err(refusal) = super::admission::admit(&shared, cx, Port::Public, &request) {
+        return answer(conn, cx, stream, respond::refusal(&refusal, Version::Http11, true));
+    }
+    let v = Version::Http11;
+    let bytes = match route(&request, Port::Public, &shared.limits) {
+        Err(refusal) => respond::refusal(&refusal, v, true),
+        Ok(Route::Health) => respond::health(v, true),
+        Ok(Route::Demo) => respond::page(&shared.demo_page, v, true),
+        Ok(Route::NoContent) => crate::http::Response::new(204).head(BodyKind::Length(0), v, true),
+        Ok(Route::Preflight) => respond::preflight(s.cors.as_deref(), v, true),
+        Ok(Route::Stats) => {
+            let body = super::report::stats_json(&shared.stats, &cx.env.fanout, shared.publish_queue);
+            respond::json(200, &body, v, true)
+        }
+        Ok(Route::Metrics) => {
+            respond::metrics(&super::report::metrics_text(&shared.stats, &cx.env.fanout), v, true)
+        }
+        Ok(Route::Subscribe(req))
+            if req.ws_accept.is_some() || req.transport == crate::transport::Transport::Ws =>
+        {
+            return reset(conn, cx, stream, ErrorCode::Http11Required, "WebSocket is served over HTTP/1.1");
+        }
+        Ok(Route::Subscribe(req)) => match super::admission::check_subscribe(&shared, &request, &req) {
+            Ok(claims) => {
+                let sub = super::subscription::begin(cx, req, claims.as_ref(), stream, false);
+                s.phase = Phase::Subscribing { sub };
+                return;
+            }
+            Err(refusal) => respond::refusal(&refusal, v, true),
+        },
+        Ok(Route::Bayeux { .. } | Route::BayeuxSocket { .. } | Route::Pushlet { .. }) => {
+            return reset(
+                conn,
+                cx,
+                stream,
+                ErrorCode::Http11Required,
+                "Bayeux and Pushlet are served over HTTP/1.1",
+            );
+        }
+        Ok(Route::Publish { .. } | Route::ChannelInfo(_) | Route::DeleteChannel(_)) => {
+            respond::refusal(&Refusal::new(404, "publishing is on the ingest port"), v, true)
+        }
+    };
+    answer(conn, cx, stream, bytes);
+}
+
+/// Sends a whole HTTP/1.1-built response (head and body) on `stream`.
+fn answer(conn: &mut H2Conn, cx: &mut Cx, stream: u32, mut bytes: Vec<u8>) {
+    let Some(s) = conn.streams.get_mut(&stream) else { return };
+    if let Some(origin) = &s.cors {
+        respond::add_cors(&mut bytes, origin);
+    }
+    s.phase = Phase::Done;
+    let Some((block, at)) = crate::h2::message::response(&bytes) else {
+        return reset(conn, cx, stream, ErrorCode::Internal, "response head unreadable");
+    };
+    let body = bytes.split_off(at);
+    conn.send_headers(cx, stream, &block, body.is_empty());
+    if !body.is_empty() {
+        conn.send_data(cx, stream, Chunk::Owned(body), true, true);
+    }
+}
+
+/// Sends a subscriber's response head (built as for HTTP/1.1) on `stream`.
+fn head(conn: &mut H2Conn, cx: &mut Cx, stream: u32, sub: &Subscription, body: BodyKind, end: bool) {
+    let mut bytes = respond::subscriber_head(sub.transport, body, sub.gap, Version::Http11, true);
+    if let Some(origin) = conn.streams.get(&stream).and_then(|s| s.cors.clone()) {
+        respond::add_cors(&mut bytes, &origin);
+    }
+    if let Some((block, _)) = crate::h2::message::response(&bytes) {
+        conn.send_headers(cx, stream, &block, end);
+    }
+}
+
+/// The hub's answer to a stream's subscribe.
+pub fn subscribed(conn: &mut H2Conn, cx: &mut Cx, reply: Subscribed) {
+    let stream = reply.stream;
+    let Some(s) = conn.streams.get_mut(&stream) else {
+        // Reset meanwhile: undo the registration.
+        if reply.registered {
+            cx.env.index.unregister(reply.channels, reply.listen);
+        }
+        return;
+    };
+    let Phase::Subscribing { mut sub } = std::mem::replace(&mut s.phase, Phase::Done) else { return };
+    sub.registered = reply.registered;
+    sub.gap = reply.gap;
+    sub.last_id = reply.last_id;
+    let shared = cx.env.shared.clone();
+    let now = cx.io.now();
+    if sub.transport.is_streaming() {
+        head(conn, cx, stream, &sub, BodyKind::UntilClose, false);
+        let options = StreamOptions { retry_ms: shared.sse_retry_ms, callback: sub.callback.clone() };
+        conn.send_data(cx, stream, Chunk::Owned(sub.transport.preamble(&options)), false, true);
+        for message in &reply.catchup {
+            let frame = Chunk::Shared(message.frame(sub.encoding).bytes.clone());
+            conn.send_data(cx, stream, frame, false, true);
+            sub.last_id = message.id;
+        }
+        let (ends_at, end_reason) = super::stream_conn::ends(now + shared.max_stream_age, sub.token_expires);
+        let Some(s) = conn.streams.get_mut(&stream) else { return sub.leave(cx) };
+        if sub.registered {
+            sub.enlist(cx);
+        }
+        s.due = Some((now + shared.heartbeat).min(ends_at));
+        s.phase = Phase::Stream { sub, ends_at, end_reason };
+        if cx.io.shutting_down() || conn.stopping {
+            finish(conn, cx, stream, EndReason::Shutdown);
+        }
+        return;
+    }
+    let answer_now = !reply.catchup.is_empty() || reply.gap || sub.poll_timeout.is_zero();
+    let mut due = now + sub.poll_timeout;
+    if let Some(expiry) = sub.token_expires {
+        due = due.min(expiry);
+    }
+    s.phase = Phase::Poll { sub, collected: reply.catchup, ready: false };
+    if answer_now || cx.io.shutting_down() || conn.stopping {
+        return answer_poll(conn, cx, stream);
+    }
+    s.due = Some(due);
+    if let Phase::Poll { sub, .. } = &mut s.phase {
+        sub.enlist(cx);
+    }
+}
+
+/// Answers a parked poll with what it collected (within half the outbound
+/// cap; the rest comes on the next poll), as `PollConn::answer` does.
+pub fn answer_poll(conn: &mut H2Conn, cx: &mut Cx, stream: u32) {
+    let Some(s) = conn.streams.get_mut(&stream) else { return };
+    let Phase::Poll { mut sub, collected: mut messages, .. } = std::mem::replace(&mut s.phase, Phase::Done)
+    else {
+        return;
+    };
+    s.due = None;
+    sub.leave(cx);
+    let budget = cx.env.shared.max_outbound / 2;
+    let mut used = 0;
+    let fit = messages
+        .iter()
+        .take_while(|m| {
+            used += m.frame(sub.encoding).bytes.len() + 1;
+            used <= budget
+        })
+        .count()
+        .max(1);
+    messages.truncate(fit);
+    let last_id = messages.last().map_or(sub.last_id, |m| m.id);
+    let body = longpoll::body(&messages, last_id, sub.gap, sub.callback.as_deref());
+    let len = body.iter().map(Chunk::len).sum();
+    head(conn, cx, stream, &sub, BodyKind::Length(len), false);
+    let last = body.len().saturating_sub(1);
+    for (i, chunk) in body.into_iter().enumerate() {
+        conn.send_data(cx, stream, chunk, i == last, true);
+    }
+    if last == 0 && len == 0 {
+        conn.send_data(cx, stream, Chunk::Static(b""), true, true);
+    }
+}
+
+/// Ends `stream` early: a poll is answered, a stream gets its last words
+/// (the reconnect hint) and END_STREAM.
+pub fn finish(conn: &mut H2Conn, cx: &mut Cx, stream: u32, reason: EndReason) {
+    let Some(s) = conn.streams.get_mut(&stream) else { return };
+    match std::mem::replace(&mut s.phase, Phase::Done) {
+        poll @ Phase::Poll { .. } => {
+            s.phase = poll;
+            answer_poll(conn, cx, stream);
+        }
+        Phase::Stream { mut sub, .. } => {
+            s.due = None;
+            sub.leave(cx);
+            let last = sub.transport.finish(reason, sub.encoding);
+            conn.send_data(cx, stream, Chunk::Owned(last), true, true);
+        }
+        // A subscribe with the hub is answered, then ended (`stopping`).
+        other => s.phase = other,
+    }
+}
+
+/// `stream`'s timer fired: a poll's timeout, a stream's heartbeat or end.
+pub fn timer(conn: &mut H2Conn, cx: &mut Cx, stream: u32, now: Instant) {
+    let Some(s) = conn.streams.get_mut(&stream) else { return };
+    match &s.phase {
+        Phase::Poll { .. } => answer_poll(conn, cx, stream),
+        Phase::Stream { ends_at, end_reason, .. } if now >= *ends_at => {
+            let reason = *end_reason;
+            finish(conn, cx, stream, reason);
+        }
+        Phase::Stream { sub, ends_at, .. } => {
+            let beat = Chunk::Static(sub.transport.heartbeat());
+            s.due = Some((now + cx.env.shared.heartbeat).min(*ends_at));
+            conn.send_data(cx, stream, beat, false, false);
+        }
+        _ => s.due = None,
+    }
+}
