@@ -110,7 +110,10 @@ mod tests {
             vec![],
         )
         .unwrap();
-        assert_eq!((ok.method.clone(), ok.path.as_str(), ok.query.as_str()), (Method::Get, "/sub/a b", "x=1"));
+        assert_eq!(
+            (ok.method.clone(), ok.path.as_str(), ok.query.as_str()),
+            (Method::Get, "/sub/a b", "x=1")
+        );
         assert_eq!(ok.header_str("host"), Some("h:1"));
         assert_eq!(ok.header_str("accept"), Some("text/event-stream"));
         let bad: [(&[(&str, &str)], &str); 8] = [

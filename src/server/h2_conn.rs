@@ -267,16 +267,17 @@ impl H2Conn {
         self.settle(cx)
     }
 
-    /// Shutdown: GOAWAY, then every stream ends (polls answered, streams
-    /// finished with their reconnect hint); the connection closes when all are done.
+    /// Shutdown: every stream ends (polls answered, streams finished with
+    /// their reconnect hint), GOAWAY follows; the connection closes when all are done.
     fn shutdown(mut self: Box<Self>, cx: &mut Cx) -> Handler {
         self.stopping = true;
-        self.proto.goaway(ErrorCode::NoError, "shutting down");
-        self.flush_control(cx);
         let ids: Vec<u32> = self.streams.keys().copied().collect();
         for id in ids {
             super::h2_stream::finish(&mut self, cx, id, crate::transport::EndReason::Shutdown);
         }
+        // After the streams' last frames: some clients (Python's h2) stop
+        // reading DATA once they have a GOAWAY, though RFC 9113 allows it.
+        self.proto.goaway(ErrorCode::NoError, "shutting down");
         self.settle(cx)
     }
 }
