@@ -105,6 +105,11 @@ fn a_stream_over_its_window_is_cut_and_others_go_on() {
 }
 
 #[test]
+fn bayeux_and_pushlet_over_h2_streams() {
+    edge_case(&Server::start(&[]), "engines");
+}
+
+#[test]
 fn client_reset_mid_stream_leaves_the_connection_working() {
     edge_case(&Server::start(&[]), "reset_mid_stream");
 }

@@ -8,8 +8,8 @@
 //! - a frame over the size limit is a FRAME_SIZE_ERROR from its header alone;
 //! - the connection, given the preface then the input, fed whole or in
 //!   pieces derived from the input, consumes no more than it was given,
-//!   reaches the same outcome (events, or the same error), and every error
-//!   has a reason.
+//!   reaches the same outcome (its events, or the same connection error),
+//!   and every error has a reason.
 #![no_main]
 
 use std::time::Instant;
@@ -54,7 +54,10 @@ fn run(data: &[u8], points: &[usize]) -> (Vec<String>, Option<String>) {
             }
             Err(e) => {
                 assert!(!e.reason.is_empty());
-                return (events, Some(e.to_string()));
+                // A connection error ends the conversation: events read
+                // before it in the same call are dropped with it, so only
+                // the error is compared.
+                return (Vec::new(), Some(e.to_string()));
             }
         }
     }

@@ -116,7 +116,7 @@ fn carry_out(w: &Wiring, output: Output) {
             let start = if backlog > 0 { Start::Backlog(backlog) } else { Start::Now };
             w.fanout.control(Control::Subscribe(Subscribe {
                 stream: 0,
-                reply: ConnRef { loop_id: w.outlet, conn: tag },
+                reply: ConnRef { loop_id: w.outlet, conn: tag, stream: 0 },
                 channels: vec![channel],
                 listen: Listen::Messages,
                 start,

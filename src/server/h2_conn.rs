@@ -85,7 +85,7 @@ impl H2Conn {
             Event::Request { stream, fields, end_stream } => {
                 crate::stats::inc(&cx.env.stats().h2.streams);
                 crate::stats::inc(&cx.env.stats().requests);
-                let s = H2Stream::new(fields);
+                let s = H2Stream::new(stream, fields);
                 self.streams.insert(stream, s);
                 if end_stream {
                     super::h2_stream::request_complete(self, cx, stream);
@@ -264,6 +264,12 @@ impl H2Conn {
                 super::h2_stream::answer_poll(&mut self, cx, id);
             }
         }
+        self.settle(cx)
+    }
+
+    /// A part of an engine's (Bayeux, Pushlet) answer for `stream`.
+    pub fn engine(mut self: Box<Self>, cx: &mut Cx, stream: u32, part: crate::hub::Part) -> Handler {
+        super::h2_stream::engine_part(&mut self, cx, stream, part);
         self.settle(cx)
     }
 

@@ -4,10 +4,11 @@
 //! only the framing differs (HEADERS and DATA frames, no chunking). A
 //! stream's phase is an enum, one `match` per event.
 //!
-//! Not over HTTP/2: WebSocket (no RFC 8441 extended CONNECT is offered, so
-//! browsers open WebSockets over HTTP/1.1), and the Bayeux and Pushlet
-//! endpoints, whose handlers hold a whole connection: those streams are
-//! reset with HTTP_1_1_REQUIRED, on which clients retry over HTTP/1.1.
+//! Bayeux and Pushlet requests go to their engine threads named by a
+//! stream-tagged `ConnRef`; the engine's answer parts come back to the
+//! stream. Not over HTTP/2: WebSocket (no RFC 8441 extended CONNECT is
+//! offered, so browsers open WebSockets over HTTP/1.1); a `transport=ws`
+//! request on a stream is reset with HTTP_1_1_REQUIRED.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +28,8 @@ use crate::hub::Message;
 use crate::transport::{longpoll, EndReason, StreamOptions};
 
 pub struct H2Stream {
+    /// Its stream id.
+    pub id: u32,
     pub phase: Phase,
     /// DATA waiting for flow-control window, in order (with END_STREAM or not).
     pub waiting: Waiting,
@@ -46,13 +49,23 @@ pub enum Phase {
     Poll { sub: Subscription, collected: Vec<Arc<Message>>, ready: bool },
     /// An open SSE, NDJSON, iframe or multipart response.
     Stream { sub: Subscription, ends_at: Instant, end_reason: EndReason },
+    /// With the Bayeux or Pushlet thread; `open`: its answer has begun.
+    Engine { engine: Engine, open: bool },
     /// The response is queued whole (some DATA may wait for window).
     Done,
 }
 
+#[derive(Clone, PartialEq, Eq)]
+pub enum Engine {
+    /// A Bayeux polling request, with its JSONP callback if callback-polling.
+    Bayeux(Option<String>),
+    Pushlet,
+}
+
 impl H2Stream {
-    pub fn new(fields: Vec<Field>) -> H2Stream {
+    pub fn new(id: u32, fields: Vec<Field>) -> H2Stream {
         H2Stream {
+            id,
             phase: Phase::Body { fields, body: Vec::new() },
             waiting: Waiting::new(),
             waiting_bytes: 0,
@@ -65,6 +78,17 @@ impl H2Stream {
     pub fn leave(&mut self, cx: &mut Cx) {
         match &mut self.phase {
             Phase::Subscribing { sub } | Phase::Poll { sub, .. } | Phase::Stream { sub, .. } => sub.leave(cx),
+            // The engine lets go of a client that went away.
+            Phase::Engine { engine: Engine::Bayeux(_), .. } => {
+                cx.env
+                    .bayeux
+                    .send(crate::bayeux::thread::BayeuxIn::Closed(cx.env.stream_ref(cx.key, self.id)));
+            }
+            Phase::Engine { engine: Engine::Pushlet, .. } => {
+                cx.env
+                    .pushlet
+                    .send(crate::pushlet::thread::PushletIn::Closed(cx.env.stream_ref(cx.key, self.id)));
+            }
             Phase::Body { .. } | Phase::Done => {}
         }
     }
@@ -135,14 +159,35 @@ pub fn request_complete(conn: &mut H2Conn, cx: &mut Cx, stream: u32) {
             }
             Err(refusal) => respond::refusal(&refusal, v, true),
         },
-        Ok(Route::Bayeux { .. } | Route::BayeuxSocket { .. } | Route::Pushlet { .. }) => {
-            return reset(
-                conn,
-                cx,
-                stream,
-                ErrorCode::Http11Required,
-                "Bayeux and Pushlet are served over HTTP/1.1",
-            );
+        Ok(Route::BayeuxSocket { .. }) => {
+            return reset(conn, cx, stream, ErrorCode::Http11Required, "WebSocket is served over HTTP/1.1");
+        }
+        Ok(Route::Bayeux { messages, jsonp }) => {
+            let transport = match jsonp {
+                Some(_) => crate::bayeux::engine::Transport::CallbackPolling,
+                None => crate::bayeux::engine::Transport::LongPolling,
+            };
+            let (from, remote) = (cx.env.stream_ref(cx.key, stream), cx.conn().map(|c| c.ip));
+            cx.env.bayeux.send(crate::bayeux::thread::BayeuxIn::Request {
+                from,
+                transport,
+                messages,
+                remote,
+            });
+            s.phase = Phase::Engine { engine: Engine::Bayeux(jsonp), open: false };
+            return;
+        }
+        Ok(Route::Pushlet { mut fields, path }) => {
+            let bearer = request.header_str("authorization").and_then(super::bearer).map(String::from);
+            if let Some(token) =
+                bearer.filter(|_| !fields.iter().any(|(n, _)| n == "token" || n == "p_token"))
+            {
+                fields.push(("token".into(), token));
+            }
+            let (from, remote) = (cx.env.stream_ref(cx.key, stream), cx.conn().map(|c| c.ip));
+            cx.env.pushlet.send(crate::pushlet::thread::PushletIn::Request { from, fields, path, remote });
+            s.phase = Phase::Engine { engine: Engine::Pushlet, open: false };
+            return;
         }
         Ok(Route::Publish { .. } | Route::ChannelInfo(_) | Route::DeleteChannel(_)) => {
             respond::refusal(&Refusal::new(404, "publishing is on the ingest port"), v, true)
@@ -300,5 +345,42 @@ pub fn timer(conn: &mut H2Conn, cx: &mut Cx, stream: u32, now: Instant) {
             conn.send_data(cx, stream, beat, false, false);
         }
         _ => s.due = None,
+    }
+}
+
+/// A part of an engine's answer for `stream`.
+pub fn engine_part(conn: &mut H2Conn, cx: &mut Cx, stream: u32, part: crate::hub::Part) {
+    use crate::hub::Part;
+    let Some(s) = conn.streams.get_mut(&stream) else { return };
+    let Phase::Engine { engine, open } = &mut s.phase else { return };
+    let v = Version::Http11;
+    match part {
+        Part::Whole { content_type, body } if !*open => {
+            let bytes = match engine {
+                Engine::Bayeux(jsonp) => respond::bayeux(&body, jsonp.as_deref(), v, true),
+                Engine::Pushlet => {
+                    super::pushlet_conn::pushlet_response(content_type).with_body(&body, v, true)
+                }
+            };
+            answer(conn, cx, stream, bytes);
+        }
+        Part::Open { content_type, body } if !*open => {
+            *open = true;
+            let mut head =
+                super::pushlet_conn::pushlet_response(content_type).head(BodyKind::UntilClose, v, true);
+            if let Some(origin) = &s.cors {
+                respond::add_cors(&mut head, origin);
+            }
+            if let Some((block, _)) = crate::h2::message::response(&head) {
+                conn.send_headers(cx, stream, &block, false);
+            }
+            conn.send_data(cx, stream, Chunk::Owned(body), false, true);
+        }
+        Part::More(body) if *open => conn.send_data(cx, stream, Chunk::Owned(body), false, false),
+        Part::End(body) if *open => {
+            s.phase = Phase::Done;
+            conn.send_data(cx, stream, Chunk::Owned(body), true, true);
+        }
+        _ => {}
     }
 }

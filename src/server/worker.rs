@@ -71,7 +71,12 @@ impl Env {
 
     /// How other threads name connection `key` of this loop.
     pub fn conn_ref(&self, key: ConnKey) -> crate::hub::ConnRef {
-        crate::hub::ConnRef { loop_id: self.loop_id, conn: key.to_u64() }
+        crate::hub::ConnRef { loop_id: self.loop_id, conn: key.to_u64(), stream: 0 }
+    }
+
+    /// How other threads name HTTP/2 stream `stream` of connection `key`.
+    pub fn stream_ref(&self, key: ConnKey, stream: u32) -> crate::hub::ConnRef {
+        crate::hub::ConnRef { stream, ..self.conn_ref(key) }
     }
 }
 
@@ -236,7 +241,13 @@ impl Service for Worker {
                         self.dispatch(io, key, |h, cx| h.on(cx, Event::Mail(mail)));
                     }
                 }
-                LoopMsg::Engine { conn, part } => self.mail_to(io, conn, Mail::Engine(part)),
+                LoopMsg::Engine { conn, stream: 0, part } => self.mail_to(io, conn, Mail::Engine(part)),
+                LoopMsg::Engine { conn, stream, part } => {
+                    self.dispatch(io, ConnKey::from_u64(conn), |h, cx| match h {
+                        Handler::H2(h2) => h2.engine(cx, stream, part),
+                        other => other,
+                    });
+                }
                 LoopMsg::Shutdown => self.shutdown(io),
             }
         }

@@ -81,6 +81,16 @@ class Client:
         self.data[sid] = b""
         return sid
 
+    def post(self, path, body):
+        sid = self.conn.get_next_available_stream_id()
+        hdrs = [(":method", "POST"), (":scheme", "http"), (":authority", "localhost"), (":path", path),
+                ("content-type", "application/json")]
+        self.conn.send_headers(sid, hdrs)
+        self.conn.send_data(sid, body, end_stream=True)
+        self.flush()
+        self.data[sid] = b""
+        return sid
+
     def pump(self, timeout=0.2, ack=True):
         """Reads what arrives within `timeout`; acknowledges DATA when `ack`
         (True, False, or a predicate on the stream id)."""
@@ -321,6 +331,36 @@ def case_hundred_polls():
         body = json.loads(c.data[i])
         if [m["data"] for m in body["messages"]] != ["to all"]:
             fail(f"stream {i}: {body}")
+
+
+def case_engines():
+    """Bayeux long-polling and a Pushlet stream, each as streams of one
+    connection: handshake, subscribe, a held connect answered by a publish."""
+    c = Client()
+
+    def bayeux(msgs):
+        sid = c.post("/bayeux", json.dumps(msgs).encode())
+        c.until(lambda: sid in c.ended, f"Bayeux answer to {msgs[0]['channel']}")
+        return json.loads(c.data[sid])
+
+    hs = bayeux([{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"]}])
+    client_id = hs[0]["clientId"]
+    sub = bayeux([{"channel": "/meta/subscribe", "clientId": client_id, "subscription": "/bx"}])
+    if not sub[0]["successful"]:
+        fail(f"subscribe: {sub}")
+    bayeux([{"channel": "/meta/connect", "clientId": client_id, "connectionType": "long-polling"}])
+    held = c.post("/bayeux", json.dumps([{"channel": "/meta/connect", "clientId": client_id,
+                                         "connectionType": "long-polling"}]).encode())
+    pl = c.get("/pushlet/pushlet.srv?p_event=join-listen&p_format=xml&p_subject=/bx")
+    c.until(lambda: b"join-listen-ack" in c.data[pl], "the Pushlet stream's ack")
+    c.pump(0.3)
+    if held in c.ended:
+        fail(f"the connect was not held: {c.data[held]}")
+    publish("bx", "to engines")
+    c.until(lambda: held in c.ended and b'data="to engines"' in c.data[pl], "the message on both engines")
+    got = json.loads(c.data[held])
+    if not any(m.get("data") == "to engines" and m.get("channel") == "/bx" for m in got):
+        fail(f"Bayeux connect answer: {got}")
 
 
 def case_goaway_on_shutdown():
