@@ -110,6 +110,11 @@ fn bayeux_and_pushlet_over_h2_streams() {
 }
 
 #[test]
+fn a_body_that_never_comes_gets_408() {
+    edge_case(&Server::start(&["--head-timeout-secs", "1"]), "slow_body");
+}
+
+#[test]
 fn client_reset_mid_stream_leaves_the_connection_working() {
     edge_case(&Server::start(&[]), "reset_mid_stream");
 }

@@ -85,7 +85,9 @@ impl H2Conn {
             Event::Request { stream, fields, end_stream } => {
                 crate::stats::inc(&cx.env.stats().h2.streams);
                 crate::stats::inc(&cx.env.stats().requests);
-                let s = H2Stream::new(stream, fields);
+                let mut s = H2Stream::new(stream, fields);
+                // A body must arrive within the head timeout, as over HTTP/1.1.
+                s.due = Some(cx.io.now() + cx.env.shared.head_timeout);
                 self.streams.insert(stream, s);
                 if end_stream {
                     super::h2_stream::request_complete(self, cx, stream);
@@ -150,6 +152,12 @@ impl H2Conn {
             return Handler::Closing;
         }
         let now = cx.io.now();
+        for s in self.streams.values_mut() {
+            if s.due.is_none() && !s.waiting.is_empty() {
+                // A finished response whose window stays shut this long is cut.
+                s.due = Some(now + IDLE);
+            }
+        }
         let next = self.streams.values().filter_map(|s| s.due).min();
         cx.io.set_deadline(cx.key, next.unwrap_or(now + IDLE).max(now));
         Handler::H2(self)

@@ -123,6 +123,7 @@ fn reset(conn: &mut H2Conn, cx: &mut Cx, stream: u32, code: ErrorCode, why: &str
 pub fn request_complete(conn: &mut H2Conn, cx: &mut Cx, stream: u32) {
     let Some(s) = conn.streams.get_mut(&stream) else { return };
     let Phase::Body { fields, body } = std::mem::replace(&mut s.phase, Phase::Done) else { return };
+    s.due = None;
     let request = match crate::h2::message::request(fields, body) {
         Ok(request) => request,
         Err(why) => return reset(conn, cx, stream, ErrorCode::Protocol, &why),
@@ -344,6 +345,15 @@ pub fn timer(conn: &mut H2Conn, cx: &mut Cx, stream: u32, now: Instant) {
             s.due = Some((now + cx.env.shared.heartbeat).min(*ends_at));
             conn.send_data(cx, stream, beat, false, false);
         }
+        Phase::Body { .. } => {
+            let secs = cx.env.shared.head_timeout.as_secs();
+            let refusal = Refusal::new(408, format!("request not received within {secs} s"));
+            answer(conn, cx, stream, respond::refusal(&refusal, Version::Http11, true));
+            conn.proto.reset(stream, ErrorCode::NoError);
+            conn.streams.remove(&stream);
+        }
+        // Its window stayed shut with DATA waiting: cut, like a slow consumer.
+        Phase::Done if !s.waiting.is_empty() => conn.cut(cx, stream),
         _ => s.due = None,
     }
 }

@@ -363,6 +363,19 @@ def case_engines():
         fail(f"Bayeux connect answer: {got}")
 
 
+def case_slow_body():
+    """A request whose body never comes gets 408 within the head timeout
+    (the server runs with --head-timeout-secs 1); the connection goes on."""
+    c = Client()
+    sid = c.conn.get_next_available_stream_id()
+    c.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":authority", "h"), (":path", "/bayeux")])
+    c.flush()
+    c.data[sid] = b""
+    c.until(lambda: c.headers.get(sid, {}).get(":status") == "408", "408 for the body that never came")
+    p = c.get("/sub/slow?timeout=0")
+    c.until(lambda: p in c.ended, "a poll on the same connection")
+
+
 def case_goaway_on_shutdown():
     """Run with the server about to stop: waits for GOAWAY and the streams'
     clean ends (the test sends SIGTERM after this prints 'ready')."""
