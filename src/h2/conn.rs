@@ -241,7 +241,13 @@ impl Connection {
             }
         }
         match f {
-            Frame::Settings { ack, params } => self.on_settings(ack, &params, now),
+            Frame::Settings { ack, params } => {
+                let grew = self.on_settings(ack, &params, now)?;
+                if grew {
+                    events.push(Event::WindowOpened);
+                }
+                Ok(())
+            }
             Frame::Ping { ack, data } => {
                 if !ack {
                     self.flood_check(now, "PING")?;
@@ -320,9 +326,11 @@ impl Connection {
         Ok(())
     }
 
-    fn on_settings(&mut self, ack: bool, params: &[(u16, u32)], now: Instant) -> Result<(), H2Error> {
+    /// Applies the peer's SETTINGS; true when stream windows grew.
+    fn on_settings(&mut self, ack: bool, params: &[(u16, u32)], now: Instant) -> Result<bool, H2Error> {
+        let mut grew = false;
         if ack {
-            return Ok(());
+            return Ok(grew);
         }
         if self.settings_seen {
             self.flood_check(now, "SETTINGS")?;
@@ -345,6 +353,7 @@ impl Connection {
                         ));
                     }
                     let delta = value - self.initial_window;
+                    grew |= delta > 0;
                     self.initial_window = value;
                     for s in self.streams.values_mut() {
                         s.send_window += delta;
@@ -368,7 +377,7 @@ impl Connection {
             }
         }
         self.out.extend(frame::encode_settings_ack());
-        Ok(())
+        Ok(grew)
     }
 
     fn check_pending(&self) -> Result<(), H2Error> {

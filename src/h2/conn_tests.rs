@@ -143,9 +143,12 @@ fn flow_control_per_stream_and_connection() {
     assert_eq!(c2.window(1), 0);
     feed(&mut c2, &encode_window_update(0, 100), 100).unwrap();
     assert_eq!(c2.window(1), 100);
-    // A smaller SETTINGS_INITIAL_WINDOW_SIZE may push a window below zero.
-    feed(&mut c2, &encode_settings(&[(4, 10)]), 100).unwrap();
-    assert_eq!(c2.window(1), 0);
+    // A smaller SETTINGS_INITIAL_WINDOW_SIZE may push a window below zero;
+    // a larger one opens the windows (and says so).
+    let ev = feed(&mut c2, &encode_settings(&[(4, 10)]), 100).unwrap();
+    assert_eq!((c2.window(1), ev.len()), (0, 0));
+    let ev = feed(&mut c2, &encode_settings(&[(4, 1 << 21)]), 100).unwrap();
+    assert_eq!((c2.window(1), ev), (100, vec![Event::WindowOpened]));
     // Request body bytes are credited back at once.
     let mut c3 = Connection::new(Limits::default());
     let post = block(&[(":method", "POST"), (":scheme", "http"), (":path", "/bayeux")]);
