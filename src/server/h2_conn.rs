@@ -26,6 +26,10 @@ use crate::reactor::CloseReason;
 /// default `keepalive_timeout` order of magnitude.
 const IDLE: Duration = Duration::from_secs(60);
 
+/// Input buffer capacity an HTTP/2 connection keeps between reads; more is
+/// released once the buffer is empty (a client's frames are mostly small).
+const KEEP_INPUT: usize = 4096;
+
 pub struct H2Conn {
     pub proto: h2::Connection,
     pub streams: HashMap<u32, H2Stream>,
@@ -72,6 +76,11 @@ impl H2Conn {
             Err(e) => return self.fail(cx, e),
         };
         input.drain(..used);
+        if input.is_empty() && input.capacity() > KEEP_INPUT {
+            // Idle connections keep no read buffer: a burst of requests
+            // (100 streams' HEADERS) must not pin 16 KiB per connection.
+            *input = Vec::new();
+        }
         cx.io.resume_read(cx.key);
         self.flush_control(cx);
         for event in events {
@@ -217,6 +226,10 @@ impl H2Conn {
                 Chunk::Shared(body) => Chunk::wrapped(&head, body, b""),
                 other => Chunk::Owned([&head[..], &other.to_vec()].concat()),
             });
+        }
+        if s.waiting.is_empty() {
+            // An idle stream keeps no queue (most never wait for window).
+            s.waiting = VecDeque::new();
         }
         out
     }
