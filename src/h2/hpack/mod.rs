@@ -301,6 +301,45 @@ pub(crate) mod tests {
         }
     }
 
+    /// RFC 7541 C.6: responses with Huffman and a 256-byte table, so
+    /// entries are evicted along the way.
+    #[test]
+    fn rfc7541_appendix_c6_eviction() {
+        let blocks = [
+            "488264025885aec3771a4b6196d07abe941054d444a8200595040b8166e082a62d1bff6e919d29ad171863c78f0b97c8e9ae82ae43d3",
+            "4883640effc1c0bf",
+            "88c16196d07abe941054d444a8200595040b8166e084a62d1bffc05a839bd9ab77ad94e7821dd7f2e6c7b335dfdfcd5b3960d5af27087f3672c1ab270fb5291f9587316065c003ed4ee5b1063d5007",
+        ];
+        let cookie = "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1";
+        let want = [
+            pairs(&[
+                (":status", "302"),
+                ("cache-control", "private"),
+                ("date", "Mon, 21 Oct 2013 20:13:21 GMT"),
+                ("location", "https://www.example.com"),
+            ]),
+            pairs(&[
+                (":status", "307"),
+                ("cache-control", "private"),
+                ("date", "Mon, 21 Oct 2013 20:13:21 GMT"),
+                ("location", "https://www.example.com"),
+            ]),
+            pairs(&[
+                (":status", "200"),
+                ("cache-control", "private"),
+                ("date", "Mon, 21 Oct 2013 20:13:22 GMT"),
+                ("location", "https://www.example.com"),
+                ("content-encoding", "gzip"),
+                ("set-cookie", cookie),
+            ]),
+        ];
+        let mut d = Decoder::new(256);
+        for ((hex, want), size) in blocks.iter().zip(&want).zip([222, 222, 215]) {
+            assert_eq!(strs(&d.decode(&unhex(hex), 65536).unwrap()), *want);
+            assert_eq!(d.table_size(), size);
+        }
+    }
+
     /// RFC 7541 C.1: integers.
     #[test]
     fn rfc7541_integers() {
