@@ -50,6 +50,13 @@ pub fn stats_json(stats: &Stats, fanout: &FanoutHandle, queue_capacity: usize) -
         "batches": stats.fanout.batches.load(Relaxed),
         "deliveries": stats.total(|l| &l.deliveries),
         "slow_consumers_dropped": stats.total(|l| &l.slow_consumers),
+        "h2": {
+            "connections": stats.total(|l| &l.h2.connections),
+            "streams": stats.total(|l| &l.h2.streams),
+            "streams_reset": stats.total(|l| &l.h2.streams_reset),
+            "client_resets": stats.total(|l| &l.h2.client_resets),
+            "connection_errors": (1..14).map(|i| stats.total(|l| &l.h2.goaway_errors[i])).sum::<u64>(),
+        },
         "queues": { "publish_depth": fanout.queue_depth(), "publish_capacity": queue_capacity },
         "delivery_latency_us": { "count": latency.len(), "quantiles": quantiles },
         "loops": loops,
