@@ -207,7 +207,7 @@ impl Connection {
                     // A stream error in a frame we can skip whole.
                     let Some(len) = frame::frame_len(rest).filter(|&len| len <= rest.len()) else { break };
                     at += len;
-                    self.stream_error(&e, &mut events);
+                    self.stream_error(&e, now, &mut events)?;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -217,18 +217,32 @@ impl Connection {
                 if e.stream.is_none() {
                     return Err(e);
                 }
-                self.stream_error(&e, &mut events);
+                self.stream_error(&e, now, &mut events)?;
             }
         }
         Ok((at, events))
     }
 
-    fn stream_error(&mut self, e: &H2Error, events: &mut Vec<Event>) {
+    /// Resets the stream. Each reset we send counts with the client's own
+    /// resets: a client that keeps provoking them (streams over the limit,
+    /// malformed frames) would otherwise make us queue RST_STREAM frames
+    /// without bound if it never reads.
+    fn stream_error(&mut self, e: &H2Error, now: Instant, events: &mut Vec<Event>) -> Result<(), H2Error> {
         let stream = e.stream.unwrap_or(0);
         self.out.extend(frame::encode_rst_stream(stream, e.code));
         if self.streams.remove(&stream).is_some() {
             events.push(Event::Reset { stream });
         }
+        if !self.resets.allow(now, self.limits.flood_window, self.limits.max_resets) {
+            return Err(H2Error::conn(
+                ErrorCode::EnhanceYourCalm,
+                format!(
+                    "more than {} streams reset in {:?} (stream errors)",
+                    self.limits.max_resets, self.limits.flood_window
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn on_frame(&mut self, f: Frame, now: Instant, events: &mut Vec<Event>) -> Result<(), H2Error> {

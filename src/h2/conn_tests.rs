@@ -200,6 +200,15 @@ fn floods_are_cut() {
     let err = feed(&mut c, &bytes, 1000).unwrap_err();
     assert_eq!(err.code, ErrorCode::EnhanceYourCalm);
     assert!(err.reason.contains("rapid reset"), "{err}");
+    // Streams over the concurrency limit, again and again: each refusal
+    // counts like a reset.
+    let mut c = Connection::new(Limits { max_resets: 10, max_streams: 1, ..Limits::default() });
+    let mut bytes = start();
+    for i in 0..30u32 {
+        bytes.extend(encode_headers(2 * i + 1, &get("/"), true, 16384));
+    }
+    let err = feed(&mut c, &bytes, 1000).unwrap_err();
+    assert!(err.reason.contains("stream errors"), "{err}");
     // PING flood.
     let mut c = Connection::new(Limits { max_pings: 5, ..Limits::default() });
     let pings: Vec<u8> = (0..10).flat_map(|_| encode(TYPE_PING, 0, 0, &[1; 8])).collect();
