@@ -115,6 +115,11 @@ fn a_body_that_never_comes_gets_408() {
 }
 
 #[test]
+fn heartbeats_timeouts_deletes_and_stream_ends_over_h2() {
+    edge_case(&Server::start(&["--heartbeat-secs", "1", "--max-stream-age-secs", "3"]), "lifecycle");
+}
+
+#[test]
 fn client_reset_mid_stream_leaves_the_connection_working() {
     edge_case(&Server::start(&[]), "reset_mid_stream");
 }

@@ -376,6 +376,30 @@ def case_slow_body():
     c.until(lambda: p in c.ended, "a poll on the same connection")
 
 
+def case_lifecycle():
+    """Over h2 streams (the server runs with --heartbeat-secs 1 and
+    --max-stream-age-secs 3): heartbeats arrive, a poll times out with an
+    empty answer, a deleted channel ends its stream with the end hint and
+    END_STREAM, the maximum age ends another; the connection stays usable."""
+    c = Client()
+    beat = c.get("/sub/life?transport=sse")
+    gone = c.get("/sub/doomed?transport=stream")
+    poll = c.get("/sub/quiet?timeout=1")
+    wait_subscribers("doomed", 1)
+    c.until(lambda: b":\n\n" in c.data[beat], "a heartbeat comment on the SSE stream")
+    c.until(lambda: poll in c.ended, "the poll's timeout answer")
+    if json.loads(c.data[poll])["messages"] != []:
+        fail(f"poll: {c.data[poll]}")
+    req = urllib.request.Request(f"http://{HOST}:{INGEST}/pub/doomed", method="DELETE")
+    urllib.request.urlopen(req, timeout=DEADLINE).read()
+    c.until(lambda: gone in c.ended, "the deleted channel's stream ended")
+    c.until(lambda: beat in c.ended, "the SSE stream ended at its maximum age")
+    if b": end max-age" not in c.data[beat]:
+        fail(f"no end hint: {c.data[beat][-200:]}")
+    p = c.get("/sub/life?timeout=0")
+    c.until(lambda: p in c.ended, "a request after the streams ended")
+
+
 def case_goaway_on_shutdown():
     """Run with the server about to stop: waits for GOAWAY and the streams'
     clean ends (the test sends SIGTERM after this prints 'ready')."""
