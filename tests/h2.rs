@@ -81,6 +81,19 @@ fn hundred_long_polls_multiplexed_on_one_connection() {
     edge_case(&Server::start(&[]), "hundred_polls");
 }
 
+/// nghttp2's load generator as one more independent client: 2,000 polls
+/// (answered at once) over 4 connections with 50 streams in flight each.
+#[test]
+fn h2load_requests_all_succeed() {
+    require_tool("h2load", "nghttp2-client");
+    let server = Server::start(&[]);
+    let url = format!("http://{}/sub/load?timeout=0", server.public);
+    let out = run(Command::new("h2load").args(["-n", "2000", "-c", "4", "-m", "50", &url]), Vec::new());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2000 succeeded, 0 failed, 0 errored"), "{}", show(&out));
+    assert!(text.contains("2000 2xx"), "{}", show(&out));
+}
+
 /// Runs one case of tests/h2/edge_cases.py against `server`.
 fn edge_case(server: &Server, case: &str) {
     let ok = Command::new("python3").args(["-c", "import h2"]).status().is_ok_and(|s| s.success());
