@@ -92,6 +92,8 @@ mkdir -p "$RUN" "$STATE" "$RESULTS"
 T0=$(date +%s)
 
 log() { printf '[compare %s] %s\n' "$(date +%T)" "$*" >&2; }
+# Seconds as m:ss, for progress lines.
+clock() { printf '%d:%02d' $(( $1 / 60 )) $(( $1 % 60 )); }
 die() { log "error: $*"; exit 1; }
 
 # Several loopback source addresses for the subscribers' sockets: the ports of
@@ -242,6 +244,20 @@ install_packages() {
     return 0
 }
 
+# The reports' charts (report.py, bench/charts.py) are drawn with matplotlib.
+# Without it the reports are written without charts, with a warning.
+install_plotting() {
+    python3 -c 'import matplotlib' >/dev/null 2>&1 && return 0
+    if [ "${BENCH_NO_INSTALL:-0}" = 1 ]; then
+        log "warning: matplotlib is missing (BENCH_NO_INSTALL=1): reports without charts"; return 0
+    fi
+    log "installing matplotlib (pip) for the reports' charts"
+    local pip=(python3 -m pip install --quiet --disable-pip-version-check matplotlib)
+    # Debian's own python3 refuses pip installs (PEP 668) unless told otherwise.
+    "${pip[@]}" >"$STATE/pip.log" 2>&1 || "${pip[@]}" --break-system-packages >>"$STATE/pip.log" 2>&1 \
+        || log "warning: pip install matplotlib failed (see $STATE/pip.log): reports without charts"
+}
+
 # ---------------------------------------------------------------- servers
 # Each start_* fills SERVER_PIDS (sampled by loadgen), SERVER_STOP (stopped
 # afterwards), SUB_URL, PUB_URL, PUB_FORMAT, LP_URL (empty: no long-poll) and
@@ -383,12 +399,16 @@ run_loadgen() {
         log "$server $scen: skipped, the ${BUDGET}s budget is used up"
         echo skipped >"$stem.rc"; return 0
     fi
-    log "$server $scen: about ${secs}s (limit ${limit}s)"
+    RUN_NO=$(( RUN_NO + 1 ))
+    log "[$RUN_NO/$RUNS] $server $scen: about $(clock "$secs") (limit $(clock "$limit")); elapsed $(clock $(( $(date +%s) - T0 ))), budget left $(clock "$left")"
     cut -d' ' -f1-3 /proc/loadavg >"$stem.loadavg"
     local rc=0 lg
     # In the background and waited for, so an interrupt (or the watchdog) is
     # handled at once; timeout passes the TERM from cleanup on to loadgen.
-    ( ulimit -Sn 20000; exec timeout -k 10 "$limit" "${cmd[@]}" ) >"$stem.json" 2>"$stem.log" &
+    # loadgen's progress goes to our stderr (fd 3): a live line on a
+    # terminal, a plain line per step otherwise; its own stderr is the log.
+    ( ulimit -Sn 20000; exec timeout -k 10 "$limit" "${cmd[@]}" --progress /dev/fd/3 ) \
+        3>&2 >"$stem.json" 2>"$stem.log" &
     lg=$!; STARTED+=("$lg")
     wait "$lg" || rc=$?
     forget_pid "$lg"
@@ -490,6 +510,7 @@ packages=()
 [ "$needs_pushpin" = 1 ] && packages+=(pushpin)
 [ "$needs_redis" = 1 ] && packages+=(redis-server redis-tools)
 [ ${#packages[@]} -gt 0 ] && install_packages "${packages[@]}"
+install_plotting
 
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
     log "cargo build --release --workspace"
@@ -558,6 +579,8 @@ LOADGEN_WORKERS=$LOADGEN_WORKERS
 EOF
 
 log "run dir $RUN; servers: ${SERVERS[*]}; scenarios: ${SCENARIOS[*]}; budget ${BUDGET}s"
+# Progress: runs done of all runs (one per scenario and server).
+RUNS=$(( ${#SCENARIOS[@]} * ${#SERVERS[@]} )) RUN_NO=0
 busy=$(awk -v n="$(nproc)" '{ print ($1 > n / 2) ? 1 : 0 }' /proc/loadavg)
 [ "$busy" = 1 ] && log "warning: load average $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores before the run: other work shares the CPUs, expect noisy numbers (the reports record the load before each run)"
 

@@ -8,6 +8,15 @@ report. Called by bench/compare.sh; can be re-run on a kept state dir:
 Writes <out>.md and copies each server's raw loadgen JSON to <out>.<server>.json.
 A server is shown by the name in <state>/label.<server> when there is one
 (compare.sh writes "halley (base <rev>)" for halley-base), else by its own.
+With matplotlib (compare.sh installs it) the report embeds SVG charts drawn
+beside it, <out>.<figure>.svg (bench/charts.py).
+
+Charts for reports already written (the committed ones in bench/results/):
+
+  python3 bench/report.py --charts-from bench/results/2026-11-21-broadcast [--charts-out DIR]
+
+reads <stem>.<server>.json, writes the SVGs beside <stem>.md (or into DIR)
+and puts the "## Charts" section into <stem>.md (replacing an earlier one).
 """
 import argparse
 import csv
@@ -16,6 +25,10 @@ import json
 import os
 import re
 import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import charts  # noqa: E402
 
 TITLES = {
     "idle": "Idle connections",
@@ -313,7 +326,68 @@ def table(head, rows):
     return "\n".join(out)
 
 
+def draw_charts(scen, servers, out, limit):
+    """The scenario's SVG figures beside `out`, or none (with a warning) without matplotlib."""
+    if scen == "publish-rate":
+        return []  # one table of rates; nothing is stepped or connected
+    if not charts.available():
+        print("report.py: matplotlib is not installed; no charts (pip install matplotlib)", file=sys.stderr)
+        return []
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    return charts.draw(scen, servers, out, limit)
+
+
+# Servers in the order reports list them.
+ORDER = ["halley", "halley-base", "nchan", "pushpin"]
+
+
+def charts_from(stem, out_dir=None):
+    """Charts for a written report: <stem>.<server>.json in, SVGs and the
+    report's "## Charts" section out. Returns the SVG paths."""
+    base = os.path.basename(stem)
+    folder = os.path.dirname(os.path.abspath(stem))
+    scen = re.sub(r"-quick$", "", re.sub(r"^\d{4}-\d{2}-\d{2}-", "", base))
+    if scen not in TITLES:
+        raise SystemExit(f"report.py: cannot tell the scenario of {stem}")
+    found = {}
+    for name in os.listdir(folder):
+        m = re.fullmatch(re.escape(base) + r"\.([a-z-]+)\.json", name)
+        if m:
+            with open(os.path.join(folder, name)) as f:
+                found[m.group(1)] = json.load(f)
+    servers = sorted(found, key=lambda s: (ORDER.index(s) if s in ORDER else len(ORDER), s))
+    try:
+        with open(stem + ".md") as f:
+            report = f.read()
+    except OSError:
+        report = ""
+    limit = re.search(r"at most (\d+(?:\.\d+)?) ms", report)
+    out = os.path.join(out_dir or folder, base)
+    figures = draw_charts(scen, [(s, s, found[s]) for s in servers], out, float(limit.group(1)) if limit else 100.0)
+    if report and out_dir is None:
+        section = "\n".join(charts.markdown(figures))
+        # Replace an earlier section, else put it before the commands.
+        if "\n## Charts\n" in report:
+            report = re.sub(r"\n## Charts\n.*?(?=\n## |\Z)", "\n" + section.rstrip("\n") + "\n", report, flags=re.S)
+        elif "\n## Commands\n" in report:
+            report = report.replace("\n## Commands\n", "\n" + section + "\n## Commands\n", 1)
+        else:
+            report += "\n" + section
+        with open(stem + ".md", "w") as f:
+            f.write(report)
+    return [os.path.join(out_dir or folder, name) for _, name in figures]
+
+
 def main():
+    if "--charts-from" in sys.argv:
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--charts-from", nargs="+", required=True, metavar="STEM")
+        ap.add_argument("--charts-out", default=None, metavar="DIR")
+        a = ap.parse_args()
+        for stem in a.charts_from:
+            for path in charts_from(stem, a.charts_out):
+                print(path)
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--state", required=True)
     ap.add_argument("--scenario", required=True)
@@ -357,6 +431,8 @@ def main():
             notes.append(f"- {s}: loadgen exit {r['rc']}: `{r['log_tail'].splitlines()[-1][:200]}`")
 
     md += ["## Results", ""]
+    figures = draw_charts(scen, [(s, r["label"], r["data"]) for s, r in results.items() if not status_note(r)],
+                          a.out, limit)
     pr_cmds = None
     if scen == "publish-rate":
         labels = {s: r["label"] for s, r in results.items()}
@@ -379,7 +455,7 @@ def main():
                 row += [num(st), num(pk), num(per)]
             row += cpu_cells(d) + [errors_text(d.get("errors"))]
             rows.append(row)
-        md += [table(head, rows), ""]
+        md += [table(head, rows), ""] + charts.markdown(figures)
     else:
         head = ["server", "connected", "highest sustained deliveries/s", "at rate (msg/s)",
                 "p50 / p99 / p99.9 there (ms)", "first step not sustained", "server CPU (s)", "loadgen CPU (s)"]
@@ -412,7 +488,7 @@ def main():
                                "duplicated", "out of order", "deliveries/s", "p50", "p90", "p99", "p99.9",
                                "max (ms)", "publish answer p99 (ms)", "server CPU (s)", "sustained",
                                "loadgen errors"], srows), ""]
-        md += [table(head, rows), ""]
+        md += [table(head, rows), ""] + charts.markdown(figures)
         if scen == "longpoll-churn":
             proof = []
             for s, d in with_data(results, head, []):

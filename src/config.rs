@@ -30,6 +30,10 @@ pub struct Config {
     /// Address of the Redis-protocol ingest port. Loopback and 6380 (not
     /// 6379) to avoid clashing with a local Redis.
     pub resp: String,
+    /// The Redis backplane (`redis://host:port`): every node given the same
+    /// Redis shares one set of channels, history in Redis streams. Empty
+    /// (the default) is the single-process mode with no outside service.
+    pub redis: String,
     /// Event-loop threads. 0 means one per core, which is what a push
     /// gateway that is mostly I/O-bound wants; capped at 256 by validation.
     pub threads: usize,
@@ -189,6 +193,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".to_string(),
             ingest: "127.0.0.1:8081".to_string(),
             resp: "127.0.0.1:6380".to_string(),
+            redis: String::new(),
             threads: 0,
             backlog: 4096,
             max_connections: 19000,
@@ -345,6 +350,7 @@ impl Config {
             check_addr("listen", &self.listen),
             check_addr("ingest", &self.ingest),
             check_addr("resp", &self.resp),
+            check_redis_url(&self.redis),
             check_range("threads", self.threads, 0, 256),
             check_range("backlog", self.backlog, 1, 65_535),
             check_range("max_connections", self.max_connections, 1, 1_000_000),
@@ -473,6 +479,14 @@ fn check_addr(name: &str, value: &str) -> Result<(), String> {
         .map_err(|_| format!("{name} must be an IP:PORT address such as 127.0.0.1:8080, got '{value}'"))
 }
 
+/// The backplane URL: empty, or one the Redis client accepts.
+fn check_redis_url(value: &str) -> Result<(), String> {
+    if value.is_empty() || redis::parse_redis_url(value).is_some() {
+        return Ok(());
+    }
+    Err(format!("redis must be a URL such as redis://127.0.0.1:6379 (or empty for none), got '{value}'"))
+}
+
 /// Checks `min <= value <= max`. Takes any unsigned integer; a value that
 /// does not fit in u64 cannot be in range, so it is treated as too large.
 fn check_range(name: &str, value: impl TryInto<u64>, min: u64, max: u64) -> Result<(), String> {
@@ -522,6 +536,10 @@ const SETTING_HELP: &[(&str, &str)] = &[
     ("listen", "public (subscriber) address"),
     ("ingest", "trusted publish/admin address"),
     ("resp", "Redis-protocol publish address (trusted side)"),
+    (
+        "redis",
+        "Redis backplane URL shared by every node, e.g. redis://127.0.0.1:6379 (empty: single process)",
+    ),
     ("threads", "event-loop threads; 0 = one per core"),
     ("backlog", "listen backlog per listener"),
     ("max_connections", "open connections per process, all ports"),
@@ -712,7 +730,7 @@ mod tests {
     #[test]
     fn keys_cover_every_field() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 49);
+        assert_eq!(keys.len(), 50);
         assert!(keys.iter().any(|k| k == "max_outbound_bytes"));
     }
 

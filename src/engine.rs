@@ -51,3 +51,32 @@ pub struct Wiring<M> {
     pub guard: Arc<crate::guard::Guard>,
     pub stats: Arc<crate::stats::Stats>,
 }
+
+/// Publishes for an engine's client: queued for the hub; with the Redis
+/// backplane, also waits until Redis has stored them (a round trip), so the
+/// client's answer never claims a message Redis does not hold, and a publish
+/// the client sends next (anywhere) comes after it. `Err` is the reason.
+pub fn publish(
+    fanout: &FanoutHandle,
+    stats: &crate::stats::Stats,
+    messages: Vec<crate::fanout::NewMessage>,
+    now: std::time::Instant,
+) -> Result<(), String> {
+    let backplane = stats.backplane.is_some();
+    let (done, acked) = if backplane {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let publish = crate::fanout::Publish { messages, reply: None, received_at: now, done };
+    fanout.try_publish(publish).map_err(|_| "publish queue is full; retry shortly".to_string())?;
+    let Some(acked) = acked else { return Ok(()) };
+    // The backplane's own timeouts answer within this; the margin is a guard.
+    let wait = crate::backplane::COMMAND_TIMEOUT + crate::backplane::CONNECT_TIMEOUT * 2;
+    match acked.recv_timeout(wait) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("the Redis backplane is unavailable ({e}); retry shortly")),
+        Err(_) => Err("the Redis backplane did not answer; retry shortly".to_string()),
+    }
+}

@@ -8,11 +8,13 @@
 //! sans-IO throughout.
 
 pub mod auth;
+pub mod backplane;
 pub mod bayeux;
 pub mod chunk;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod engine;
 pub mod fanout;
 pub mod guard;

@@ -36,6 +36,8 @@ pub struct LoopStats {
     /// Messages queued to subscribers.
     pub deliveries: AtomicU64,
     pub slow_consumers: AtomicU64,
+    /// Bytes written to this loop's sockets (responses and streams, all ports).
+    pub bytes_out: AtomicU64,
     /// HTTP/2 counters (see [`H2Stats`]).
     pub h2: H2Stats,
     /// Publish-to-write latency merged from the loop's local histogram.
@@ -52,6 +54,7 @@ impl Default for LoopStats {
             subscribers: Default::default(),
             deliveries: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
             h2: H2Stats::default(),
             latency: Mutex::new(new_histogram()),
         }
@@ -92,12 +95,35 @@ pub struct EngineStats {
     pub pushlet_subscriptions: AtomicU64,
 }
 
+/// One channel's load over the last second, for the dashboard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelLoad {
+    pub channel: std::sync::Arc<str>,
+    pub subscribers: usize,
+    pub publishes_per_sec: f64,
+    /// Messages times subscribers: what the channel costs the loops.
+    pub deliveries_per_sec: f64,
+}
+
+/// What the dashboard's sampler reads besides the counters. Written by the
+/// fan-out thread once a second, and only while someone watches.
+#[derive(Default)]
+pub struct DashboardStats {
+    /// Open subscriptions to the stats stream (`crate::dashboard::STATS_CHANNEL`).
+    pub watchers: AtomicU64,
+    /// The busiest channels, busiest first (at most ten).
+    pub busiest: Mutex<Vec<ChannelLoad>>,
+}
+
 /// Everything `/stats` and `/metrics` read.
 pub struct Stats {
     pub started: Instant,
     pub loops: Vec<LoopStats>,
     pub fanout: FanoutStats,
     pub engines: EngineStats,
+    /// The Redis backplane's state, when one is configured.
+    pub backplane: Option<std::sync::Arc<crate::backplane::BackplaneStats>>,
+    pub dashboard: DashboardStats,
 }
 
 impl Stats {
@@ -107,6 +133,8 @@ impl Stats {
             loops: (0..loops).map(|_| LoopStats::default()).collect(),
             fanout: FanoutStats::default(),
             engines: EngineStats::default(),
+            backplane: None,
+            dashboard: DashboardStats::default(),
         }
     }
 

@@ -417,6 +417,7 @@ const STATS_SCHEMA: &[(&str, Type)] = &[
     ("/batches", Type::Count),
     ("/deliveries", Type::Count),
     ("/slow_consumers_dropped", Type::Count),
+    ("/bytes_out", Type::Count),
     ("/h2", Type::Object),
     ("/h2/connections", Type::Count),
     ("/h2/streams", Type::Count),

@@ -79,6 +79,10 @@ pub struct Config {
     pub warmup: f64,
     pub connect_timeout: f64,
     pub connect_concurrency: usize,
+    /// Where progress goes (`--progress PATH`; stderr when `None`).
+    pub progress: Option<String>,
+    /// `--no-progress`.
+    pub no_progress: bool,
     /// Hidden: this process is worker `i` of `W`.
     pub worker: Option<(usize, usize)>,
 }
@@ -190,6 +194,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     let mut warmup = 0.5;
     let mut connect_timeout = 15.0;
     let mut connect_concurrency = 1000usize;
+    let mut progress = None;
+    let mut no_progress = false;
     let mut worker = None;
 
     let mut i = 0;
@@ -208,14 +214,14 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         match name {
             "help" => return Ok(Parsed::Help),
             "version" => return Ok(Parsed::Version),
-            "json" | "no-publish" => {
+            "json" | "no-publish" | "no-progress" => {
                 if inline.is_some() {
                     return Err(format!("{flag} takes no value"));
                 }
-                if name == "json" {
-                    json = true;
-                } else {
-                    no_publish = true;
+                match name {
+                    "json" => json = true,
+                    "no-publish" => no_publish = true,
+                    _ => no_progress = true,
                 }
                 continue;
             }
@@ -247,6 +253,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "warmup",
             "connect-timeout",
             "connect-concurrency",
+            "progress",
             "worker",
         ];
         if !WITH_VALUE.contains(&name) {
@@ -263,6 +270,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         let v = value.as_str();
         match name {
             "sub-url" => sub_url = Some(parse_url(v, &flag)?),
+            "progress" => progress = Some(v.to_string()),
             "transport" => {
                 transport = match v {
                     "sse" => Transport::Sse,
@@ -426,6 +434,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         warmup,
         connect_timeout,
         connect_concurrency,
+        progress,
+        no_progress,
         worker,
     })))
 }

@@ -10,6 +10,7 @@ mod msg;
 mod parent;
 mod parse;
 mod procfs;
+mod progress;
 mod publisher;
 mod rate;
 mod report;

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::cli::Config;
 use crate::msg::{Cmd, Event, PubMsg, StepOutcome};
 use crate::procfs::Sampler;
+use crate::progress::Progress;
 use crate::publisher;
 use crate::report;
 use crate::stats::{self, Errors, StepCounts};
@@ -32,6 +33,8 @@ struct Run<'a> {
     server: Sampler,
     loadgen: Sampler,
     deadline: Instant,
+    /// What the person watching sees (see `progress.rs`).
+    shown: Progress,
 }
 
 /// Kills every worker we started (by pid) and exits: the hard deadline.
@@ -62,6 +65,7 @@ impl Run<'_> {
         }
         self.server.tick(false);
         self.loadgen.tick(false);
+        self.shown.tick();
         Ok(())
     }
 
@@ -203,6 +207,7 @@ fn run_inner(cfg: &Config, args: &[String]) -> Result<i32, String> {
         server,
         loadgen: Sampler::new(lg_pids),
         deadline,
+        shown: Progress::new(cfg.progress.as_deref(), cfg.no_progress),
     };
     let result = drive(&mut run, tx, wall_start);
     finished.store(true, Ordering::SeqCst);
@@ -212,6 +217,7 @@ fn run_inner(cfg: &Config, args: &[String]) -> Result<i32, String> {
             let _ = c.wait();
         }
     }
+    run.shown.finish();
     let out = result?;
     if cfg.json {
         println!("{}", serde_json::to_string(&out).expect("json"));
@@ -269,6 +275,19 @@ fn median_ms(mut v: Vec<u64>) -> Value {
 fn drive(run: &mut Run, tx: Sender<Event>, wall_start: Instant) -> Result<Value, String> {
     let cfg = run.cfg;
     // 1. Every worker connects its subscribers.
+    let step_secs = cfg.duration + cfg.settle;
+    let planned = if cfg.no_publish { cfg.duration } else { cfg.warmup + step_secs * cfg.rates.len() as f64 };
+    let pace = (cfg.connect_rate > 0.0).then(|| cfg.subscribers as f64 / cfg.connect_rate);
+    run.shown.phase(
+        format!(
+            "connecting {} {} subscribers ({} worker(s))",
+            cfg.subscribers,
+            cfg.transport.name(),
+            cfg.workers
+        ),
+        pace,
+        planned,
+    );
     let deadline = run.deadline;
     run.wait_until(deadline, |r| r.ready.iter().all(Option::is_some))?;
     let mut connect = stats::new_hist();
@@ -289,6 +308,11 @@ fn drive(run: &mut Run, tx: Sender<Event>, wall_start: Instant) -> Result<Value,
             }
         }
     }
+    run.shown.done(&format!(
+        "{connected} of {} subscribers connected in {:.1} s",
+        cfg.subscribers,
+        all_connected_ms / 1000.0
+    ));
     if !cfg.json {
         eprintln!(
             "loadgen: {connected} of {} subscribers connected in {:.0} ms{}",
@@ -328,10 +352,15 @@ fn drive(run: &mut Run, tx: Sender<Event>, wall_start: Instant) -> Result<Value,
     // 3. The steps.
     let mut steps = Vec::new();
     if cfg.no_publish && connected > 0 {
+        run.shown.phase(format!("holding {connected} connections"), Some(cfg.duration), 0.0);
         let hold_end = Instant::now() + Duration::from_secs_f64(cfg.duration);
         run.wait_until(hold_end, |_| false)?;
+        run.shown.done(&format!("held {connected} connections for {} s", cfg.duration));
     } else if connected > 0 {
+        let n = cfg.rates.len();
         for (k, &rate) in cfg.rates.iter().enumerate() {
+            let after = step_secs * (n - k - 1) as f64;
+            run.shown.phase(format!("step {}/{n}: {rate} msg/s", k + 1), Some(step_secs), after);
             let srv0 = run.server.cpu_now();
             let lg0 = run.loadgen.cpu_now();
             let u0 = run.unique_total();
@@ -397,6 +426,14 @@ fn drive(run: &mut Run, tx: Sender<Event>, wall_start: Instant) -> Result<Value,
                 "loadgen_cpu_secs": cpu(lg0, lg1),
                 "errors": step_errors.to_json(),
             }));
+            let p99 = m.counts.hist.value_at_quantile(0.99) as f64 / 1000.0;
+            run.shown.done(&format!(
+                "step {}/{n}: {rate} msg/s: delivered {} of {} expected, lost {}, p99 {p99:.1} ms",
+                k + 1,
+                m.counts.deliveries,
+                expected,
+                expected.saturating_sub(m.counts.unique),
+            ));
             if !cfg.json {
                 eprintln!("{}", report::step_line(k, steps.last().expect("step")));
             }

@@ -12,7 +12,7 @@ use crossbeam_channel::RecvTimeoutError;
 
 use super::engine::{Config, ConnRef, Engine, Output, Request, Transport};
 use super::message::{Incoming, Unreadable};
-use crate::fanout::{Control, HubMail, Listen, Publish, Start, Subscribe};
+use crate::fanout::{Control, HubMail, Listen, Start, Subscribe};
 use crate::guard::Origin;
 use crate::hub::Part;
 
@@ -72,10 +72,8 @@ fn run(mut engine: Engine, w: Wiring) {
                     w.guard
                         .screen(&mut messages, Origin::Session { ip: remote }, now)
                         .map_err(bayeux_error)?;
-                    let publish = Publish { messages, reply: None, received_at: now };
-                    w.fanout
-                        .try_publish(publish)
-                        .map_err(|_| "503::publish queue is full; retry shortly".to_string())
+                    crate::engine::publish(&w.fanout, &w.stats, messages, now)
+                        .map_err(|e| format!("503::{e}"))
                 };
                 engine.request(Request { from, transport, messages, remote }, now, &mut publish, &mut out);
             }
@@ -87,6 +85,7 @@ fn run(mut engine: Engine, w: Wiring) {
                     engine.deliver_history(reply.conn, &reply.catchup, now, &mut out)
                 }
                 HubMail::ChannelDeleted(_)
+                | HubMail::Failed { .. }
                 | HubMail::Published(_)
                 | HubMail::ChannelInfo { .. }
                 | HubMail::Deleted { .. } => {}

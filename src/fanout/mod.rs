@@ -12,7 +12,9 @@
 //! Pushlet), which subscribe to channels and patterns like any subscriber
 //! and are counted like one. The hub knows no protocol and no loop type.
 
+mod busiest;
 mod channel;
+mod remote;
 mod run;
 
 use std::sync::Arc;
@@ -58,6 +60,10 @@ pub struct Publish {
     pub received_at: std::time::Instant,
     /// Where to send the acknowledgements, if anyone waits for them.
     pub reply: Option<ConnRef>,
+    /// A thread that waits for the acknowledgements itself (an engine's,
+    /// with the Redis backplane: its client's answer must not claim a
+    /// publish Redis has not stored, nor overtake a later publish).
+    pub done: Option<crossbeam_channel::Sender<Result<Vec<PublishAck>, String>>>,
 }
 
 /// Where a new subscription starts.
@@ -127,6 +133,8 @@ pub struct ChannelInfo {
     /// Messages published since the channel record was created.
     pub published: u64,
     pub last_id: Option<MessageId>,
+    /// Subscribers on every node (with the Redis backplane).
+    pub cluster_subscribers: Option<usize>,
 }
 
 /// The fan-out thread's answer to a subscribe.
@@ -158,11 +166,13 @@ pub struct PublishAck {
     pub subscribers: usize,
 }
 
-/// The acknowledgements of one `Publish`, in its order, for one connection.
+/// The acknowledgements of one `Publish`, in its order, for one connection;
+/// or why it was not stored (the Redis backplane is down): nothing of it
+/// was published.
 #[derive(Debug)]
 pub struct Acked {
     pub conn: u64,
-    pub acks: Vec<PublishAck>,
+    pub acks: Result<Vec<PublishAck>, String>,
 }
 
 /// Mail from the hub to an outlet.
@@ -188,6 +198,12 @@ pub enum HubMail {
     },
     /// A channel was deleted: its subscribers behind this outlet are done.
     ChannelDeleted(Arc<str>),
+    /// A channel query or delete could not be carried out (the Redis
+    /// backplane is down).
+    Failed {
+        conn: u64,
+        error: String,
+    },
 }
 
 /// Where the hub's mail goes: an event loop's mailbox or an engine's inbox.
@@ -230,6 +246,11 @@ impl FanoutHandle {
     /// Publishes waiting in the queue now.
     pub fn queue_depth(&self) -> usize {
         self.publish_tx.len()
+    }
+
+    /// The publish queue's capacity.
+    pub fn queue_capacity(&self) -> usize {
+        self.publish_tx.capacity().unwrap_or(0)
     }
 }
 

@@ -26,11 +26,11 @@ struct Watch {
     sessions: u32,
 }
 
-struct Fanout {
-    config: FanoutConfig,
+pub(super) struct Fanout {
+    pub(super) config: FanoutConfig,
     queues: Queues,
-    outlets: Outlets,
-    channels: HashMap<Arc<str>, Channel>,
+    pub(super) outlets: Outlets,
+    pub(super) channels: HashMap<Arc<str>, Channel>,
     /// Engines' pattern subscriptions. Few (one per distinct wildcard or
     /// prefix in use), so each message is checked against all of them.
     watches: Vec<Watch>,
@@ -45,9 +45,13 @@ struct Fanout {
     outbox: Vec<Vec<HubMail>>,
     next_flush: Instant,
     next_housekeeping: Instant,
-    stats: Arc<crate::stats::Stats>,
+    pub(super) stats: Arc<crate::stats::Stats>,
     /// The last round published a batch: poll a little before sleeping.
     spin_after_batch: bool,
+    /// The Redis backplane, when configured (see `remote.rs`).
+    pub(super) remote: Option<super::remote::Remote>,
+    /// The dashboard's busiest channels, ranked in housekeeping while watched.
+    busiest: super::busiest::Busiest,
 }
 
 /// Starts the fan-out thread. It runs until every producer has dropped its handle.
@@ -55,8 +59,10 @@ pub fn spawn(
     config: FanoutConfig,
     outlets: Outlets,
     stats: Arc<crate::stats::Stats>,
+    backplane: Option<crate::backplane::Backplane>,
 ) -> std::io::Result<(FanoutHandle, JoinHandle<()>)> {
     let (handle, queues) = queues(config.publish_queue);
+    let outlets_len = outlets.len();
     let start = MessageId::new(unix_ms(), 0);
     let now = Instant::now();
     let fanout = Fanout {
@@ -73,6 +79,8 @@ pub fn spawn(
         next_housekeeping: now + HOUSEKEEPING_EVERY,
         stats,
         spin_after_batch: false,
+        remote: backplane.map(|b| super::remote::Remote::new(b, outlets_len)),
+        busiest: Default::default(),
     };
     let thread = std::thread::Builder::new().name("halley-fanout".into()).spawn(move || fanout.run())?;
     Ok((handle, thread))
@@ -89,6 +97,7 @@ impl Fanout {
             if !self.take_control() {
                 return;
             }
+            self.take_events();
             let now = Instant::now();
             self.spin_after_batch = false;
             if !self.pending.is_empty() && now >= self.next_flush {
@@ -98,8 +107,10 @@ impl Fanout {
             }
             if now >= self.next_housekeeping {
                 self.housekeep(now);
+                self.heartbeat();
                 self.next_housekeeping = now + HOUSEKEEPING_EVERY;
             }
+            self.flush_round();
             self.send_outbox();
             self.wait();
         }
@@ -118,21 +129,15 @@ impl Fanout {
                     }
                 }
                 Ok(Control::Watch { outlet, pattern, delta }) => self.watch(outlet, pattern, delta),
+                Ok(Control::ChannelInfo { reply, channel }) if self.remote.is_some() => {
+                    self.count_for(reply, channel)
+                }
                 Ok(Control::ChannelInfo { reply, channel }) => {
-                    let watching = self.watching(&channel);
-                    let info = self.channels.get_mut(&channel).map(|ch| {
-                        let subscribers = ch.subscribers + watching;
-                        ch.peak_subscribers = ch.peak_subscribers.max(subscribers);
-                        ChannelInfo {
-                            channel: channel.clone(),
-                            subscribers,
-                            peak_subscribers: ch.peak_subscribers,
-                            retained: ch.retained(),
-                            published: ch.published,
-                            last_id: ch.last_id(),
-                        }
-                    });
+                    let info = self.local_info(&channel);
                     self.mail(reply.loop_id, HubMail::ChannelInfo { conn: reply.conn, info });
+                }
+                Ok(Control::DeleteChannel { reply, channel }) if self.remote.is_some() => {
+                    self.delete_everywhere(reply, channel)
                 }
                 Ok(Control::DeleteChannel { reply, channel }) => self.delete(reply, channel),
                 Err(TryRecvError::Empty) => return true,
@@ -159,7 +164,8 @@ impl Fanout {
             // polling for it is cheaper than sleeping and being woken.
             let until = Instant::now() + self.config.spin;
             while Instant::now() < until {
-                if !self.queues.publish_rx.is_empty() || !self.queues.control_rx.is_empty() {
+                let events = self.remote.as_ref().is_some_and(|r| !r.backplane.events.is_empty());
+                if !self.queues.publish_rx.is_empty() || !self.queues.control_rx.is_empty() || events {
                     return;
                 }
                 std::hint::spin_loop();
@@ -175,6 +181,9 @@ impl Fanout {
         if self.pending.len() < self.config.batch_max {
             select.recv(&self.queues.publish_rx);
         }
+        if let Some(remote) = &self.remote {
+            select.recv(&remote.backplane.events);
+        }
         let _ = select.ready_deadline(deadline);
     }
 
@@ -184,8 +193,26 @@ impl Fanout {
         self.channels.entry(name.clone()).or_insert_with(|| Channel::new(outlets, mark))
     }
 
+    /// This node's counters for a channel; `None` if it has no record.
+    pub(super) fn local_info(&mut self, channel: &Arc<str>) -> Option<ChannelInfo> {
+        let watching = self.watching(channel);
+        self.channels.get_mut(channel).map(|ch| {
+            let subscribers = ch.subscribers + watching;
+            ch.peak_subscribers = ch.peak_subscribers.max(subscribers);
+            ChannelInfo {
+                channel: channel.clone(),
+                subscribers,
+                peak_subscribers: ch.peak_subscribers,
+                retained: ch.retained(),
+                published: ch.published,
+                last_id: ch.last_id(),
+                cluster_subscribers: None,
+            }
+        })
+    }
+
     /// Engine sessions whose patterns take in `channel`.
-    fn watching(&self, channel: &str) -> usize {
+    pub(super) fn watching(&self, channel: &str) -> usize {
         self.watches.iter().filter(|w| w.pattern.matches(channel)).map(|w| w.sessions as usize).sum()
     }
 
@@ -207,6 +234,9 @@ impl Fanout {
     }
 
     fn subscribe(&mut self, sub: Subscribe) {
+        if self.remote.is_some() {
+            return self.fetch_for(sub);
+        }
         let mut catchup: Vec<Arc<Message>> = Vec::new();
         let mut gap = false;
         for name in &sub.channels {
@@ -225,6 +255,20 @@ impl Fanout {
         if let Start::Backlog(n) = sub.start {
             catchup.drain(..catchup.len().saturating_sub(n));
         }
+        let last_id = self.ids.last();
+        self.register_and_answer(sub, catchup, gap, last_id);
+    }
+
+    /// The one step of a subscribe: register (unless a poll that has
+    /// something to answer would only undo it) and answer with the catch-up,
+    /// on the same mailbox as the batches that follow.
+    pub(super) fn register_and_answer(
+        &mut self,
+        sub: Subscribe,
+        catchup: Vec<Arc<Message>>,
+        gap: bool,
+        newest: MessageId,
+    ) {
         let register = !(sub.only_if_nothing_to_send && (gap || !catchup.is_empty()));
         if register {
             for name in &sub.channels {
@@ -236,7 +280,7 @@ impl Fanout {
                 m.frame(encoding);
             }
         }
-        let mut last_id = self.ids.last();
+        let mut last_id = newest;
         if let Start::After(id) = sub.start {
             last_id = last_id.max(id);
         }
@@ -256,6 +300,9 @@ impl Fanout {
     /// Assigns ids, stores history, encodes and routes one batch.
     fn publish_batch(&mut self) {
         let batch = mem::take(&mut self.pending);
+        if self.remote.is_some() {
+            return self.store_batch(batch);
+        }
         let mut per_outlet: Vec<Vec<Arc<Message>>> = vec![Vec::new(); self.outlets.len()];
         let mut acked: Vec<Vec<Acked>> = (0..self.outlets.len()).map(|_| Vec::new()).collect();
         let now_ms = unix_ms();
@@ -267,10 +314,13 @@ impl Fanout {
                 .map(|new| self.publish_one(new, at, now_ms, &mut per_outlet))
                 .collect();
             crate::stats::add(&self.stats.fanout.published, acks.len() as u64);
+            if let Some(done) = &publish.done {
+                let _ = done.try_send(Ok(acks.clone()));
+            }
             if let Some(list) =
                 publish.reply.and_then(|reply| acked.get_mut(reply.loop_id).map(|l| (l, reply)))
             {
-                list.0.push(Acked { conn: list.1.conn, acks });
+                list.0.push(Acked { conn: list.1.conn, acks: Ok(acks) });
             }
         }
         // Messages before acks: a publisher that hears back has its message
@@ -287,9 +337,7 @@ impl Fanout {
         crate::stats::set(&self.stats.fanout.channels, self.channels.len() as u64);
     }
 
-    /// Gives one message its id, stores it, encodes it once for each encoding
-    /// in use on its channel, and adds it to the batch of every outlet that
-    /// listens: on the channel itself, or through an engine's pattern.
+    /// Gives one message its id and takes it in (see [`Fanout::admit`]).
     fn publish_one(
         &mut self,
         new: NewMessage,
@@ -298,14 +346,23 @@ impl Fanout {
         per_outlet: &mut [Vec<Arc<Message>>],
     ) -> PublishAck {
         let id = self.ids.next(now_ms);
+        let channel = new.channel.clone();
+        let message = Arc::new(
+            Message::new(id, new.channel, new.event, new.data).received(received_at).with_ext(new.ext),
+        );
+        let subscribers = self.admit(message, per_outlet);
+        PublishAck { id, channel, subscribers }
+    }
+
+    /// Stores a message in its channel's history, encodes it once for each
+    /// encoding in use on the channel, and adds it to the batch of every
+    /// outlet that listens: on the channel itself, or through an engine's
+    /// pattern. Returns how many subscribers it reaches.
+    pub(super) fn admit(&mut self, message: Arc<Message>, per_outlet: &mut [Vec<Arc<Message>>]) -> usize {
         let history_size = self.config.history_size;
         let (outlets, mark) = (self.outlets.len(), self.forgotten_through);
-        let ch = self.channels.entry(new.channel.clone()).or_insert_with(|| Channel::new(outlets, mark));
-        let message = Arc::new(
-            Message::new(id, new.channel.clone(), new.event, new.data)
-                .received(received_at)
-                .with_ext(new.ext),
-        );
+        let name = message.channel.clone();
+        let ch = self.channels.entry(name.clone()).or_insert_with(|| Channel::new(outlets, mark));
         for (encoding, used) in Encoding::ALL.iter().zip(ch.encodings_in_use()) {
             if used {
                 message.frame(*encoding);
@@ -317,11 +374,11 @@ impl Fanout {
             }
         }
         let mut watching = 0;
-        for w in self.watches.iter().filter(|w| w.pattern.matches(&new.channel)) {
+        for w in self.watches.iter().filter(|w| w.pattern.matches(&name)) {
             watching += w.sessions as usize;
             if let Some(batch) = per_outlet.get_mut(w.outlet) {
                 // Once per outlet, however many of its patterns match.
-                if batch.last().is_none_or(|m| m.id != id) {
+                if batch.last().is_none_or(|m| m.id != message.id) {
                     batch.push(message.clone());
                 }
             }
@@ -329,7 +386,7 @@ impl Fanout {
         let subscribers = ch.subscribers + watching;
         ch.peak_subscribers = ch.peak_subscribers.max(subscribers);
         ch.push(message, history_size);
-        PublishAck { id, channel: new.channel, subscribers }
+        subscribers
     }
 
     /// Drops a channel record: its history goes, every outlet with
@@ -337,7 +394,7 @@ impl Fanout {
     /// reports a gap. Engine sessions (whole-message listeners) stay
     /// subscribed on a fresh record, as a stream's client would after it
     /// reconnects; they are counted in the answer.
-    fn delete(&mut self, reply: ConnRef, channel: Arc<str>) {
+    pub(super) fn delete(&mut self, reply: ConnRef, channel: Arc<str>) {
         let watching = self.watching(&channel);
         let removed = self.channels.remove(&channel);
         let subscribers = removed.as_ref().map(|ch| ch.subscribers + watching);
@@ -370,9 +427,10 @@ impl Fanout {
         crate::stats::set(&self.stats.fanout.channels, self.channels.len() as u64);
         let retained: usize = self.channels.values().map(Channel::retained).sum();
         crate::stats::set(&self.stats.fanout.retained, retained as u64);
+        self.busiest.look(&self.channels, &self.stats, now);
     }
 
-    fn mail(&mut self, outlet: usize, msg: HubMail) {
+    pub(super) fn mail(&mut self, outlet: usize, msg: HubMail) {
         if let Some(outbox) = self.outbox.get_mut(outlet) {
             outbox.push(msg);
         }

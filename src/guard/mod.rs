@@ -165,12 +165,30 @@ impl Guard {
         Ok(())
     }
 
-    /// Checks an ingest request's `Authorization` (`Bearer KEY` or `KEY`).
+    /// Checks an ingest request's `Authorization` (`Bearer KEY` or `KEY`,
+    /// or `Basic` with the key as password and any user name, which is
+    /// what a browser sends for the dashboard).
     pub fn ingest_authorized(&self, authorization: Option<&str>) -> bool {
         let Some(key) = &self.ingest_key else { return true };
-        let given = authorization.map(|a| crate::auth::bearer(a).unwrap_or(a).trim());
-        given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()))
+        let Some(given) = authorization else { return false };
+        if let Some(password) = basic_password(given) {
+            return constant_time_eq(password.as_bytes(), key.as_bytes());
+        }
+        let given = crate::auth::bearer(given).unwrap_or(given).trim();
+        constant_time_eq(given.as_bytes(), key.as_bytes())
     }
+}
+
+/// The password of `Basic base64(user:password)` credentials (RFC 7617).
+fn basic_password(authorization: &str) -> Option<String> {
+    use base64::Engine;
+    let (scheme, rest) = authorization.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':').map(|(_, password)| password.to_string())
 }
 
 /// Compares secrets without an early exit that would leak their length of match.
@@ -179,4 +197,27 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_carry_the_key_as_password() {
+        // base64("ops:s3cret"), base64(":s3cret"), base64("a:b:c")
+        let cases: &[(&str, Option<&str>)] = &[
+            ("Basic b3BzOnMzY3JldA==", Some("s3cret")),
+            ("basic  b3BzOnMzY3JldA== ", Some("s3cret")),
+            ("Basic OnMzY3JldA==", Some("s3cret")),
+            ("Basic YTpiOmM=", Some("b:c")),
+            ("Basic not-base64!", None),
+            ("Basic czNjcmV0", None),
+            ("Bearer s3cret", None),
+            ("s3cret", None),
+        ];
+        for (header, want) in cases {
+            assert_eq!(basic_password(header).as_deref(), *want, "{header:?}");
+        }
+    }
 }

@@ -38,6 +38,14 @@ fn allowed(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@' | b'/')
 }
 
+/// Whether `name` is one of the node's own channels (the dashboard's stats
+/// stream). Their names start with `/`, which no client can name: every
+/// path in validates names, and Bayeux strips its leading `/`. They match no
+/// engine pattern, so no wildcard or prefix subscription takes them in.
+pub fn is_internal(name: &str) -> bool {
+    name.starts_with('/')
+}
+
 /// Checks one channel name against the rule above.
 pub fn validate_channel(name: &str) -> Result<(), ChannelError> {
     let bytes = name.as_bytes();

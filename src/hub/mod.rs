@@ -8,7 +8,7 @@ pub mod id;
 pub mod message;
 pub mod pattern;
 
-pub use channel::{parse_channel_list, validate_channel, ChannelError};
+pub use channel::{is_internal, parse_channel_list, validate_channel, ChannelError};
 pub use conn::{ConnRef, Part, Replies};
 pub use id::{IdGenerator, MessageId};
 pub use message::{Frame, Message};

@@ -17,6 +17,9 @@ pub enum Pattern {
 
 impl Pattern {
     pub fn matches(&self, channel: &str) -> bool {
+        if super::is_internal(channel) {
+            return false;
+        }
         match self {
             Pattern::Children(parent) => match below(parent, channel) {
                 Some(rest) => !rest.is_empty() && !rest.contains('/'),
@@ -56,6 +59,8 @@ mod tests {
             (Pattern::Prefix("news".into()), "newsroom", true),
             (Pattern::Prefix("news".into()), "new", false),
             (Pattern::Prefix("".into()), "anything", true),
+            (Pattern::Prefix("".into()), "/halley/stats", false),
+            (Pattern::Descendants("".into()), "/halley/stats", false),
         ];
         for (pattern, channel, want) in cases {
             assert_eq!(pattern.matches(channel), *want, "{pattern:?} ~ {channel}");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 
 use super::engine::{Config, ConnRef, Engine, Output, Request};
-use crate::fanout::{Control, HubMail, Publish};
+use crate::fanout::{Control, HubMail};
 use crate::guard::Origin;
 use crate::hub::Part;
 
@@ -70,10 +70,7 @@ fn run(mut engine: Engine, w: Wiring) {
                     if !to_hub {
                         return Ok(());
                     }
-                    let publish = Publish { messages: vec![message.clone()], reply: None, received_at: now };
-                    w.fanout
-                        .try_publish(publish)
-                        .map_err(|_| "publish queue is full; retry shortly".to_string())
+                    crate::engine::publish(&w.fanout, &w.stats, vec![message.clone()], now)
                 };
                 engine.request(Request { from, fields, path }, now, &mut publish, &mut out);
             }

@@ -148,9 +148,17 @@ pub struct Io<C> {
     /// Until then the loop polls without sleeping: the service expects a
     /// wake-up very soon (see [`Io::expect_wake`]).
     busy_poll_until: Option<Instant>,
+    /// Bytes written to this loop's sockets since it started.
+    written: u64,
 }
 
 impl<C> Io<C> {
+    /// Bytes written to this loop's sockets since it started (for a
+    /// service's bytes-out counter; the loop keeps no statistics itself).
+    pub fn bytes_written(&self) -> u64 {
+        self.written
+    }
+
     fn slot(&mut self, key: ConnKey) -> Option<&mut Slot<C>> {
         self.slots.get_mut(key.index as usize).filter(|s| s.generation == key.generation)
     }
@@ -331,6 +339,7 @@ impl<C> Reactor<C> {
             to_close: Vec::new(),
             shutdown_deadline: None,
             busy_poll_until: None,
+            written: 0,
         };
         Ok(Reactor { poll, listeners, io, waker })
     }

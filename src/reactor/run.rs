@@ -260,7 +260,10 @@ impl<C> Reactor<C> {
         if slot.close_reason.is_some() || slot.lingering {
             return;
         }
-        match slot.out.flush_to(&mut slot.stream, MAX_WRITES_PER_FLUSH) {
+        let queued = slot.out.queued();
+        let flushed = slot.out.flush_to(&mut slot.stream, MAX_WRITES_PER_FLUSH);
+        let wrote = queued.saturating_sub(slot.out.queued()) as u64;
+        match flushed {
             Ok(Flushed::Drained) if slot.close_after_flush => self.start_linger(key),
             Ok(Flushed::Drained | Flushed::Blocked) => {}
             Ok(Flushed::Budget) => carry.flushes.push(key),
@@ -269,6 +272,7 @@ impl<C> Reactor<C> {
                 self.io.to_close.push(key);
             }
         }
+        self.io.written += wrote;
     }
 
     /// Half-closes our side and waits briefly for the peer's end.

@@ -44,10 +44,18 @@ pub fn admit(shared: &Shared, cx: &mut Cx, port: Port, req: &Request) -> Result<
                 return Err(Refusal::new(403, format!("address {ip} may not publish")));
             }
             if !guard.ingest_authorized(req.header_str("authorization")) {
-                return Err(refusal(Denied {
+                let mut refused = refusal(Denied {
                     status: 401,
                     reason: "the ingest port needs its key: Authorization: Bearer <ingest_key>".into(),
-                }));
+                });
+                // A browser cannot add a bearer header to a page load or an
+                // EventSource, but it asks for Basic credentials and then
+                // sends them with every same-origin request (the stream too).
+                if req.path.starts_with("/dashboard") {
+                    refused.header =
+                        Some(("WWW-Authenticate", "Basic realm=\"halley ingest\", charset=\"UTF-8\""));
+                }
+                return Err(refused);
             }
             Ok(())
         }

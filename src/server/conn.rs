@@ -62,7 +62,10 @@ pub enum Handler {
 /// events that concern every subscriber of a channel or the whole loop.
 pub enum Mail {
     Subscribed(Subscribed),
-    Published(Vec<PublishAck>),
+    /// A publish's acknowledgements, or why nothing of it was published.
+    Published(Result<Vec<PublishAck>, String>),
+    /// A channel query or delete could not be carried out.
+    Failed(String),
     ChannelInfo(Option<ChannelInfo>),
     Deleted {
         channel: Arc<str>,

@@ -136,7 +136,7 @@ pub fn request_complete(conn: &mut H2Conn, cx: &mut Cx, stream: u32) {
     let v = Version::Http11;
     let bytes = match route(&request, Port::Public, &shared.limits) {
         Err(refusal) => respond::refusal(&refusal, v, true),
-        Ok(Route::Health) => respond::health(v, true),
+        Ok(Route::Health) => respond::health(shared.stats.backplane.as_deref(), v, true),
         Ok(Route::Demo) => respond::page(&shared.demo_page, v, true),
         Ok(Route::NoContent) => crate::http::Response::new(204).head(BodyKind::Length(0), v, true),
         Ok(Route::Preflight) => respond::preflight(s.cors.as_deref(), v, true),
@@ -190,9 +190,13 @@ pub fn request_complete(conn: &mut H2Conn, cx: &mut Cx, stream: u32) {
             s.phase = Phase::Engine { engine: Engine::Pushlet, open: false };
             return;
         }
-        Ok(Route::Publish { .. } | Route::ChannelInfo(_) | Route::DeleteChannel(_)) => {
-            respond::refusal(&Refusal::new(404, "publishing is on the ingest port"), v, true)
-        }
+        Ok(
+            Route::Publish { .. }
+            | Route::ChannelInfo(_)
+            | Route::DeleteChannel(_)
+            | Route::Dashboard
+            | Route::StatsStream(_),
+        ) => respond::refusal(&Refusal::new(404, "publishing and operating are on the ingest port"), v, true),
     };
     answer(conn, cx, stream, bytes);
 }

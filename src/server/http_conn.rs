@@ -158,7 +158,9 @@ impl HttpConn {
         let ws_refusal = || Refusal::new(403, "WebSocket from an origin that cors_origins does not list");
         match routed {
             Err(refusal) => self.refuse(cx, &refusal, true),
-            Ok(Route::Health) => self.answer_with(cx, respond::health),
+            Ok(Route::Health) => {
+                self.answer_with(cx, |v, k| respond::health(shared.stats.backplane.as_deref(), v, k))
+            }
             Ok(Route::Demo) => self.answer_with(cx, |v, k| respond::page(&shared.demo_page, v, k)),
             Ok(Route::NoContent) => {
                 self.answer_with(cx, |v, k| crate::http::Response::new(204).head(BodyKind::Length(0), v, k))
@@ -171,6 +173,10 @@ impl HttpConn {
                 let body = super::report::stats_json(&shared.stats, &cx.env.fanout, shared.publish_queue);
                 self.answer_with(cx, |v, k| respond::json(200, &body, v, k))
             }
+            Ok(Route::Dashboard) => {
+                self.answer_with(cx, |v, k| respond::page(crate::dashboard::PAGE.as_bytes(), v, k))
+            }
+            Ok(Route::StatsStream(req)) => super::subscription::start(self, cx, req, None),
             Ok(Route::Metrics) => {
                 let text = super::report::metrics_text(&shared.stats, &cx.env.fanout);
                 self.answer_with(cx, |v, k| respond::metrics(&text, v, k))
@@ -182,7 +188,7 @@ impl HttpConn {
                     return self.refuse(cx, &refusal, true);
                 }
                 let reply = Some(cx.env.conn_ref(cx.key));
-                let publish = Publish { messages, reply, received_at: cx.io.now() };
+                let publish = Publish { messages, reply, received_at: cx.io.now(), done: None };
                 match cx.env.fanout.try_publish(publish) {
                     Ok(()) => {
                         cx.io.expect_wake(shared.hub_answer_spin);
@@ -335,8 +341,18 @@ impl Handle for HttpConn {
             bytes
         };
         let filled = match mail {
-            Mail::Published(acks) => self.pipeline.fill(&[Awaiting::Publish, Awaiting::Batch], |a, v, k| {
-                with_cors(respond::published(&acks, a == Awaiting::Batch, v, k))
+            Mail::Published(Ok(acks)) => {
+                self.pipeline.fill(&[Awaiting::Publish, Awaiting::Batch], |a, v, k| {
+                    with_cors(respond::published(&acks, a == Awaiting::Batch, v, k))
+                })
+            }
+            Mail::Published(Err(error)) => {
+                self.pipeline.fill(&[Awaiting::Publish, Awaiting::Batch], |_, v, k| {
+                    with_cors(respond::unavailable(&error, v, k))
+                })
+            }
+            Mail::Failed(error) => self.pipeline.fill(&[Awaiting::Info, Awaiting::Delete], |_, v, k| {
+                with_cors(respond::unavailable(&error, v, k))
             }),
             Mail::ChannelInfo(info) => self
                 .pipeline

@@ -16,7 +16,7 @@ pub mod mail;
 mod pipeline;
 mod poll_conn;
 mod pushlet_conn;
-mod report;
+pub mod report;
 mod resp_conn;
 mod respond;
 pub mod route;

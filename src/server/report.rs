@@ -35,7 +35,7 @@ pub fn stats_json(stats: &Stats, fanout: &FanoutHandle, queue_capacity: usize) -
         .zip(QUANTILE_NAMES)
         .map(|(q, n)| (n.to_string(), json!(latency.value_at_quantile(*q))))
         .collect();
-    json!({
+    let mut value = json!({
         "uptime_secs": stats.started.elapsed().as_secs(),
         "connections": {
             "open": stats.total(|l| &l.connections),
@@ -50,6 +50,7 @@ pub fn stats_json(stats: &Stats, fanout: &FanoutHandle, queue_capacity: usize) -
         "batches": stats.fanout.batches.load(Relaxed),
         "deliveries": stats.total(|l| &l.deliveries),
         "slow_consumers_dropped": stats.total(|l| &l.slow_consumers),
+        "bytes_out": stats.total(|l| &l.bytes_out),
         "h2": {
             "connections": stats.total(|l| &l.h2.connections),
             "streams": stats.total(|l| &l.h2.streams),
@@ -60,6 +61,22 @@ pub fn stats_json(stats: &Stats, fanout: &FanoutHandle, queue_capacity: usize) -
         "queues": { "publish_depth": fanout.queue_depth(), "publish_capacity": queue_capacity },
         "delivery_latency_us": { "count": latency.len(), "quantiles": quantiles },
         "loops": loops,
+    });
+    if let (Some(b), Some(map)) = (&stats.backplane, value.as_object_mut()) {
+        map.insert("backplane".into(), backplane_json(b));
+    }
+    value
+}
+
+/// The Redis backplane's state, as `/stats` and the dashboard show it.
+pub fn backplane_json(b: &crate::backplane::BackplaneStats) -> Value {
+    json!({
+        "connected": b.connected.load(Relaxed),
+        "listening": b.listening.load(Relaxed),
+        "rtt_us": b.rtt_us.load(Relaxed),
+        "queued": b.queued.load(Relaxed),
+        "errors": b.errors.load(Relaxed),
+        "reconnects": b.reconnects.load(Relaxed),
     })
 }
 
@@ -116,11 +133,56 @@ pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
     );
     super::h2_conn::metrics(stats, &mut metric);
     metric(
+        "bytes_out_total",
+        "counter",
+        "Bytes written to client sockets, all ports.",
+        &one(stats.total(|l| &l.bytes_out)),
+    );
+    metric(
         "publish_queue_depth",
         "gauge",
         "Publishes waiting for the fan-out thread.",
         &one(fanout.queue_depth() as u64),
     );
+    if let Some(b) = &stats.backplane {
+        let flag = |v: bool| one(u64::from(v));
+        metric(
+            "backplane_connected",
+            "gauge",
+            "1 while the Redis command connection is up.",
+            &flag(b.connected.load(Relaxed)),
+        );
+        metric(
+            "backplane_listening",
+            "gauge",
+            "1 while subscribed to Redis announcements.",
+            &flag(b.listening.load(Relaxed)),
+        );
+        metric(
+            "backplane_rtt_microseconds",
+            "gauge",
+            "The last Redis round trip.",
+            &one(b.rtt_us.load(Relaxed)),
+        );
+        metric(
+            "backplane_queued",
+            "gauge",
+            "Jobs waiting for the Redis command thread.",
+            &one(b.queued.load(Relaxed)),
+        );
+        metric(
+            "backplane_errors_total",
+            "counter",
+            "Redis errors (failed commands, unreadable announcements).",
+            &one(b.errors.load(Relaxed)),
+        );
+        metric(
+            "backplane_reconnects_total",
+            "counter",
+            "Redis command connections lost.",
+            &one(b.reconnects.load(Relaxed)),
+        );
+    }
     let latency = stats.latency();
     let _ = writeln!(
         out,

@@ -36,6 +36,9 @@ pub struct RespConn {
     /// when the round ends: a pipeline of PUBLISH commands is one batch
     /// entry, acknowledged in one mail and answered in one write.
     group: Vec<NewMessage>,
+    /// The sizes of the groups with the hub, oldest first: an answer fills
+    /// that many waiting slots.
+    groups: VecDeque<usize>,
 }
 
 enum Pending {
@@ -148,8 +151,10 @@ impl RespConn {
         }
         let messages = std::mem::take(&mut self.group);
         let count = messages.len();
-        let publish = Publish { messages, reply: Some(cx.env.conn_ref(cx.key)), received_at: cx.io.now() };
+        let publish =
+            Publish { messages, reply: Some(cx.env.conn_ref(cx.key)), received_at: cx.io.now(), done: None };
         if cx.env.fanout.try_publish(publish).is_ok() {
+            self.groups.push_back(count);
             cx.io.expect_wake(cx.env.shared.hub_answer_spin);
             return;
         }
@@ -175,15 +180,20 @@ impl RespConn {
         }
     }
 
-    /// A group was taken: its slots (the oldest waiting ones) get `:N` each.
-    fn ack(mut self: Box<Self>, cx: &mut Cx, acks: &[PublishAck]) -> Handler {
-        let waiting = self.replies.iter_mut().filter(|p| matches!(p, Pending::Publish));
-        for (slot, ack) in waiting.zip(acks) {
+    /// A group was answered: its slots (the oldest waiting ones) get `:N`
+    /// each, or the error that kept them all from being published.
+    fn ack(mut self: Box<Self>, cx: &mut Cx, acks: Result<Vec<PublishAck>, String>) -> Handler {
+        let count = self.groups.pop_front().unwrap_or(0);
+        let waiting = self.replies.iter_mut().filter(|p| matches!(p, Pending::Publish)).take(count);
+        for (i, slot) in waiting.enumerate() {
             let mut out = Vec::new();
-            reply::integer(&mut out, ack.subscribers as i64);
+            match &acks {
+                Ok(acks) => reply::integer(&mut out, acks.get(i).map_or(0, |a| a.subscribers as i64)),
+                Err(e) => out = error_reply(&format!("ERR backplane unavailable ({e}); retry shortly")),
+            }
             *slot = Pending::Ready(out);
         }
-        self.in_flight = self.in_flight.saturating_sub(acks.len());
+        self.in_flight = self.in_flight.saturating_sub(count);
         self.read_commands(cx)
     }
 
@@ -220,7 +230,7 @@ impl Handle for RespConn {
 
     fn mail(mut self: Box<Self>, cx: &mut Cx, mail: Mail) -> Handler {
         match mail {
-            Mail::Published(acks) => self.ack(cx, &acks),
+            Mail::Published(acks) => self.ack(cx, acks),
             Mail::Shutdown => {
                 self.peer_done = true;
                 self.flush(cx)

@@ -17,6 +17,13 @@ pub fn busy(version: Version, keep_alive: bool) -> Vec<u8> {
     json_error(503, "publish queue is full; retry shortly", &[("Retry-After", "1")], version, keep_alive)
 }
 
+/// 503 when the Redis backplane cannot store or answer: nothing of the
+/// request took effect; retry in a second.
+pub fn unavailable(error: &str, version: Version, keep_alive: bool) -> Vec<u8> {
+    let message = format!("backplane unavailable ({error}); nothing was published, retry shortly");
+    json_error(503, &message, &[("Retry-After", "1")], version, keep_alive)
+}
+
 /// One publish: `{"id","channel","subscribers"}`. A batch: `{"ids":[…]}` in
 /// line order, with each message's `subscribers` alongside.
 pub fn published(acks: &[PublishAck], batch: bool, version: Version, keep_alive: bool) -> Vec<u8> {
@@ -45,6 +52,10 @@ pub fn channel_info(info: Option<&ChannelInfo>, version: Version, keep_alive: bo
         "published": info.published,
         "last_id": info.last_id.map(|id| id.to_string()),
     });
+    let mut body = body;
+    if let Some(cluster) = info.cluster_subscribers {
+        body["cluster_subscribers"] = serde_json::json!(cluster);
+    }
     json(200, &body, version, keep_alive)
 }
 
@@ -68,8 +79,21 @@ pub fn json(status: u16, body: &serde_json::Value, version: Version, keep_alive:
     )
 }
 
-pub fn health(version: Version, keep_alive: bool) -> Vec<u8> {
-    Response::new(200).header("Content-Type", "text/plain").with_body(b"ok\n", version, keep_alive)
+/// `ok`, or `degraded` with the reason while the Redis backplane is
+/// unreachable: still 200, since every node shares the Redis and taking them
+/// all out of a load balancer would drop every subscriber at once.
+pub fn health(
+    backplane: Option<&crate::backplane::BackplaneStats>,
+    version: Version,
+    keep_alive: bool,
+) -> Vec<u8> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let body: &[u8] = match backplane {
+        Some(b) if !b.connected.load(Relaxed) => b"degraded: the Redis backplane is unreachable\n",
+        Some(b) if !b.listening.load(Relaxed) => b"degraded: not subscribed to the Redis backplane\n",
+        _ => b"ok\n",
+    };
+    Response::new(200).header("Content-Type", "text/plain").with_body(body, version, keep_alive)
 }
 
 /// The head of a streaming or long-poll response.

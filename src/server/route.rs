@@ -63,6 +63,11 @@ pub enum Route {
     Stats,
     /// `GET /metrics`.
     Metrics,
+    /// `GET /dashboard`: the live dashboard page.
+    Dashboard,
+    /// `GET /dashboard/stream`: the stats stream, an SSE subscription to
+    /// the internal stats channel (no token: the ingest key admits it).
+    StatsStream(SubscribeRequest),
     Health,
     /// A CORS preflight (`OPTIONS /sub/...`).
     Preflight,
@@ -315,6 +320,8 @@ fn route_ingest(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
     let report = match req.path.as_str() {
         "/stats" => Some(Route::Stats),
         "/metrics" => Some(Route::Metrics),
+        "/dashboard" | "/dashboard/" => Some(Route::Dashboard),
+        "/dashboard/stream" => Some(stats_stream(req, limits)?),
         _ => None,
     };
     if let Some(report) = report {
@@ -353,6 +360,29 @@ fn route_ingest(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
         }
         _ => Err(Refusal::method("POST, GET, DELETE")),
     }
+}
+
+/// How many past samples a new stats stream starts with: five minutes, the
+/// dashboard's window (history keeps `history_size` of them).
+const STATS_BACKLOG: usize = 300;
+
+/// `GET /dashboard/stream`: SSE on the internal stats channel. A resume
+/// (`Last-Event-ID`, as EventSource sends on reconnect) continues after its
+/// id; a new stream starts with the retained samples (`?backlog=N` or five
+/// minutes' worth), so the charts fill at once.
+fn stats_stream(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
+    let start = match start_point(req, limits)? {
+        Start::Now => Start::Backlog(STATS_BACKLOG.min(limits.history_size)),
+        other => other,
+    };
+    Ok(Route::StatsStream(SubscribeRequest {
+        channels: vec![Arc::from(crate::dashboard::STATS_CHANNEL)],
+        transport: Transport::Sse,
+        start,
+        timeout: limits.longpoll_default,
+        callback: None,
+        ws_accept: None,
+    }))
 }
 
 /// The most lines one NDJSON batch may hold: with 1 MiB bodies, small
@@ -557,6 +587,33 @@ mod tests {
             assert_eq!(got, *status, "{raw:?}: {message}");
             assert!(message.contains(needle), "{raw:?}: {message:?} lacks {needle:?}");
         }
+    }
+
+    #[test]
+    fn routes_the_dashboard() {
+        let stream = |raw: &str| match route(&req(raw), Port::Ingest, &limits()) {
+            Ok(Route::StatsStream(s)) => s,
+            other => panic!("{raw:?} routed to {other:?}"),
+        };
+        let fresh = stream("GET /dashboard/stream HTTP/1.1\r\n\r\n");
+        assert_eq!(fresh.transport, Transport::Sse);
+        assert_eq!(
+            fresh.channels.iter().map(|c| &**c).collect::<Vec<_>>(),
+            [crate::dashboard::STATS_CHANNEL]
+        );
+        assert_eq!(fresh.start, Start::Backlog(100), "five minutes of samples, capped by history");
+        let resumed = stream("GET /dashboard/stream HTTP/1.1\r\nLast-Event-ID: 17-3\r\n\r\n");
+        assert_eq!(resumed.start, Start::After(MessageId::new(17, 3)));
+        assert_eq!(stream("GET /dashboard/stream?backlog=0 HTTP/1.1\r\n\r\n").start, Start::Backlog(0));
+        assert_eq!(
+            route(&req("GET /dashboard HTTP/1.1\r\n\r\n"), Port::Ingest, &limits()),
+            Ok(Route::Dashboard)
+        );
+        assert_eq!(refused("GET /dashboard HTTP/1.1\r\n\r\n", Port::Public).0, 404);
+        assert_eq!(
+            refused("POST /dashboard/stream HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Port::Ingest).0,
+            405
+        );
     }
 
     #[test]

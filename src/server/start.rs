@@ -34,6 +34,7 @@ pub struct Running {
     bayeux_thread: JoinHandle<()>,
     pushlet: PushletHandle,
     pushlet_thread: JoinHandle<()>,
+    sampler: crate::dashboard::Sampler,
 }
 
 /// Stops a running gateway from another thread (a signal handler's).
@@ -74,6 +75,7 @@ impl Running {
         self.pushlet.send(PushletIn::Stop);
         let _ = self.bayeux_thread.join();
         let _ = self.pushlet_thread.join();
+        self.sampler.stop();
         let _ = self.fanout.join();
     }
 }
@@ -184,13 +186,36 @@ fn pushlet_config(config: &Config) -> crate::pushlet::engine::Config {
     }
 }
 
+/// The Redis backplane's threads, when `redis` is set. The node's name in
+/// the cluster-wide counts: its time of start and a random part.
+fn backplane(config: &Config) -> Result<Option<crate::backplane::Backplane>, String> {
+    if config.redis.is_empty() {
+        return Ok(None);
+    }
+    let node =
+        format!("{:x}-{:08x}", crate::clock::unix_ms(), crate::random::Random::new().next_u64() as u32);
+    let settings = crate::backplane::BackplaneConfig {
+        url: config.redis.clone(),
+        history_size: config.history_size,
+        history_ttl: Duration::from_secs(config.history_ttl_secs),
+    };
+    crate::backplane::start(settings, node).map(Some)
+}
+
 /// Starts the gateway described by `config` (already validated).
 pub fn start(config: &Config) -> Result<Running, String> {
     let threads = config.threads_effective();
     let (public_addr, public) = bind_all(&config.listen, threads, config.backlog, "public")?;
     let (ingest_addr, ingest) = bind_all(&config.ingest, threads, config.backlog, "ingest")?;
     let (resp_addr, resp) = bind_all(&config.resp, threads, config.backlog, "resp")?;
-    let shared = Arc::new(shared(config, public_addr, ingest_addr)?);
+    let backplane = backplane(config)?;
+    let mut shared = shared(config, public_addr, ingest_addr)?;
+    if let Some(b) = &backplane {
+        let mut stats = crate::stats::Stats::new(threads);
+        stats.backplane = Some(b.stats.clone());
+        shared.stats = Arc::new(stats);
+    }
+    let shared = Arc::new(shared);
     let limits =
         ReactorLimits { max_outbound: config.max_outbound_bytes, default_input_cap: config.max_head_bytes };
     let mut reactors = Vec::with_capacity(threads);
@@ -226,7 +251,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         publish_queue: config.publish_queue,
         spin: Duration::from_micros(config.handoff_spin_us),
     };
-    let (handle, fanout) = fanout::spawn(fanout_config, outlets, shared.stats.clone())
+    let (handle, fanout) = fanout::spawn(fanout_config, outlets, shared.stats.clone(), backplane)
         .map_err(|e| format!("fan-out thread: {e}"))?;
     let bayeux_thread = crate::bayeux::thread::spawn(
         bayeux_config(config),
@@ -252,6 +277,15 @@ pub fn start(config: &Config) -> Result<Running, String> {
         },
     )
     .map_err(|e| format!("Pushlet thread: {e}"))?;
+    let node = crate::dashboard::node_info(
+        config,
+        &public_addr.to_string(),
+        &ingest_addr.to_string(),
+        &resp_addr.to_string(),
+        threads,
+    );
+    let sampler = crate::dashboard::Sampler::spawn(shared.stats.clone(), handle.clone(), node)
+        .map_err(|e| format!("sampler thread: {e}"))?;
     let mut loops = Vec::with_capacity(threads);
     for (loop_id, (reactor, inbox)) in reactors.into_iter().zip(inboxes).enumerate() {
         let env = Env {
@@ -286,5 +320,6 @@ pub fn start(config: &Config) -> Result<Running, String> {
         bayeux_thread,
         pushlet,
         pushlet_thread,
+        sampler,
     })
 }

@@ -115,6 +115,13 @@ impl Worker {
         self.dispatch(io, key, |h, cx| h.on(cx, Event::Mail(mail)));
     }
 
+    /// Copies the loop's bytes-written count into its counters. The loop
+    /// writes after the callbacks of a turn, so the count trails by a turn:
+    /// enough for a rate per second.
+    fn note_written(&self, io: &Io<Conn>) {
+        crate::stats::set(&self.env.stats().bytes_out, io.bytes_written());
+    }
+
     /// Ends every stream cleanly, answers parked polls, lets the loop drain.
     fn shutdown(&mut self, io: &mut Io<Conn>) {
         for key in io.keys() {
@@ -189,6 +196,7 @@ impl Service for Worker {
     }
 
     fn on_input(&mut self, io: &mut Io<Conn>, key: ConnKey) {
+        self.note_written(io);
         self.dispatch(io, key, |h, cx| h.on(cx, Event::Input));
     }
 
@@ -197,10 +205,12 @@ impl Service for Worker {
     }
 
     fn on_deadline(&mut self, io: &mut Io<Conn>, key: ConnKey) {
+        self.note_written(io);
         self.dispatch(io, key, |h, cx| h.on(cx, Event::Deadline));
     }
 
     fn on_wake(&mut self, io: &mut Io<Conn>) {
+        self.note_written(io);
         let mut mail = Vec::new();
         self.inbox.drain(&mut mail);
         for msg in mail {
@@ -235,6 +245,7 @@ impl Service for Worker {
                 LoopMsg::Hub(HubMail::Deleted { conn, channel, subscribers }) => {
                     self.mail_to(io, conn, Mail::Deleted { channel, subscribers })
                 }
+                LoopMsg::Hub(HubMail::Failed { conn, error }) => self.mail_to(io, conn, Mail::Failed(error)),
                 LoopMsg::Hub(HubMail::ChannelDeleted(channel)) => {
                     for (key, stream) in self.env.index.listeners(&channel) {
                         let mail = Mail::ChannelDeleted { stream };

@@ -88,3 +88,45 @@ test('the demo page: every transport connects and shows what its form publishes'
 function logText(page) {
   return page.$$eval('#log li', (lis) => lis.map((li) => li.textContent).join('\n')).catch((e) => `(log unreadable: ${e.message})`);
 }
+
+test('the demo page: its live view shows named events, reconnects and the catch-up after Connect', { timeout: 60_000 }, async () => {
+  ctx.page = await openPage(ctx.browser, `${ctx.halley.url}/`);
+  const page = ctx.page;
+  await page.fill('#channel', 'live-view');
+  await page.selectOption('#transport', 'sse');
+  await page.click('#connect');
+  await waitInPage(ctx, '#status connected (sse)', () => document.getElementById('status').textContent === 'connected (sse)');
+
+  // A named event published from the form arrives over SSE with its name.
+  await page.fill('#event', 'alert');
+  await page.fill('#data', 'named one');
+  await page.click('#publish button[type=submit]');
+  await waitInPage(ctx, 'the named event in the log', () =>
+    [...document.querySelectorAll('#log li')].some((li) => li.lastChild.textContent === 'named one' && li.querySelector('.event')?.textContent === 'event: alert'));
+  assert.ok((await page.textContent('#curl')).endsWith('/pub/live-view?event=alert'), 'the curl line carries the event');
+
+  // Away: Disconnect, two messages published meanwhile, Connect: they come
+  // first, marked as caught up, after a note naming the resume point.
+  await page.click('#disconnect');
+  const lastId = await page.textContent('#lastid');
+  const away = [await ctx.halley.publish('live-view', 'while away 1'), await ctx.halley.publish('live-view', 'while away 2')];
+  await new Promise((r) => setTimeout(r, 20)); // the connect time must be after the ids' milliseconds
+  await page.click('#connect');
+  const shown = await waitInPage(ctx, 'the messages published while away, caught up', (ids) => {
+    const items = [...document.querySelectorAll('#log li')];
+    const hits = ids.map((id) => items.find((li) => li.querySelector('.meta').textContent.startsWith(`${id} `)));
+    return hits.every((li) => li && li.querySelector('.catchup')) && items.map((li) => li.textContent);
+  }, away.map((a) => a.id));
+  assert.ok(shown.some((t) => t.includes(`connected (sse), resuming after ${lastId}`)), `a note names the resume point ${lastId}:\n${shown.join('\n')}`);
+  assert.ok(shown.some((t) => t.includes(`disconnected; Connect resumes after ${lastId}`)), shown.join('\n'));
+  assert.match(await page.textContent('#counts'), /^3 messages, 1 named events, 0 reconnects$/);
+
+  // A live message after the catch-up is not marked.
+  const live = await ctx.halley.publish('live-view', 'live again');
+  const mark = await waitInPage(ctx, 'the live message', (id) => {
+    const li = [...document.querySelectorAll('#log li')].find((l) => l.querySelector('.meta').textContent.startsWith(`${id} `));
+    return li && { catchup: !!li.querySelector('.catchup') };
+  }, live.id);
+  assert.equal(mark.catchup, false, 'a live message is not marked caught up');
+  ctx.halley.assertAlive();
+});

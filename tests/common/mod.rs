@@ -2,12 +2,15 @@
 //! it over real sockets. Every wait has a deadline and fails with what it saw.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod frame;
 pub mod http;
 pub mod process;
+pub mod redis_server;
 pub mod resp;
 pub mod rng;
 pub mod stream;
+pub mod tcp_proxy;
 pub mod ws;
 
 use std::io::{BufRead, BufReader};
@@ -22,6 +25,8 @@ pub use frame::*;
 pub use http::*;
 #[allow(unused_imports)]
 pub use process::*;
+#[allow(unused_imports)]
+pub use redis_server::*;
 #[allow(unused_imports)]
 pub use resp::*;
 #[allow(unused_imports)]

@@ -1,0 +1,319 @@
+//! The command thread: owns one Redis connection and runs the fan-out
+//! thread's jobs in order (store, fetch, count, delete, heartbeat), each as
+//! one pipelined round trip. A job that finds Redis down fails at once (the
+//! publisher gets 503), and the thread reconnects with backoff.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use redis::Value;
+
+use super::*;
+
+struct Commander {
+    client: redis::Client,
+    config: BackplaneConfig,
+    node: String,
+    events: Sender<Event>,
+    stats: Arc<BackplaneStats>,
+    con: Option<Connected>,
+    /// No connection attempt before this (backoff after a failure).
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+/// A live connection with the scripts loaded.
+struct Connected {
+    con: redis::Connection,
+    store: String,
+    delete: String,
+    fetch: String,
+    count: String,
+}
+
+pub fn spawn(
+    client: redis::Client,
+    config: BackplaneConfig,
+    node: String,
+    jobs: Receiver<Job>,
+    events: Sender<Event>,
+    stats: Arc<BackplaneStats>,
+) -> std::io::Result<JoinHandle<()>> {
+    let mut commander = Commander {
+        client,
+        config,
+        node,
+        events,
+        stats,
+        con: None,
+        retry_at: Instant::now(),
+        backoff: BACKOFF_MIN,
+    };
+    std::thread::Builder::new().name("halley-redis-cmd".into()).spawn(move || {
+        // Connect at once so /healthz and /stats tell the truth from the start.
+        let _ = commander.connection();
+        while let Ok(job) = jobs.recv() {
+            crate::stats::dec(&commander.stats.queued);
+            commander.run(job);
+        }
+    })
+}
+
+fn load(con: &mut redis::Connection, source: &str) -> redis::RedisResult<String> {
+    redis::cmd("SCRIPT").arg("LOAD").arg(source).query(con)
+}
+
+impl Commander {
+    /// The connection, connecting if it is time to try; `Err` says why not.
+    fn connection(&mut self) -> Result<&mut Connected, String> {
+        if self.stats.reset.swap(false, std::sync::atomic::Ordering::Relaxed) && self.con.is_some() {
+            // The listener saw Redis go away: this connection is dead too.
+            self.lost();
+            self.retry_at = Instant::now();
+        }
+        if self.con.is_none() {
+            if Instant::now() < self.retry_at {
+                return Err("Redis is unavailable; reconnecting".into());
+            }
+            match self.connect() {
+                Ok(connected) => {
+                    self.backoff = BACKOFF_MIN;
+                    self.stats.connected.store(true, std::sync::atomic::Ordering::Relaxed);
+                    crate::log::info(format_args!("backplane: connected to {}", self.config.url));
+                    self.con = Some(connected);
+                }
+                Err(e) => {
+                    self.stats.connected.store(false, std::sync::atomic::Ordering::Relaxed);
+                    self.retry_at = Instant::now() + self.backoff;
+                    self.backoff = next_backoff(self.backoff);
+                    crate::stats::inc(&self.stats.errors);
+                    crate::log::warn(format_args!("backplane: cannot reach Redis: {e}"));
+                    return Err(format!("Redis is unavailable: {e}"));
+                }
+            }
+        }
+        self.con.as_mut().ok_or_else(|| "Redis is unavailable".to_string())
+    }
+
+    /// The connection is gone: the next job reconnects.
+    fn lost(&mut self) {
+        self.con = None;
+        self.stats.connected.store(false, std::sync::atomic::Ordering::Relaxed);
+        crate::stats::inc(&self.stats.reconnects);
+    }
+
+    fn connect(&self) -> redis::RedisResult<Connected> {
+        let mut con = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        con.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+        con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+        Ok(Connected {
+            store: load(&mut con, script::STORE)?,
+            delete: load(&mut con, script::DELETE)?,
+            fetch: load(&mut con, script::FETCH)?,
+            count: load(&mut con, script::COUNT)?,
+            con,
+        })
+    }
+
+    /// Runs `f` on the connection; a failure drops the connection (the next
+    /// job reconnects) and is counted.
+    fn with<T>(&mut self, f: impl FnOnce(&mut Connected) -> redis::RedisResult<T>) -> Result<T, String> {
+        let started = Instant::now();
+        let connected = self.connection()?;
+        match f(connected) {
+            Ok(value) => {
+                crate::stats::set(&self.stats.rtt_us, started.elapsed().as_micros() as u64);
+                Ok(value)
+            }
+            Err(e) => {
+                crate::stats::inc(&self.stats.errors);
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || e.is_unrecoverable_error()
+                {
+                    self.con = None;
+                    self.stats.connected.store(false, std::sync::atomic::Ordering::Relaxed);
+                    crate::stats::inc(&self.stats.reconnects);
+                    self.retry_at = Instant::now();
+                }
+                crate::log::warn(format_args!("backplane: {e}"));
+                Err(format!("Redis: {e}"))
+            }
+        }
+    }
+
+    fn run(&mut self, job: Job) {
+        let event = match job {
+            Job::Store { tag, items } => Event::Stored { tag, result: self.store(&items) },
+            Job::Fetch { tag, channels } => Event::Fetched { tag, result: self.fetch(&channels) },
+            Job::Count { tag, channel } => Event::Counted { tag, result: self.count(&channel) },
+            Job::Delete { tag, channel } => Event::DeleteDone { tag, result: self.delete(&channel) },
+            Job::Heartbeat { counts } => {
+                let _ = self.heartbeat(&counts);
+                return;
+            }
+        };
+        let _ = self.events.send(event);
+    }
+
+    /// Stores and announces every item in one pipelined round trip.
+    fn store(&mut self, items: &[StoreItem]) -> Result<Vec<MessageId>, String> {
+        let size = self.config.history_size.max(1);
+        let age_ms = self.config.history_ttl.as_millis() as u64;
+        let ids: Vec<String> = self.with(|c| {
+            let mut pipe = redis::pipe();
+            for item in items {
+                pipe.cmd("EVALSHA")
+                    .arg(&c.store)
+                    .arg(3)
+                    .arg(keys::stream(&item.channel))
+                    .arg(keys::LAST_ID)
+                    .arg(keys::dropped(&item.channel))
+                    .arg(size)
+                    .arg(age_ms)
+                    .arg(&*item.data)
+                    .arg(item.event.as_deref().unwrap_or(""))
+                    .arg(item.ext.as_deref().unwrap_or(""))
+                    .arg(keys::notify(&item.channel))
+                    .arg(&*item.channel)
+                    .arg("PUBLISH");
+            }
+            pipe.query(&mut c.con)
+        })?;
+        ids.iter().map(|id| id.parse().map_err(|e| format!("Redis gave a bad id: {e}"))).collect()
+    }
+
+    fn fetch(&mut self, channels: &[(Arc<str>, Range)]) -> Result<Vec<(Vec<Stored>, bool)>, String> {
+        let replies: Vec<Value> = self.with(|c| {
+            let mut pipe = redis::pipe();
+            for (channel, range) in channels {
+                let (mode, arg) = match range {
+                    Range::After(id) => ("after", id.to_string()),
+                    Range::Last(n) => ("last", n.to_string()),
+                };
+                pipe.cmd("EVALSHA")
+                    .arg(&c.fetch)
+                    .arg(2)
+                    .arg(keys::stream(channel))
+                    .arg(keys::dropped(channel))
+                    .arg(mode)
+                    .arg(arg);
+            }
+            pipe.query(&mut c.con)
+        })?;
+        channels
+            .iter()
+            .zip(replies)
+            .map(|((channel, range), reply)| {
+                let (entries, dropped) = parse_fetch(channel, reply)?;
+                let gap = match range {
+                    Range::After(id) => *id < dropped,
+                    Range::Last(_) => false,
+                };
+                let mut entries = entries;
+                if let Range::Last(_) = range {
+                    entries.reverse();
+                }
+                Ok((entries, gap))
+            })
+            .collect()
+    }
+
+    fn count(&mut self, channel: &Arc<str>) -> Result<ChannelFacts, String> {
+        let alive_since = crate::clock::unix_ms().saturating_sub(NODE_TTL.as_millis() as u64);
+        let reply: (usize, u8, usize, String) = self.with(|c| {
+            redis::cmd("EVALSHA")
+                .arg(&c.count)
+                .arg(2)
+                .arg(keys::stream(channel))
+                .arg(keys::NODES)
+                .arg(alive_since)
+                .arg(&**channel)
+                .query(&mut c.con)
+        })?;
+        let (cluster_subscribers, exists, retained, last) = reply;
+        Ok(ChannelFacts { cluster_subscribers, exists: exists == 1, retained, last_id: last.parse().ok() })
+    }
+
+    fn delete(&mut self, channel: &Arc<str>) -> Result<(), String> {
+        self.with(|c| {
+            redis::cmd("EVALSHA")
+                .arg(&c.delete)
+                .arg(2)
+                .arg(keys::stream(channel))
+                .arg(keys::dropped(channel))
+                .arg(keys::CONTROL)
+                .arg(&**channel)
+                .query::<i64>(&mut c.con)
+        })
+        .map(|_| ())
+    }
+
+    /// This node's counts, replaced whole, with an expiry; the node set
+    /// scored by the time, so the dead drop out of the sums.
+    fn heartbeat(&mut self, counts: &[(Arc<str>, usize)]) -> Result<(), String> {
+        let key = keys::node_counts(&self.node);
+        let now = crate::clock::unix_ms();
+        let node = self.node.clone();
+        self.with(|c| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("DEL").arg(&key).ignore();
+            if !counts.is_empty() {
+                let hset = pipe.cmd("HSET").arg(&key);
+                for (channel, n) in counts {
+                    hset.arg(&**channel).arg(*n);
+                }
+                hset.ignore();
+            }
+            pipe.cmd("PEXPIRE").arg(&key).arg(NODE_TTL.as_millis() as u64).ignore();
+            pipe.cmd("ZADD").arg(keys::NODES).arg(now).arg(&node).ignore();
+            let stale = now.saturating_sub(10 * NODE_TTL.as_millis() as u64);
+            pipe.cmd("ZREMRANGEBYSCORE").arg(keys::NODES).arg("-inf").arg(stale).ignore();
+            pipe.query::<()>(&mut c.con)
+        })
+    }
+}
+
+/// `{entries, dropped}` of the fetch script.
+fn parse_fetch(channel: &Arc<str>, reply: Value) -> Result<(Vec<Stored>, MessageId), String> {
+    let bad = || format!("Redis: unexpected history reply for {channel}");
+    let Value::Array(mut parts) = reply else { return Err(bad()) };
+    if parts.len() != 2 {
+        return Err(bad());
+    }
+    let dropped = parts.pop().and_then(|v| text(&v)).and_then(|t| t.parse().ok()).unwrap_or_default();
+    let Some(Value::Array(entries)) = parts.pop() else { return Err(bad()) };
+    let stored =
+        entries.iter().map(|e| parse_entry(channel, e)).collect::<Option<Vec<_>>>().ok_or_else(bad)?;
+    Ok((stored, dropped))
+}
+
+/// One stream entry: `[id, [field, value, …]]`.
+fn parse_entry(channel: &Arc<str>, entry: &Value) -> Option<Stored> {
+    let Value::Array(pair) = entry else { return None };
+    let id: MessageId = text(pair.first()?)?.parse().ok()?;
+    let Value::Array(fields) = pair.get(1)? else { return None };
+    let mut stored = Stored { id, channel: channel.clone(), data: "".into(), event: None, ext: None };
+    for kv in fields.chunks(2) {
+        let (Some(k), Some(v)) = (kv.first().and_then(text), kv.get(1).and_then(text)) else { continue };
+        match k.as_str() {
+            "d" => stored.data = v.into(),
+            "e" => stored.event = Some(v.into()),
+            "x" => stored.ext = Some(v.into()),
+            _ => {}
+        }
+    }
+    Some(stored)
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}

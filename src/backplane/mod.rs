@@ -1,0 +1,186 @@
+//! The Redis backplane: many halley nodes, one set of channels.
+//!
+//! With `redis` set, a channel's history is a Redis stream and its messages
+//! reach every node through Redis pub/sub. The fan-out thread keeps doing its
+//! job (ids aside): it hands each batch of publishes to the backplane's
+//! command thread, which stores and announces them in one pipelined round
+//! trip (the store-and-notify script, `script.rs`), and every node's listener
+//! thread hands what is announced back to its fan-out thread, which delivers
+//! it as it delivers local publishes today: one wake-up per loop per batch.
+//! The message id is the one Redis assigned, so every node delivers the same
+//! message under the same id, per channel in one order.
+//!
+//! Both threads own their connections and block only themselves (the `redis`
+//! crate's sync API, with timeouts); the loops and the fan-out never wait on
+//! Redis. Each reconnects with backoff on its own.
+
+mod command;
+pub mod keys;
+mod listen;
+pub mod script;
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::hub::MessageId;
+
+/// Connect and command timeouts: a Redis that does not answer within them
+/// is treated as down, so a publish is refused within a few seconds.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnect backoff: from 100 ms, doubling, at most 2 s.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// A node's counts expire unless refreshed: it is counted as gone after this.
+pub const NODE_TTL: Duration = Duration::from_secs(3);
+
+/// Settings the backplane needs.
+#[derive(Debug, Clone)]
+pub struct BackplaneConfig {
+    pub url: String,
+    pub history_size: usize,
+    pub history_ttl: Duration,
+}
+
+/// The backplane's state, for `/stats`, `/metrics` and `/healthz`. One
+/// writer each: the listener writes `connected`, the command thread the rest.
+#[derive(Default)]
+pub struct BackplaneStats {
+    /// The listener is subscribed (messages from other nodes arrive).
+    pub listening: AtomicBool,
+    /// The command connection is up (publishes can be stored).
+    pub connected: AtomicBool,
+    /// The last command round trip, in microseconds.
+    pub rtt_us: AtomicU64,
+    /// Jobs waiting for the command thread.
+    pub queued: AtomicU64,
+    pub errors: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// Set by the listener when its connection drops (Redis restarted or
+    /// gone): the command thread then reconnects before its next job
+    /// instead of failing one publish on a dead connection.
+    pub reset: AtomicBool,
+}
+
+/// One message to store.
+#[derive(Debug, Clone)]
+pub struct StoreItem {
+    pub channel: Arc<str>,
+    pub data: Box<str>,
+    pub event: Option<Box<str>>,
+    pub ext: Option<Box<str>>,
+}
+
+/// A message as Redis holds it (from the stream or an announcement).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub id: MessageId,
+    pub channel: Arc<str>,
+    pub data: Box<str>,
+    pub event: Option<Box<str>>,
+    pub ext: Option<Box<str>>,
+}
+
+/// What history a fetch wants for one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// Every entry after this id.
+    After(MessageId),
+    /// The last N entries.
+    Last(usize),
+}
+
+/// Work for the command thread.
+#[derive(Debug)]
+pub enum Job {
+    /// Store and announce, in order; answered by `Event::Stored`.
+    Store { tag: u64, items: Vec<StoreItem> },
+    /// Read history; answered by `Event::Fetched`.
+    Fetch { tag: u64, channels: Vec<(Arc<str>, Range)> },
+    /// A channel's cluster-wide facts; answered by `Event::Counted`.
+    Count { tag: u64, channel: Arc<str> },
+    /// Empty a channel everywhere; answered by `Event::DeleteDone`.
+    Delete { tag: u64, channel: Arc<str> },
+    /// This node's subscriber counts (refreshed about once a second).
+    Heartbeat { counts: Vec<(Arc<str>, usize)> },
+}
+
+/// A channel's cluster-wide facts.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelFacts {
+    pub retained: usize,
+    pub last_id: Option<MessageId>,
+    pub cluster_subscribers: usize,
+    pub exists: bool,
+}
+
+/// What the backplane's threads tell the fan-out thread.
+#[derive(Debug)]
+pub enum Event {
+    Stored {
+        tag: u64,
+        result: Result<Vec<MessageId>, String>,
+    },
+    /// Per channel of the fetch, in its order: the entries (oldest first)
+    /// and whether Redis had already dropped some that were asked for.
+    Fetched {
+        tag: u64,
+        result: Result<Vec<(Vec<Stored>, bool)>, String>,
+    },
+    Counted {
+        tag: u64,
+        result: Result<ChannelFacts, String>,
+    },
+    DeleteDone {
+        tag: u64,
+        result: Result<(), String>,
+    },
+    /// Announced by some node (this one included), in Redis' order.
+    Message(Stored),
+    /// A channel was deleted (by any node).
+    Deleted(Arc<str>),
+    /// The listener is subscribed again after being down: what was missed
+    /// meanwhile must be read from the streams.
+    Resubscribed,
+    /// The listener lost its connection.
+    ListenerDown,
+}
+
+/// The fan-out thread's side of the backplane.
+pub struct Backplane {
+    pub jobs: Sender<Job>,
+    pub events: Receiver<Event>,
+    pub stats: Arc<BackplaneStats>,
+}
+
+impl Backplane {
+    /// Hands a job to the command thread.
+    pub fn send(&self, job: Job) {
+        crate::stats::inc(&self.stats.queued);
+        let _ = self.jobs.send(job);
+    }
+}
+
+/// Starts the command and listener threads. `node` names this node in the
+/// cluster-wide counts.
+pub fn start(config: BackplaneConfig, node: String) -> Result<Backplane, String> {
+    let client =
+        redis::Client::open(config.url.as_str()).map_err(|e| format!("redis URL '{}': {e}", config.url))?;
+    let stats = Arc::new(BackplaneStats::default());
+    // Unbounded: jobs come from the fan-out thread (one store per batch),
+    // events at most one per announced message, drained every fan-out turn.
+    let (jobs, job_rx) = crossbeam_channel::unbounded();
+    let (event_tx, events) = crossbeam_channel::unbounded();
+    command::spawn(client.clone(), config, node, job_rx, event_tx.clone(), stats.clone())
+        .map_err(|e| format!("backplane command thread: {e}"))?;
+    listen::spawn(client, event_tx, stats.clone()).map_err(|e| format!("backplane listener thread: {e}"))?;
+    Ok(Backplane { jobs, events, stats })
+}
+
+/// Doubles a backoff up to its ceiling.
+fn next_backoff(current: Duration) -> Duration {
+    (current * 2).min(BACKOFF_MAX)
+}

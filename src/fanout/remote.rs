@@ -1,0 +1,418 @@
+//! The fan-out thread with the Redis backplane: publishes are stored and
+//! announced by Redis (which assigns their ids), every message reaches this
+//! node as an announcement, and history comes from the streams. The rest of
+//! the fan-out (channels, encoding, routing, one batch per outlet) is the
+//! same as without it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::run::Fanout;
+use super::*;
+use crate::backplane::{Backplane, ChannelFacts, Event, Job, Range, StoreItem, Stored};
+
+/// The backplane and what the fan-out waits for from it, by job tag.
+pub struct Remote {
+    pub backplane: Backplane,
+    next_tag: u64,
+    /// Publishes being stored: who waits for each, and its channels.
+    storing: HashMap<u64, Vec<Waiting>>,
+    /// History being read: for a subscribe, or to catch up after the
+    /// listener was down.
+    fetching: HashMap<u64, Fetching>,
+    counting: HashMap<u64, (ConnRef, Arc<str>)>,
+    deleting: HashMap<u64, (ConnRef, Arc<str>, usize)>,
+    /// Channels catching up after a reconnect: announcements that arrive
+    /// meanwhile wait here, so nothing is delivered out of order.
+    resyncing: HashMap<Arc<str>, Vec<Stored>>,
+    /// The newest id announced to this node (the resume point a fresh
+    /// subscriber gets), and its value when the listener went down.
+    last_seen: MessageId,
+    last_seen_at_down: Option<MessageId>,
+    /// Messages taken in this turn, per outlet: one batch each per turn.
+    round: Vec<Vec<Arc<Message>>>,
+    /// A catch-up that failed (the command connection was not back yet):
+    /// tried again each second until it succeeds; its channels keep holding
+    /// their announcements meanwhile.
+    retry_resync: Option<Vec<(Arc<str>, Range)>>,
+}
+
+/// One publish being stored: who waits for its answer, and its channels.
+struct Waiting {
+    reply: Option<ConnRef>,
+    done: Option<crossbeam_channel::Sender<Result<Vec<PublishAck>, String>>>,
+    channels: Vec<Arc<str>>,
+}
+
+enum Fetching {
+    Subscribe(Subscribe),
+    Resync(Vec<(Arc<str>, Range)>),
+}
+
+impl Remote {
+    pub fn new(backplane: Backplane, outlets: usize) -> Remote {
+        Remote {
+            backplane,
+            next_tag: 0,
+            storing: HashMap::new(),
+            fetching: HashMap::new(),
+            counting: HashMap::new(),
+            deleting: HashMap::new(),
+            resyncing: HashMap::new(),
+            last_seen: MessageId::ZERO,
+            last_seen_at_down: None,
+            round: vec![Vec::new(); outlets],
+            retry_resync: None,
+        }
+    }
+
+    fn tag(&mut self) -> u64 {
+        self.next_tag += 1;
+        self.next_tag
+    }
+}
+
+/// A message as the hub keeps it, from what Redis holds. Its delivery
+/// latency is measured from the time in its id.
+fn message_of(stored: &Stored) -> Arc<Message> {
+    let age = crate::clock::unix_ms().saturating_sub(stored.id.ms);
+    let received = Instant::now().checked_sub(Duration::from_millis(age)).unwrap_or_else(Instant::now);
+    Arc::new(
+        Message::new(stored.id, stored.channel.clone(), stored.event.clone(), stored.data.clone())
+            .received(received)
+            .with_ext(stored.ext.clone()),
+    )
+}
+
+impl Fanout {
+    /// Hands the pending publishes to Redis; their answers wait for `Stored`.
+    pub(super) fn store_batch(&mut self, batch: Vec<Publish>) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        let mut items = Vec::new();
+        let mut waiting = Vec::with_capacity(batch.len());
+        for publish in batch {
+            let channels = publish.messages.iter().map(|m| m.channel.clone()).collect();
+            items.extend(publish.messages.into_iter().map(|m| StoreItem {
+                channel: m.channel,
+                data: m.data,
+                event: m.event,
+                ext: m.ext,
+            }));
+            waiting.push(Waiting { reply: publish.reply, done: publish.done, channels });
+        }
+        let tag = remote.tag();
+        remote.storing.insert(tag, waiting);
+        remote.backplane.send(Job::Store { tag, items });
+    }
+
+    /// Everything the backplane has said since the last turn.
+    pub(super) fn take_events(&mut self) {
+        loop {
+            let Some(event) = self.remote.as_ref().and_then(|r| r.backplane.events.try_recv().ok()) else {
+                return;
+            };
+            self.on_event(event);
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Message(stored) => self.announced(stored),
+            Event::Stored { tag, result } => self.stored(tag, result),
+            Event::Fetched { tag, result } => self.fetched(tag, result),
+            Event::Counted { tag, result } => self.counted(tag, result),
+            Event::DeleteDone { tag, result } => {
+                let Some((reply, channel, subscribers)) =
+                    self.remote.as_mut().and_then(|r| r.deleting.remove(&tag))
+                else {
+                    return;
+                };
+                let mail = match result {
+                    Ok(()) => HubMail::Deleted { conn: reply.conn, channel, subscribers: Some(subscribers) },
+                    Err(error) => HubMail::Failed { conn: reply.conn, error },
+                };
+                self.mail(reply.loop_id, mail);
+            }
+            Event::Deleted(channel) => {
+                // Every node ends its subscribers' streams; the stream in
+                // Redis remembers what it dropped, for later gaps.
+                let placeholder = ConnRef { loop_id: usize::MAX, conn: 0, stream: 0 };
+                self.delete(placeholder, channel);
+            }
+            Event::ListenerDown => {
+                if let Some(remote) = self.remote.as_mut() {
+                    remote.last_seen_at_down.get_or_insert(remote.last_seen);
+                }
+            }
+            Event::Resubscribed => self.resync(),
+        }
+    }
+
+    /// An announced message: taken in, unless this node already has it (a
+    /// catch-up and an announcement may both bring it) or nobody here wants it.
+    fn announced(&mut self, stored: Stored) {
+        if stored.id == MessageId::ZERO {
+            return;
+        }
+        let Some(remote) = self.remote.as_mut() else { return };
+        remote.last_seen = remote.last_seen.max(stored.id);
+        if let Some(waiting) = remote.resyncing.get_mut(&stored.channel) {
+            waiting.push(stored);
+            return;
+        }
+        self.take_in(&stored);
+    }
+
+    fn take_in(&mut self, stored: &Stored) {
+        let known = self.channels.get(&stored.channel);
+        let watched = self.watching(&stored.channel) > 0;
+        if known.is_none() && !watched {
+            return;
+        }
+        if known.and_then(|ch| ch.last_id()).is_some_and(|last| stored.id <= last) {
+            return;
+        }
+        let Some(mut round) = self.remote.as_mut().map(|r| std::mem::take(&mut r.round)) else { return };
+        self.admit(message_of(stored), &mut round);
+        if let Some(remote) = self.remote.as_mut() {
+            remote.round = round;
+        }
+    }
+
+    /// Mails each outlet what this turn took in: one batch each.
+    pub(super) fn flush_round(&mut self) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        let round: Vec<Vec<Arc<Message>>> = remote.round.iter_mut().map(std::mem::take).collect();
+        for (outlet, batch) in round.into_iter().enumerate() {
+            if !batch.is_empty() {
+                self.mail(outlet, HubMail::Batch(batch));
+            }
+        }
+    }
+
+    /// Redis stored a batch: its publishers learn their ids, or that it
+    /// failed (nothing of it was published).
+    fn stored(&mut self, tag: u64, result: Result<Vec<MessageId>, String>) {
+        let Some(waiting) = self.remote.as_mut().and_then(|r| r.storing.remove(&tag)) else { return };
+        let mut ids = match &result {
+            Ok(ids) => ids.iter(),
+            Err(_) => [].iter(),
+        };
+        let mut acked: Vec<Vec<Acked>> = (0..self.outlets.len()).map(|_| Vec::new()).collect();
+        for Waiting { reply, done, channels } in waiting {
+            let acks = match &result {
+                Ok(_) => {
+                    let acks: Vec<PublishAck> = channels
+                        .into_iter()
+                        .zip(ids.by_ref())
+                        .map(|(channel, id)| {
+                            let subscribers = self.channels.get(&channel).map_or(0, |ch| ch.subscribers)
+                                + self.watching(&channel);
+                            PublishAck { id: *id, channel, subscribers }
+                        })
+                        .collect();
+                    crate::stats::add(&self.stats.fanout.published, acks.len() as u64);
+                    Ok(acks)
+                }
+                Err(e) => Err(e.clone()),
+            };
+            if let Some(done) = done {
+                let _ = done.try_send(acks.clone());
+            }
+            if let Some(reply) = reply {
+                if let Some(list) = acked.get_mut(reply.loop_id) {
+                    list.push(Acked { conn: reply.conn, acks });
+                }
+            }
+        }
+        for (outlet, list) in acked.into_iter().enumerate() {
+            if !list.is_empty() {
+                self.mail(outlet, HubMail::Published(list));
+            }
+        }
+    }
+
+    /// A subscribe that resumes or asks for a backlog reads history from
+    /// Redis first; `fetched` then registers it and answers, in one step.
+    pub(super) fn fetch_for(&mut self, sub: Subscribe) {
+        let range = match sub.start {
+            Start::After(id) => Range::After(id),
+            Start::Backlog(n) => Range::Last(n),
+            Start::Now => return self.subscribe_now(sub),
+        };
+        let Some(remote) = self.remote.as_mut() else { return };
+        let channels = sub.channels.iter().map(|c| (c.clone(), range)).collect();
+        let tag = remote.tag();
+        remote.fetching.insert(tag, Fetching::Subscribe(sub));
+        remote.backplane.send(Job::Fetch { tag, channels });
+    }
+
+    fn subscribe_now(&mut self, sub: Subscribe) {
+        let last = self.remote.as_ref().map_or(MessageId::ZERO, |r| r.last_seen);
+        self.register_and_answer(sub, Vec::new(), false, last);
+    }
+
+    fn fetched(&mut self, tag: u64, result: Result<Vec<(Vec<Stored>, bool)>, String>) {
+        let Some(fetching) = self.remote.as_mut().and_then(|r| r.fetching.remove(&tag)) else { return };
+        match fetching {
+            Fetching::Subscribe(sub) => self.answer_fetched(sub, result),
+            Fetching::Resync(channels) => self.caught_up(channels, result),
+        }
+    }
+
+    /// Merges what Redis held with what arrived here since (announcements
+    /// after the read), registers the subscriber and answers it.
+    fn answer_fetched(&mut self, sub: Subscribe, result: Result<Vec<(Vec<Stored>, bool)>, String>) {
+        let after = match sub.start {
+            Start::After(id) => id,
+            _ => MessageId::ZERO,
+        };
+        let mut catchup: Vec<Arc<Message>> = Vec::new();
+        let mut gap = false;
+        match result {
+            Ok(per_channel) => {
+                for (name, (entries, missing)) in sub.channels.iter().zip(per_channel) {
+                    gap |= missing;
+                    let read_through = entries.last().map_or(after, |e| e.id);
+                    catchup.extend(entries.iter().map(message_of));
+                    if let Some(ch) = self.channels.get(name) {
+                        catchup.extend(ch.after(read_through.max(after)).0.cloned());
+                    }
+                }
+            }
+            Err(e) => {
+                // Redis cannot be read: what this node holds, flagged as a
+                // possible gap so the client knows it may have missed some.
+                crate::log::warn(format_args!("backplane: history for a subscriber: {e}"));
+                gap = true;
+                for name in &sub.channels {
+                    if let Some(ch) = self.channels.get(name) {
+                        catchup.extend(ch.after(after).0.cloned());
+                    }
+                }
+            }
+        }
+        catchup.sort_unstable_by_key(|m| m.id);
+        catchup.dedup_by_key(|m| m.id);
+        if let Start::Backlog(n) = sub.start {
+            catchup.drain(..catchup.len().saturating_sub(n));
+        }
+        let last = self.remote.as_ref().map_or(MessageId::ZERO, |r| r.last_seen).max(after);
+        self.register_and_answer(sub, catchup, gap, last);
+    }
+
+    /// The listener is back: every channel with subscribers here reads what
+    /// it missed, and holds announcements until then.
+    fn resync(&mut self) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        let floor = remote.last_seen_at_down.take().unwrap_or(remote.last_seen);
+        let channels: Vec<(Arc<str>, Range)> = self
+            .channels
+            .iter()
+            .filter(|(_, ch)| ch.subscribers > 0)
+            .map(|(name, ch)| (name.clone(), Range::After(ch.last_id().unwrap_or(floor))))
+            .collect();
+        if channels.is_empty() {
+            return;
+        }
+        crate::log::info(format_args!("backplane: catching up {} channels", channels.len()));
+        let Some(remote) = self.remote.as_mut() else { return };
+        for (name, _) in &channels {
+            remote.resyncing.entry(name.clone()).or_default();
+        }
+        let tag = remote.tag();
+        remote.fetching.insert(tag, Fetching::Resync(channels.clone()));
+        remote.backplane.send(Job::Fetch { tag, channels });
+    }
+
+    fn caught_up(
+        &mut self,
+        channels: Vec<(Arc<str>, Range)>,
+        result: Result<Vec<(Vec<Stored>, bool)>, String>,
+    ) {
+        let fetched = match result {
+            Ok(per_channel) => per_channel,
+            Err(e) => {
+                // Most likely the command connection is not back yet: keep
+                // holding the announcements and try again in a second.
+                crate::log::warn(format_args!("backplane: catch-up failed, retrying: {e}"));
+                if let Some(remote) = self.remote.as_mut() {
+                    remote.retry_resync = Some(channels);
+                }
+                return;
+            }
+        };
+        for ((name, _), (mut entries, _)) in channels.into_iter().zip(fetched) {
+            let waiting = self.remote.as_mut().and_then(|r| r.resyncing.remove(&name)).unwrap_or_default();
+            entries.extend(waiting);
+            entries.sort_by_key(|e| e.id);
+            for entry in &entries {
+                self.take_in(entry);
+            }
+        }
+    }
+
+    /// `GET /pub/{channel}`: this node's record and Redis' facts.
+    pub(super) fn count_for(&mut self, reply: ConnRef, channel: Arc<str>) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        let tag = remote.tag();
+        remote.counting.insert(tag, (reply, channel.clone()));
+        remote.backplane.send(Job::Count { tag, channel });
+    }
+
+    fn counted(&mut self, tag: u64, result: Result<ChannelFacts, String>) {
+        let Some((reply, channel)) = self.remote.as_mut().and_then(|r| r.counting.remove(&tag)) else {
+            return;
+        };
+        let local = self.local_info(&channel);
+        let info = match result {
+            Ok(facts) if local.is_some() || facts.exists => {
+                let mut info = local.unwrap_or(ChannelInfo {
+                    channel: channel.clone(),
+                    subscribers: 0,
+                    peak_subscribers: 0,
+                    retained: 0,
+                    published: 0,
+                    last_id: None,
+                    cluster_subscribers: None,
+                });
+                info.retained = facts.retained;
+                info.last_id = facts.last_id.or(info.last_id);
+                info.cluster_subscribers = Some(facts.cluster_subscribers);
+                Some(info)
+            }
+            Ok(_) => None,
+            Err(error) => return self.mail(reply.loop_id, HubMail::Failed { conn: reply.conn, error }),
+        };
+        self.mail(reply.loop_id, HubMail::ChannelInfo { conn: reply.conn, info });
+    }
+
+    /// `DELETE /pub/{channel}`: emptied in Redis and announced; every node
+    /// (this one too) ends its subscribers' streams when it hears it.
+    pub(super) fn delete_everywhere(&mut self, reply: ConnRef, channel: Arc<str>) {
+        let subscribers =
+            self.channels.get(&channel).map_or(0, |ch| ch.subscribers) + self.watching(&channel);
+        let Some(remote) = self.remote.as_mut() else { return };
+        let tag = remote.tag();
+        remote.deleting.insert(tag, (reply, channel.clone(), subscribers));
+        remote.backplane.send(Job::Delete { tag, channel });
+    }
+
+    /// This node's subscriber counts, for the cluster-wide sums.
+    pub(super) fn heartbeat(&mut self) {
+        let counts: Vec<(Arc<str>, usize)> = self
+            .channels
+            .iter()
+            .filter(|(_, ch)| ch.subscribers > 0)
+            .map(|(name, ch)| (name.clone(), ch.subscribers))
+            .collect();
+        let Some(remote) = self.remote.as_mut() else { return };
+        remote.backplane.send(Job::Heartbeat { counts });
+        if let Some(channels) = remote.retry_resync.take() {
+            let tag = remote.tag();
+            remote.fetching.insert(tag, Fetching::Resync(channels.clone()));
+            remote.backplane.send(Job::Fetch { tag, channels });
+        }
+    }
+}
