@@ -133,6 +133,11 @@ fn heartbeats_timeouts_deletes_and_stream_ends_over_h2() {
 }
 
 #[test]
+fn a_large_catchup_is_not_cut_by_the_stream_cap() {
+    edge_case(&Server::start(&[]), "catchup");
+}
+
+#[test]
 fn client_reset_mid_stream_leaves_the_connection_working() {
     edge_case(&Server::start(&[]), "reset_mid_stream");
 }

@@ -182,20 +182,23 @@ impl H2Conn {
     /// the windows allow. `exempt`: a head-of-response or catch-up write
     /// that does not count against the connection's slow-consumer cap.
     pub fn send_data(&mut self, cx: &mut Cx, stream: u32, chunk: Chunk, end: bool, exempt: bool) {
-        let chunks = self.queue_data(stream, chunk, end);
+        let chunks = self.queue_data(stream, chunk, end, exempt);
         send_all(cx, chunks, exempt);
-        if self.streams.get(&stream).is_some_and(|s| s.waiting_bytes > self.stream_cap) {
+        if self.streams.get(&stream).is_some_and(|s| s.over(self.stream_cap)) {
             self.cut(cx, stream);
         }
     }
 
     /// The chunks to write for `stream` now, with `chunk` queued after its waiting DATA.
-    fn queue_data(&mut self, stream: u32, chunk: Chunk, end: bool) -> Vec<Chunk> {
+    fn queue_data(&mut self, stream: u32, chunk: Chunk, end: bool, exempt: bool) -> Vec<Chunk> {
         let max = self.proto.peer_max_frame;
         let Some(s) = self.streams.get_mut(&stream) else { return Vec::new() };
+        if exempt {
+            s.waiting_exempt += chunk.len();
+        }
         if chunk.len() <= max {
             s.waiting_bytes += chunk.len();
-            s.waiting.push_back((chunk, end));
+            s.waiting.push_back((chunk, end, exempt));
         } else {
             // Larger than a frame: copied into frame-sized pieces (rare: a
             // message over 16 KiB to a peer with the default frame size).
@@ -203,7 +206,7 @@ impl H2Conn {
             let mut pieces = bytes.chunks(max).peekable();
             while let Some(piece) = pieces.next() {
                 s.waiting_bytes += piece.len();
-                s.waiting.push_back((Chunk::Owned(piece.to_vec()), end && pieces.peek().is_none()));
+                s.waiting.push_back((Chunk::Owned(piece.to_vec()), end && pieces.peek().is_none(), exempt));
             }
         }
         self.pump(stream)
@@ -213,15 +216,18 @@ impl H2Conn {
     fn pump(&mut self, stream: u32) -> Vec<Chunk> {
         let mut out = Vec::new();
         let Some(s) = self.streams.get_mut(&stream) else { return out };
-        while let Some((chunk, end)) = s.waiting.front() {
+        while let Some((chunk, end, _)) = s.waiting.front() {
             let len = chunk.len();
             if len > self.proto.window(stream) {
                 break;
             }
             let end = *end;
             let head = self.proto.data(stream, len, end);
-            let Some((chunk, _)) = s.waiting.pop_front() else { break };
+            let Some((chunk, _, exempt)) = s.waiting.pop_front() else { break };
             s.waiting_bytes -= len;
+            if exempt {
+                s.waiting_exempt -= len;
+            }
             out.push(match chunk {
                 Chunk::Shared(body) => Chunk::wrapped(&head, body, b""),
                 other => Chunk::Owned([&head[..], &other.to_vec()].concat()),
@@ -255,8 +261,8 @@ impl H2Conn {
             Phase::Stream { sub, .. } => {
                 let Some(sub) = sub.take(message) else { return (Vec::new(), false) };
                 let frame = Chunk::Shared(message.frame(sub.encoding).bytes.clone());
-                let chunks = self.queue_data(stream, frame, false);
-                let over = self.streams.get(&stream).is_some_and(|s| s.waiting_bytes > self.stream_cap);
+                let chunks = self.queue_data(stream, frame, false, false);
+                let over = self.streams.get(&stream).is_some_and(|s| s.over(self.stream_cap));
                 self.followup |= over;
                 (chunks, over)
             }
@@ -279,7 +285,7 @@ impl H2Conn {
         let ids: Vec<u32> = self.streams.keys().copied().collect();
         for id in ids {
             let Some(s) = self.streams.get(&id) else { continue };
-            if s.waiting_bytes > self.stream_cap {
+            if s.over(self.stream_cap) {
                 self.cut(cx, id);
             } else if matches!(s.phase, Phase::Poll { ready: true, .. }) {
                 super::h2_stream::answer_poll(&mut self, cx, id);
@@ -421,4 +427,6 @@ pub fn metrics(stats: &crate::stats::Stats, metric: &mut impl FnMut(&str, &str, 
 }
 
 /// The per-stream bookkeeping `H2Conn` keeps (see `h2_stream.rs`).
-pub type Waiting = VecDeque<(Chunk, bool)>;
+/// DATA waiting for window: the bytes, END_STREAM, and whether they are
+/// exempt from the cap (see `H2Stream::waiting_exempt`).
+pub type Waiting = VecDeque<(Chunk, bool, bool)>;

@@ -34,6 +34,9 @@ pub struct H2Stream {
     /// DATA waiting for flow-control window, in order (with END_STREAM or not).
     pub waiting: Waiting,
     pub waiting_bytes: usize,
+    /// Of those, bytes that do not count against the cap: a resume's
+    /// catch-up and the response's start (bounded by history, as over HTTP/1.1).
+    pub waiting_exempt: usize,
     /// When this stream's timer fires (poll timeout, heartbeat, stream end).
     pub due: Option<Instant>,
     /// `Access-Control-Allow-Origin` for its response, if CORS allows it.
@@ -69,9 +72,15 @@ impl H2Stream {
             phase: Phase::Body { fields, body: Vec::new() },
             waiting: Waiting::new(),
             waiting_bytes: 0,
+            waiting_exempt: 0,
             due: None,
             cors: None,
         }
+    }
+
+    /// Whether its DATA waiting for window is over `cap` (the catch-up aside).
+    pub fn over(&self, cap: usize) -> bool {
+        self.waiting_bytes.saturating_sub(self.waiting_exempt) > cap
     }
 
     /// Undoes what its subscription registered (index, gauge, hub).
@@ -243,30 +252,11 @@ pub fn subscribed(conn: &mut H2Conn, cx: &mut Cx, reply: Subscribed) {
     sub.registered = reply.registered;
     sub.gap = reply.gap;
     sub.last_id = reply.last_id;
-    let shared = cx.env.shared.clone();
-    let now = cx.io.now();
     if sub.transport.is_streaming() {
-        head(conn, cx, stream, &sub, BodyKind::UntilClose, false);
-        let options = StreamOptions { retry_ms: shared.sse_retry_ms, callback: sub.callback.clone() };
-        conn.send_data(cx, stream, Chunk::Owned(sub.transport.preamble(&options)), false, true);
-        for message in &reply.catchup {
-            let frame = Chunk::Shared(message.frame(sub.encoding).bytes.clone());
-            conn.send_data(cx, stream, frame, false, true);
-            sub.last_id = message.id;
-        }
-        let (ends_at, end_reason) = super::stream_conn::ends(now + shared.max_stream_age, sub.token_expires);
-        let Some(s) = conn.streams.get_mut(&stream) else { return sub.leave(cx) };
-        if sub.registered {
-            sub.enlist(cx);
-        }
-        s.due = Some((now + shared.heartbeat).min(ends_at));
-        s.phase = Phase::Stream { sub, ends_at, end_reason };
-        if cx.io.shutting_down() || conn.stopping {
-            finish(conn, cx, stream, EndReason::Shutdown);
-        }
-        return;
+        return open_stream(conn, cx, stream, sub, &reply.catchup);
     }
     let answer_now = !reply.catchup.is_empty() || reply.gap || sub.poll_timeout.is_zero();
+    let now = cx.io.now();
     let mut due = now + sub.poll_timeout;
     if let Some(expiry) = sub.token_expires {
         due = due.min(expiry);
@@ -278,6 +268,32 @@ pub fn subscribed(conn: &mut H2Conn, cx: &mut Cx, reply: Subscribed) {
     s.due = Some(due);
     if let Phase::Poll { sub, .. } = &mut s.phase {
         sub.enlist(cx);
+    }
+}
+
+/// Starts a streaming response: head, preamble and catch-up, then it
+/// listens (and heartbeats) until its end.
+fn open_stream(conn: &mut H2Conn, cx: &mut Cx, stream: u32, mut sub: Subscription, catchup: &[Arc<Message>]) {
+    let shared = cx.env.shared.clone();
+    let now = cx.io.now();
+    head(conn, cx, stream, &sub, BodyKind::UntilClose, false);
+    let options = StreamOptions { retry_ms: shared.sse_retry_ms, callback: sub.callback.clone() };
+    conn.send_data(cx, stream, Chunk::Owned(sub.transport.preamble(&options)), false, true);
+    for message in catchup {
+        let frame = Chunk::Shared(message.frame(sub.encoding).bytes.clone());
+        conn.send_data(cx, stream, frame, false, true);
+        sub.last_id = message.id;
+    }
+    let (ends_at, end_reason) = super::stream_conn::ends(now + shared.max_stream_age, sub.token_expires);
+    // The stream may have been cut meanwhile (its client's window shut).
+    let Some(s) = conn.streams.get_mut(&stream) else { return sub.leave(cx) };
+    if sub.registered {
+        sub.enlist(cx);
+    }
+    s.due = Some((now + shared.heartbeat).min(ends_at));
+    s.phase = Phase::Stream { sub, ends_at, end_reason };
+    if cx.io.shutting_down() || conn.stopping {
+        finish(conn, cx, stream, EndReason::Shutdown);
     }
 }
 

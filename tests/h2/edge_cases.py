@@ -400,6 +400,19 @@ def case_lifecycle():
     c.until(lambda: p in c.ended, "a request after the streams ended")
 
 
+def case_catchup():
+    """A resume's catch-up larger than the per-stream cap (1.2 MB, cap 1 MiB)
+    to a client with the default 64 KiB window is not cut: like over
+    HTTP/1.1, the catch-up is bounded by history, not by the cap."""
+    for i in range(30):
+        publish("cu", f"{i:02d}-" + "c" * 40000)
+    c = Client()
+    sid = c.get("/sub/cu?transport=stream&backlog=30")
+    c.until(lambda: c.data[sid].count(b'"channel":"cu"') == 30 or sid in c.resets, "the whole catch-up")
+    if sid in c.resets:
+        fail(f"the catch-up stream was reset ({c.resets[sid]})")
+
+
 def case_goaway_on_shutdown():
     """Run with the server about to stop: waits for GOAWAY and the streams'
     clean ends (the test sends SIGTERM after this prints 'ready')."""
