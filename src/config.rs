@@ -120,6 +120,14 @@ pub struct Config {
     /// or empty for none. Any by default: subscriber data is public by design
     /// until auth is configured.
     pub cors_origins: String,
+    /// PEM certificate chain for TLS on the public port (leaf first). With
+    /// `tls_key`, the public port speaks TLS only; empty: plain HTTP.
+    pub tls_cert: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: String,
+    /// TLS on the ingest port too, with the same certificate. Off by
+    /// default: the ingest port is the trusted side.
+    pub ingest_tls: bool,
     /// The demo page's same-origin publish helper (`POST /demo/pub/{channel}`
     /// on the public port): `auto` turns it on only when the public address is
     /// a loopback address (a developer's machine), `on` or `off` say so. The
@@ -216,6 +224,9 @@ impl Default for Config {
             shutdown_grace_ms: 3000,
             max_stream_age_secs: 3600,
             cors_origins: "*".to_string(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            ingest_tls: false,
             demo_publish: "auto".to_string(),
             bayeux_timeout_ms: 30_000,
             bayeux_max_interval_ms: 10_000,
@@ -381,6 +392,7 @@ impl Config {
             check_range("shutdown_grace_ms", self.shutdown_grace_ms, 1, 600_000),
             check_range("max_stream_age_secs", self.max_stream_age_secs, 1, 7 * 86_400),
             check_one_of("demo_publish", &self.demo_publish, &["auto", "on", "off"]),
+            check_tls(self),
             check_range("bayeux_timeout_ms", self.bayeux_timeout_ms, 0, 600_000),
             check_range("bayeux_max_interval_ms", self.bayeux_max_interval_ms, 1000, 3_600_000),
             check_range("bayeux_max_queue", self.bayeux_max_queue, 1, 1_000_000),
@@ -531,6 +543,17 @@ fn check_one_of(name: &str, value: &str, allowed: &[&str]) -> Result<(), String>
     Err(format!("{name} must be one of {}, got '{value}'", allowed.join(", ")))
 }
 
+/// TLS needs a certificate and its key together; the files themselves are
+/// read at start (a missing one is an error there, exit code 2).
+fn check_tls(config: &Config) -> Result<(), String> {
+    match (config.tls_cert.is_empty(), config.tls_key.is_empty()) {
+        (true, true) if config.ingest_tls => Err("ingest_tls needs tls_cert and tls_key".to_string()),
+        (true, false) => Err("tls_key is set but tls_cert is not".to_string()),
+        (false, true) => Err("tls_cert is set but tls_key is not".to_string()),
+        _ => Ok(()),
+    }
+}
+
 /// What each setting bounds, one line each, for `--help`.
 const SETTING_HELP: &[(&str, &str)] = &[
     ("listen", "public (subscriber) address"),
@@ -562,6 +585,9 @@ const SETTING_HELP: &[(&str, &str)] = &[
     ("shutdown_grace_ms", "time to flush and close on SIGTERM"),
     ("max_stream_age_secs", "streams end cleanly with a reconnect hint after this long"),
     ("cors_origins", "origins allowed cross-origin: *, a comma-separated list, or empty"),
+    ("tls_cert", "PEM certificate chain: TLS on the public port (with tls_key)"),
+    ("tls_key", "PEM private key of tls_cert"),
+    ("ingest_tls", "TLS on the ingest port too (needs tls_cert and tls_key)"),
     ("demo_publish", "the demo page's publish helper: auto (on for loopback), on, off"),
     ("bayeux_timeout_ms", "Bayeux: how long a /meta/connect is held"),
     ("bayeux_max_interval_ms", "Bayeux: session expiry without /meta/connect"),
@@ -728,9 +754,26 @@ mod tests {
     }
 
     #[test]
+    fn tls_cert_and_key_go_together() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut c = Config::default();
+            for (k, v) in pairs {
+                c.set_labeled(k, v, k).unwrap();
+            }
+            c.validate()
+        };
+        assert!(with(&[]).is_ok());
+        assert!(with(&[("tls_cert", "c.pem"), ("tls_key", "k.pem"), ("ingest_tls", "true")]).is_ok());
+        let err = |pairs: &[(&str, &str)]| with(pairs).unwrap_err();
+        assert!(err(&[("tls_cert", "c.pem")]).contains("tls_key"));
+        assert!(err(&[("tls_key", "k.pem")]).contains("tls_cert"));
+        assert!(err(&[("ingest_tls", "true")]).contains("ingest_tls"));
+    }
+
+    #[test]
     fn keys_cover_every_field() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 50);
+        assert_eq!(keys.len(), 53);
         assert!(keys.iter().any(|k| k == "max_outbound_bytes"));
     }
 

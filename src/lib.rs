@@ -28,5 +28,6 @@ pub mod reactor;
 pub mod resp;
 pub mod server;
 pub mod stats;
+pub mod tls;
 pub mod transport;
 pub mod ws;

@@ -31,14 +31,32 @@ fn main() -> ExitCode {
     run(config)
 }
 
+/// SIGHUP: new TLS handshakes get the certificate and key now in the files;
+/// open connections keep theirs. A bad file keeps the old pair.
+fn reload(tls: Option<&halley::tls::Tls>) {
+    match tls.map(|t| t.reload()) {
+        None => log::info(format_args!("SIGHUP: no TLS configured, nothing to reload")),
+        Some(Ok(())) => log::info(format_args!("SIGHUP: TLS certificate and key reloaded")),
+        Some(Err(e)) => {
+            log::error(format_args!("SIGHUP: TLS reload failed, keeping the old certificate: {e}"))
+        }
+    }
+}
+
 fn run(config: Config) -> ExitCode {
     if let Some(level) = log::Level::parse(&config.log_level) {
         log::set_level(level);
+    }
+    // Unusable certificate files are a configuration error, like a bad flag.
+    if let Err(message) = halley::server::load_tls(&config) {
+        eprintln!("halley: {message}");
+        return ExitCode::from(2);
     }
     // Signals are caught before anything starts, so an early SIGTERM is not lost.
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ]) {
         Ok(s) => s,
         Err(e) => {
@@ -62,10 +80,13 @@ fn run(config: Config) -> ExitCode {
         limits_summary(&config),
     ));
     let stopper = running.stopper();
+    let tls = running.tls.clone();
     std::thread::spawn(move || {
         let mut first = true;
         for signal in signals.forever() {
-            if first {
+            if signal == signal_hook::consts::SIGHUP {
+                reload(tls.as_deref());
+            } else if first {
                 log::info(format_args!("signal {signal}: shutting down"));
                 stopper.shutdown();
                 first = false;

@@ -123,6 +123,8 @@ pub struct Stats {
     pub engines: EngineStats,
     /// The Redis backplane's state, when one is configured.
     pub backplane: Option<std::sync::Arc<crate::backplane::BackplaneStats>>,
+    /// Handshake counters, when a port speaks TLS.
+    pub tls: std::sync::OnceLock<std::sync::Arc<crate::tls::TlsStats>>,
     pub dashboard: DashboardStats,
 }
 
@@ -134,6 +136,7 @@ impl Stats {
             fanout: FanoutStats::default(),
             engines: EngineStats::default(),
             backplane: None,
+            tls: std::sync::OnceLock::new(),
             dashboard: DashboardStats::default(),
         }
     }

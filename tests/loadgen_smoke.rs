@@ -181,6 +181,75 @@ fn usage_errors_exit_2_and_nothing_leaves_loopback() {
     }
 }
 
+/// A test CA (`ca.pem`) and a certificate for localhost signed by it
+/// (`cert.pem`, `key.pem`): rustls refuses a self-signed one as its own CA.
+fn test_pki(dir: &std::path::Path) {
+    std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let steps: [&[&str]; 3] = [
+        &["req", "-x509", "-days", "2", "-subj", "/CN=test CA", "-keyout", "ca.key", "-out", "ca.pem"],
+        &["req", "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "cert.csr"],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "cert.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+        ],
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        let mut cmd = Command::new("openssl");
+        cmd.args(*step).current_dir(dir);
+        match i {
+            0 => cmd.args(ec).args(["-addext", "basicConstraints=critical,CA:TRUE"]),
+            1 => cmd.args(ec),
+            _ => cmd.args(["-extfile", "ext", "-out", "cert.pem"]),
+        };
+        let out = cmd.output().expect("run openssl");
+        assert!(out.status.success(), "openssl {step:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn tls_subscribers_get_every_message() {
+    let dir = std::env::temp_dir().join(format!("halley-loadgen-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    test_pki(&dir);
+    let (cert, key, ca) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
+    let (cert, key, ca) = (cert.to_str().unwrap(), key.to_str().unwrap(), ca.to_str().unwrap());
+    let server = Server::start(&["--tls-cert", cert, "--tls-key", key]);
+    let sub = format!("https://localhost:{}/sub/{{ch}}", server.public.port());
+    let publ = format!("http://{}/pub/{{ch}}", server.ingest);
+    let out = run_loadgen(&args(&[
+        "--sub-url",
+        &sub,
+        "--tls-ca",
+        ca,
+        "--subscribers",
+        "100",
+        "--channels",
+        "2",
+        "--pub-url",
+        &publ,
+        "--rate",
+        "100",
+        "--duration",
+        "2",
+        "--target",
+        "all",
+        "--settle",
+        "5",
+    ]));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_complete(&out, 100, 200, 50);
+}
+
 /// `loadgen publish-rate`: closed-loop publishing over HTTP and RESP, every
 /// answer a success, and the answer times reported.
 #[test]

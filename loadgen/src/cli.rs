@@ -42,6 +42,8 @@ pub struct Url {
     pub host: String,
     /// Path and query (a template: `{ch}` is replaced by the channel name).
     pub path: String,
+    /// `https://` or `wss://`: TLS (verified with `--tls-ca`).
+    pub tls: bool,
 }
 
 impl Url {
@@ -79,6 +81,9 @@ pub struct Config {
     pub warmup: f64,
     pub connect_timeout: f64,
     pub connect_concurrency: usize,
+    /// PEM CA file that verifies the server: subscribers speak TLS
+    /// (`--sub-url https://...`, or `wss://`).
+    pub tls_ca: Option<String>,
     /// Where progress goes (`--progress PATH`; stderr when `None`).
     pub progress: Option<String>,
     /// `--no-progress`.
@@ -138,10 +143,13 @@ pub fn host_port(s: &str, default_port: u16, what: &str) -> Result<SocketAddrV4,
 }
 
 pub fn parse_url(s: &str, what: &str) -> Result<Url, String> {
+    let tls = s.starts_with("https://") || s.starts_with("wss://");
     let rest = s
         .strip_prefix("http://")
         .or_else(|| s.strip_prefix("ws://"))
-        .ok_or_else(|| format!("{what}: '{s}' must start with http:// (or ws://)"))?;
+        .or_else(|| s.strip_prefix("https://"))
+        .or_else(|| s.strip_prefix("wss://"))
+        .ok_or_else(|| format!("{what}: '{s}' must start with http:// (or ws://, https://, wss://)"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -149,7 +157,13 @@ pub fn parse_url(s: &str, what: &str) -> Result<Url, String> {
     if authority.is_empty() {
         return Err(format!("{what}: '{s}' has no host"));
     }
-    Ok(Url { addr: host_port(authority, 80, what)?, host: authority.to_string(), path: path.to_string() })
+    let port = if tls { 443 } else { 80 };
+    Ok(Url {
+        addr: host_port(authority, port, what)?,
+        host: authority.to_string(),
+        path: path.to_string(),
+        tls,
+    })
 }
 
 fn split_flag(arg: &str) -> Option<(&str, Option<&str>)> {
@@ -194,6 +208,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     let mut warmup = 0.5;
     let mut connect_timeout = 15.0;
     let mut connect_concurrency = 1000usize;
+    let mut tls_ca: Option<String> = None;
     let mut progress = None;
     let mut no_progress = false;
     let mut worker = None;
@@ -253,6 +268,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "warmup",
             "connect-timeout",
             "connect-concurrency",
+            "tls-ca",
             "progress",
             "worker",
         ];
@@ -336,6 +352,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "warmup" => warmup = secs(&flag, v, 60.0)?,
             "connect-timeout" => connect_timeout = secs(&flag, v, 120.0)?,
             "connect-concurrency" => connect_concurrency = num(&flag, v)?,
+            "tls-ca" => tls_ca = Some(v.to_string()),
             "worker" => {
                 let (a, b) = v.split_once('/').ok_or_else(|| format!("{flag}: expected i/W"))?;
                 worker = Some((num::<usize>(&flag, a)?, num::<usize>(&flag, b)?));
@@ -399,6 +416,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if pub_pipeline == 0 || pub_pipeline > 4096 {
         return Err("--pub-pipeline: must be 1..=4096".into());
     }
+    if sub_url.tls != tls_ca.is_some() {
+        return Err("--tls-ca FILE goes with an https:// or wss:// --sub-url, and only with one".into());
+    }
     if connect_concurrency == 0 {
         return Err("--connect-concurrency: must be at least 1".into());
     }
@@ -434,6 +454,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         warmup,
         connect_timeout,
         connect_concurrency,
+        tls_ca,
         progress,
         no_progress,
         worker,

@@ -8,6 +8,7 @@
 //! until `WouldBlock` or a per-wake budget, and connections left over a budget
 //! go on a pending list that the next turn serves first.
 
+pub mod filter;
 pub mod mailbox;
 pub mod outq;
 pub mod timers;
@@ -22,6 +23,7 @@ use mio::{Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::chunk::Chunk;
+use filter::Filter;
 use outq::{Flushed, OutQueue};
 use timers::Timers;
 
@@ -81,6 +83,8 @@ pub enum CloseReason {
     SlowConsumer,
     /// A socket error.
     Error,
+    /// The connection's filter refused its input (say, a failed TLS handshake).
+    Filter(&'static str),
     /// The loop stopped with the connection still open.
     Shutdown,
 }
@@ -119,6 +123,8 @@ struct Slot<C> {
     input_cap: usize,
     read_paused: bool,
     out: OutQueue,
+    /// Between the socket and `input` / `out` (TLS), if the service installed one.
+    filter: Option<Box<dyn Filter>>,
     state: Option<C>,
     /// The tick of the armed deadline, if any (see `timers`).
     deadline_tick: Option<u64>,
@@ -236,6 +242,19 @@ impl<C> Io<C> {
     /// Bytes queued and unwritten for `key`.
     pub fn queued(&mut self, key: ConnKey) -> usize {
         self.slot(key).map_or(0, |s| s.out.queued())
+    }
+
+    /// Puts `filter` between `key`'s socket and its buffers (at accept,
+    /// before any byte is read).
+    pub fn set_filter(&mut self, key: ConnKey, filter: Box<dyn Filter>) {
+        if let Some(slot) = self.slot(key) {
+            slot.filter = Some(filter);
+        }
+    }
+
+    /// `key`'s filter, for the service that installed it.
+    pub fn filter(&mut self, key: ConnKey) -> Option<&mut dyn Filter> {
+        Some(self.slot(key)?.filter.as_mut()?.as_mut())
     }
 
     /// Closes at once; queued output is dropped.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Token};
 
+use super::filter::{Decoded, FilterError};
 use super::*;
 
 /// How long a closing connection keeps reading (and discarding) after its
@@ -150,6 +151,7 @@ impl<C> Reactor<C> {
             input_cap: io.default_input_cap,
             read_paused: false,
             out: OutQueue::default(),
+            filter: None,
             state: None,
             deadline_tick: None,
             close_after_flush: false,
@@ -212,6 +214,7 @@ impl<C> Reactor<C> {
         let mut got = false;
         let mut eof = false;
         let mut drained = false;
+        let mut want_flush = false;
         slot.read_paused = false;
         for _ in 0..MAX_READS_PER_WAKE {
             let room = slot.input_cap.saturating_sub(slot.input.len()).min(scratch.len());
@@ -225,10 +228,33 @@ impl<C> Reactor<C> {
                     eof = true;
                     break;
                 }
-                Ok(n) => {
-                    slot.input.extend_from_slice(&scratch[..n]);
-                    got = true;
-                }
+                Ok(n) => match slot.filter.as_mut() {
+                    None => {
+                        slot.input.extend_from_slice(&scratch[..n]);
+                        got = true;
+                    }
+                    Some(filter) => {
+                        let before = slot.input.len();
+                        let decoded = filter.decode(&scratch[..n], &mut slot.input);
+                        got |= slot.input.len() > before;
+                        // A handshake reply, or output held until the handshake completed.
+                        want_flush |= filter.wants_write() || !slot.out.is_empty();
+                        match decoded {
+                            Ok(Decoded::Open) => {}
+                            Ok(Decoded::Closed) => {
+                                eof = true;
+                                break;
+                            }
+                            Err(FilterError(why)) => {
+                                // Best effort: tell the peer why (a TLS alert).
+                                let _ = filter.write_to(&mut slot.stream);
+                                slot.close_reason = Some(CloseReason::Filter(why));
+                                self.io.to_close.push(key);
+                                return;
+                            }
+                        }
+                    }
+                },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     drained = true;
                     break;
@@ -243,6 +269,9 @@ impl<C> Reactor<C> {
         }
         if !drained && !eof {
             carry.reads.push(key);
+        }
+        if want_flush {
+            self.io.to_flush.push(key);
         }
         if got {
             service.on_input(&mut self.io, key);
@@ -261,7 +290,16 @@ impl<C> Reactor<C> {
             return;
         }
         let queued = slot.out.queued();
-        let flushed = slot.out.flush_to(&mut slot.stream, MAX_WRITES_PER_FLUSH);
+        let flushed = match slot.filter.as_mut() {
+            None => slot.out.flush_to(&mut slot.stream, MAX_WRITES_PER_FLUSH),
+            // A peer that never finished its handshake cannot be answered.
+            Some(filter) if slot.close_after_flush && !filter.ready() => {
+                slot.close_reason = Some(CloseReason::Requested);
+                self.io.to_close.push(key);
+                return;
+            }
+            Some(filter) => slot.out.flush_through(filter.as_mut(), &mut slot.stream, MAX_WRITES_PER_FLUSH),
+        };
         let wrote = queued.saturating_sub(slot.out.queued()) as u64;
         match flushed {
             Ok(Flushed::Drained) if slot.close_after_flush => self.start_linger(key),
@@ -278,6 +316,11 @@ impl<C> Reactor<C> {
     /// Half-closes our side and waits briefly for the peer's end.
     fn start_linger(&mut self, key: ConnKey) {
         let Some(slot) = self.io.slot(key) else { return };
+        if let Some(filter) = slot.filter.as_mut() {
+            // Best effort: a peer that is not reading misses the goodbye.
+            filter.close();
+            let _ = filter.write_to(&mut slot.stream);
+        }
         if slot.eof || slot.stream.shutdown(Shutdown::Write).is_err() {
             slot.close_reason = Some(CloseReason::Requested);
             self.io.to_close.push(key);

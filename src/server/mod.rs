@@ -27,4 +27,4 @@ mod worker;
 mod ws_conn;
 
 pub use admission::bearer;
-pub use start::{start, Running, Stopper};
+pub use start::{load_tls, start, Running, Stopper};

@@ -200,5 +200,8 @@ pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
     let sum = sum_us as f64;
     let _ = writeln!(out, "halley_delivery_latency_seconds_sum {}", sum / 1e6);
     let _ = writeln!(out, "halley_delivery_latency_seconds_count {}", latency.len());
+    if let Some(tls) = stats.tls.get() {
+        tls.metrics(&mut out);
+    }
     out
 }

@@ -27,6 +27,8 @@ pub struct Running {
     pub ingest_addr: SocketAddr,
     pub resp_addr: SocketAddr,
     pub threads: usize,
+    /// The TLS context (to reload its certificate on SIGHUP), if any.
+    pub tls: Option<Arc<crate::tls::Tls>>,
     mailboxes: Vec<Mailbox<LoopMsg>>,
     loops: Vec<JoinHandle<()>>,
     fanout: JoinHandle<()>,
@@ -116,6 +118,11 @@ const DEMO_PAGE: &str = include_str!("demo/index.html");
 
 fn shared(config: &Config, public_addr: SocketAddr, ingest_addr: SocketAddr) -> Result<Shared, String> {
     let guard = Arc::new(crate::guard::Guard::new(config.guard_config()?));
+    let tls = load_tls(config)?;
+    let stats = Arc::new(crate::stats::Stats::new(config.threads_effective()));
+    if let Some(tls) = &tls {
+        let _ = stats.tls.set(tls.stats.clone());
+    }
     Ok(Shared {
         limits: RouteLimits {
             max_channels: config.max_channels_per_subscription,
@@ -140,14 +147,24 @@ fn shared(config: &Config, public_addr: SocketAddr, ingest_addr: SocketAddr) -> 
         shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
         max_stream_age: Duration::from_secs(config.max_stream_age_secs),
         cors: super::cors::CorsPolicy::parse(&config.cors_origins),
-        stats: Arc::new(crate::stats::Stats::new(config.threads_effective())),
+        stats,
         guard,
         publish_queue: config.publish_queue,
         demo_page: DEMO_PAGE.replace("{{INGEST}}", &ingest_addr.to_string()).into_bytes(),
         connections: AtomicUsize::new(0),
         ports: vec![Port::Public, Port::Ingest, Port::Resp],
         hub_answer_spin: Duration::from_micros(config.handoff_spin_us),
+        tls,
+        ingest_tls: config.ingest_tls,
     })
+}
+
+/// The TLS context, when `tls_cert` and `tls_key` are set (validated as a pair).
+pub fn load_tls(config: &Config) -> Result<Option<Arc<crate::tls::Tls>>, String> {
+    if config.tls_cert.is_empty() {
+        return Ok(None);
+    }
+    crate::tls::Tls::load(&config.tls_cert, &config.tls_key).map(|t| Some(Arc::new(t)))
 }
 
 fn bayeux_config(config: &Config) -> crate::bayeux::engine::Config {
@@ -313,6 +330,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         ingest_addr,
         resp_addr,
         threads,
+        tls: shared.tls.clone(),
         mailboxes,
         loops,
         fanout,

@@ -48,6 +48,9 @@ pub struct Shared {
     /// How long a loop polls without sleeping after handing a publish to
     /// the hub, expecting its answer (see `Io::expect_wake`).
     pub hub_answer_spin: Duration,
+    /// TLS on the public port (and the ingest port with `ingest_tls`).
+    pub tls: Option<Arc<crate::tls::Tls>>,
+    pub ingest_tls: bool,
 }
 
 /// What handlers may use besides their connection: this loop's identity,
@@ -134,6 +137,21 @@ impl Worker {
         begin_shutdown(io, self.env.shared.shutdown_grace);
     }
 
+    /// Puts TLS between the socket and the handler, on the ports that speak it.
+    fn install_tls(&self, io: &mut Io<Conn>, key: ConnKey, port: Port) {
+        let shared = &self.env.shared;
+        let Some(tls) = shared.tls.as_ref() else { return };
+        if port == Port::Public || (port == Port::Ingest && shared.ingest_tls) {
+            match tls.accept(port == Port::Public) {
+                Ok(filter) => io.set_filter(key, Box::new(filter)),
+                Err(e) => {
+                    crate::log::error(format_args!("{e}"));
+                    io.close(key);
+                }
+            }
+        }
+    }
+
     /// Over a limit at accept: the client learns why and when to retry.
     fn refusal(&self, port: Port, peer: SocketAddr, ip_counted: bool, open: usize) -> Option<(u16, String)> {
         let shared = &self.env.shared;
@@ -159,6 +177,7 @@ impl Service for Worker {
         crate::stats::inc(&self.env.stats().accepted);
         crate::stats::inc(&self.env.stats().connections);
         let port = shared.ports.get(port).copied().unwrap_or(Port::Public);
+        self.install_tls(io, key, port);
         let mut conn = Conn::new(port, peer.ip(), Handler::Closing);
         conn.ip_counted = shared.guard.connect(peer.ip());
         if port != Port::Public && shared.guard.rate_per_connection > 0 {
@@ -206,6 +225,13 @@ impl Service for Worker {
 
     fn on_deadline(&mut self, io: &mut Io<Conn>, key: ConnKey) {
         self.note_written(io);
+        // A TLS handshake unfinished by the head timeout: nothing can be said.
+        let filter = io.filter(key).and_then(|f| f.as_any_mut().downcast_mut::<crate::tls::TlsFilter>());
+        if let Some(tls) = filter.filter(|t| t.handshaking()) {
+            tls.time_out();
+            io.close(key);
+            return;
+        }
         self.dispatch(io, key, |h, cx| h.on(cx, Event::Deadline));
     }
 
@@ -270,6 +296,9 @@ impl Service for Worker {
         crate::stats::dec(&self.env.stats().connections);
         if conn.ip_counted {
             shared.guard.disconnect(conn.ip);
+        }
+        if let CloseReason::Filter(why) = reason {
+            crate::log::debug(format_args!("closed a connection whose TLS failed: {why}"));
         }
         if reason == CloseReason::SlowConsumer {
             crate::stats::inc(&self.env.stats().slow_consumers);

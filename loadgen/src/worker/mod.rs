@@ -6,6 +6,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -43,6 +44,44 @@ pub struct Worker<'a> {
     stdin_buf: Vec<u8>,
     exit: bool,
     deadline: Instant,
+    /// Client config and server name with `--tls-ca`.
+    tls: Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>,
+}
+
+/// ring with X25519 preferred, as browsers (and halley) do; ring's own list
+/// starts with P-384, several times dearer per handshake.
+#[allow(deprecated)]
+fn provider() -> rustls::crypto::CryptoProvider {
+    use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
+    rustls::crypto::CryptoProvider {
+        kx_groups: vec![X25519, SECP256R1, SECP384R1],
+        ..rustls::crypto::ring::default_provider()
+    }
+}
+
+/// The TLS client config that trusts `ca` (PEM), and the name to verify.
+#[allow(deprecated)] // ring: the provider halley uses; aws-lc-rs needs cmake
+fn tls_client(
+    cfg: &Config,
+) -> io::Result<Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>> {
+    use rustls_pki_types::pem::PemObject;
+    let Some(ca) = &cfg.tls_ca else { return Ok(None) };
+    let bad = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+    let pem = std::fs::read(ca).map_err(|e| bad(format!("--tls-ca {ca}: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| bad(format!("--tls-ca {ca}: {e}")))?;
+        roots.add(cert).map_err(|e| bad(format!("--tls-ca {ca}: {e}")))?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let host = cfg.sub_url.host.rsplit_once(':').map_or(cfg.sub_url.host.as_str(), |(h, _)| h);
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| bad(e.to_string()))?;
+    Ok(Some((Arc::new(config), name)))
 }
 
 fn emit(v: &Value) {
@@ -74,6 +113,7 @@ impl<'a> Worker<'a> {
             .step_by(of)
             .map(|g| Sub {
                 stream: None,
+                tls: None,
                 state: State::Idle,
                 connected: false,
                 ch: (g % cfg.channels) as u32,
@@ -122,6 +162,7 @@ impl<'a> Worker<'a> {
             stdin_buf: Vec::new(),
             exit: false,
             deadline: now + Duration::from_secs_f64(cfg.hard_deadline_secs()),
+            tls: tls_client(cfg)?,
         })
     }
 
@@ -267,6 +308,12 @@ impl<'a> Worker<'a> {
         let mut stream = TcpStream::from_std(sock.into());
         self.poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
         sub.stream = Some(stream);
+        sub.tls = match &self.tls {
+            Some((config, name)) => Some(Box::new(
+                rustls::ClientConnection::new(config.clone(), name.clone()).map_err(io::Error::other)?,
+            )),
+            None => None,
+        };
         sub.state = State::Connecting;
         sub.head.clear();
         sub.out.clear();
@@ -376,6 +423,9 @@ impl<'a> Worker<'a> {
     }
 
     fn read_all(&mut self, i: usize, buf: &mut [u8], closed: bool) -> Result<Flow, String> {
+        if self.subs[i].tls.is_some() {
+            return self.read_tls(i, buf);
+        }
         let sub = &mut self.subs[i];
         loop {
             let Some(stream) = sub.stream.as_mut() else { return Ok(Flow::Ok) };
@@ -397,6 +447,46 @@ impl<'a> Worker<'a> {
             // A short read drained the socket: the next data brings a new edge.
             if n < buf.len() && !closed {
                 return Ok(Flow::Ok);
+            }
+        }
+    }
+
+    /// `read_all` through TLS: ciphertext until the socket would block, each
+    /// record's plaintext handed on as it is decrypted.
+    fn read_tls(&mut self, i: usize, buf: &mut [u8]) -> Result<Flow, String> {
+        let sub = &mut self.subs[i];
+        loop {
+            let (Some(stream), Some(tls)) = (sub.stream.as_mut(), sub.tls.as_mut()) else {
+                return Ok(Flow::Ok);
+            };
+            match tls.read_tls(stream) {
+                Ok(0) => return on_eof(sub, &mut self.ctx),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flow::Ok),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("read: {e}")),
+            }
+            let state = tls.process_new_packets().map_err(|e| format!("tls: {e}"))?;
+            loop {
+                let Some(tls) = sub.tls.as_mut() else { return Ok(Flow::Ok) };
+                let n = match tls.reader().read(buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(format!("tls read: {e}")),
+                };
+                if n == 0 {
+                    break;
+                }
+                let now = crate::parse::realtime_ns();
+                match on_bytes(sub, &buf[..n], now, &mut self.ctx)? {
+                    Flow::Ok => {}
+                    other => return Ok(other),
+                }
+            }
+            // Handshake messages, and requests held until the handshake completed.
+            flush(sub).map_err(|e| format!("write: {e}"))?;
+            if state.peer_has_closed() {
+                return on_eof(sub, &mut self.ctx);
             }
         }
     }

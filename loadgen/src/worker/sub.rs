@@ -66,6 +66,8 @@ impl Decoder {
 /// One subscriber connection.
 pub(super) struct Sub {
     pub(super) stream: Option<TcpStream>,
+    /// The TLS session over `stream` (with `--tls-ca`).
+    pub(super) tls: Option<Box<rustls::ClientConnection>>,
     pub(super) state: State,
     pub(super) connected: bool,
     pub(super) ch: u32,
@@ -139,6 +141,23 @@ pub fn write_request(cfg: &Config, path: &str, sub: &mut Sub) {
 
 pub fn flush(sub: &mut Sub) -> io::Result<()> {
     let Some(stream) = sub.stream.as_mut() else { return Ok(()) };
+    if let Some(tls) = sub.tls.as_mut() {
+        // rustls holds requests written before the handshake completes.
+        if !sub.out.is_empty() {
+            tls.writer().write_all(&sub.out)?;
+            sub.out.clear();
+        }
+        while tls.wants_write() {
+            match tls.write_tls(stream) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(());
+    }
     let mut done = 0;
     while done < sub.out.len() {
         match stream.write(&sub.out[done..]) {

@@ -241,12 +241,12 @@ export async function startCutProxy(target) {
  * `{browser, pid, close}`. It is started as a browser server so its pid is
  * known and can be killed even if the protocol connection hangs.
  */
-export async function launchBrowser() {
+export async function launchBrowser(extraArgs = []) {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (tests/run does)`);
   // Playwright's own timeout (which kills what it started) fires first; ours
   // is the backstop.
   const server = await withDeadline(
-    chromium.launchServer({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, timeout: DEADLINE_MS }),
+    chromium.launchServer({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...extraArgs], headless: true, timeout: DEADLINE_MS }),
     'chromium starting',
     DEADLINE_MS + 10_000,
   );
@@ -333,9 +333,9 @@ export async function describe(ctx) {
  * forwards /sub/ and /pushlet to halley, so `ctx.pages.origin` can stand in
  * for halley's URL on the page's own origin) and browser. Returns a context whose fields
  * are filled in by `before`: `halley`, `pages`, `browser`, and `page` (set by
- * `ctx.open(name, params)`).
+ * `ctx.open(name, params)`). `browserArgs` are extra Chromium flags.
  */
-export function setup({ flags = [] } = {}) {
+export function setup({ flags = [], browserArgs = [] } = {}) {
   const ctx = {
     halley: null,
     pages: null,
@@ -386,7 +386,7 @@ export function setup({ flags = [] } = {}) {
     // The pages first, so `flags` can name their origin.
     ctx.pages = await servePages({ subUpstream: () => ctx.halley.public });
     ctx.halley = await startHalley(typeof flags === 'function' ? flags(ctx) : flags);
-    ctx.chromium = await launchBrowser();
+    ctx.chromium = await launchBrowser(browserArgs);
     ctx.browser = ctx.chromium.browser;
   });
   after(async () => {
