@@ -1,10 +1,11 @@
 //! HTTP/2 on the public port (h2c with prior knowledge) against the real
-//! binary, with real clients: curl (`--http2-prior-knowledge`), and
+//! binary, with real clients: curl (`--http2-prior-knowledge`), h2load, and
 //! Python's sans-IO `h2` package plus hand-made frames for the protocol's
 //! edge cases and the known attacks (tests/h2/edge_cases.py; tests/run
 //! installs the package; a missing one fails, never skips). In every
 //! attack case a control subscriber on another connection must keep
-//! receiving everything.
+//! receiving everything. HTTP/2 over TLS (ALPN) is in tests/tls.rs and
+//! tests/browser/h2.test.mjs.
 
 mod common;
 use common::*;
@@ -72,10 +73,11 @@ fn curl_h2c_serves_every_subscriber_transport_and_plain_answers() {
     assert_eq!(poll.status, 200, "{}", poll.text());
 }
 
-/// 100 long-polls on one connection, answered by one publish. (With
+/// 100 long-polls on one h2c connection, answered by one publish. (With
 /// Python's h2 client: Debian's curl 7.88.1 cannot add streams to an h2c
-/// prior-knowledge connection it reuses, curl issue #10634, fixed in 8.0;
-/// `curl --parallel` over TLS with ALPN does not have that bug.)
+/// prior-knowledge connection it reuses, curl issue #10634, fixed in 8.0.
+/// `curl --parallel` over TLS with ALPN has no such bug: tests/tls.rs runs
+/// the same 100 polls through it.)
 #[test]
 fn hundred_long_polls_multiplexed_on_one_connection() {
     edge_case(&Server::start(&[]), "hundred_polls");
