@@ -97,10 +97,12 @@ fn run(mut engine: Engine, w: Wiring) {
             engine.tick(now, &mut out);
             next_tick = now + TICK;
         }
+        // The gauge before the answers: a client that has its answer sees
+        // the count that follows from it in /metrics.
+        crate::stats::set(&w.stats.engines.bayeux_subscriptions, engine.subscriptions() as u64);
         for output in out.drain(..) {
             carry_out(&w, output);
         }
-        crate::stats::set(&w.stats.engines.bayeux_subscriptions, engine.subscriptions() as u64);
     }
 }
 
