@@ -18,6 +18,7 @@ pub mod dashboard;
 pub mod engine;
 pub mod fanout;
 pub mod guard;
+pub mod h2;
 pub mod http;
 pub mod hub;
 pub mod log;

@@ -38,6 +38,8 @@ pub struct LoopStats {
     pub slow_consumers: AtomicU64,
     /// Bytes written to this loop's sockets (responses and streams, all ports).
     pub bytes_out: AtomicU64,
+    /// HTTP/2 counters (see [`H2Stats`]).
+    pub h2: H2Stats,
     /// Publish-to-write latency merged from the loop's local histogram.
     pub latency: Mutex<Histogram<u64>>,
 }
@@ -53,9 +55,27 @@ impl Default for LoopStats {
             deliveries: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            h2: H2Stats::default(),
             latency: Mutex::new(new_histogram()),
         }
     }
+}
+
+/// One loop's HTTP/2 counters.
+#[derive(Default)]
+pub struct H2Stats {
+    /// Open HTTP/2 connections (gauge).
+    pub connections: AtomicU64,
+    /// Streams (requests) opened.
+    pub streams: AtomicU64,
+    /// Streams we reset: refused over the concurrency limit, cut over their
+    /// flow-control window, or malformed.
+    pub streams_reset: AtomicU64,
+    /// Streams the client reset.
+    pub client_resets: AtomicU64,
+    /// Connections ended with GOAWAY for an error, by RFC 9113 error code
+    /// (index = code; ENHANCE_YOUR_CALM, 11, counts the floods).
+    pub goaway_errors: [AtomicU64; 14],
 }
 
 /// The fan-out thread's counters.

@@ -547,3 +547,37 @@ fn sigterm_ends_tls_streams_with_their_terminator_and_close_notify() {
     assert!(end.is_ok(), "the TLS session ended without close_notify: {end:?}; got {}", esc(&got));
     assert!(got.ends_with(b"0\r\n\r\n"), "no chunked terminator at the end: {}", esc(&got));
 }
+
+/// HTTP/2 by ALPN on the TLS port: curl `--http2` gets h2 (and `--http1.1`
+/// still HTTP/1.1 on the same port); 100 long-polls multiplexed on one h2
+/// connection with `curl --parallel` are all answered by one publish.
+#[test]
+fn alpn_h2_and_a_hundred_polls_multiplexed_with_curl() {
+    let pki = Pki::new();
+    let server = start(&pki, &[]);
+    let base = format!("https://localhost:{}", server.public.port());
+    let (code, head) = Curl::spawn(&pki, &["--http2", "-i", &format!("{base}/sub/alpn?timeout=0")]).finish();
+    assert_eq!(code, 0, "{head}");
+    assert!(head.starts_with("HTTP/2 200"), "ALPN h2: {head}");
+    let (code, head) =
+        Curl::spawn(&pki, &["--http1.1", "-i", &format!("{base}/sub/alpn?timeout=0")]).finish();
+    assert_eq!(code, 0, "{head}");
+    assert!(head.starts_with("HTTP/1.1 200"), "ALPN http/1.1: {head}");
+    let url = format!("{base}/sub/hundred?timeout=30");
+    let mut args =
+        vec!["--http2", "--parallel", "--parallel-max", "100", "-w", "%{http_version} %{num_connects}\\n"];
+    for _ in 0..100 {
+        args.extend(["-o", "/dev/stdout", url.as_str()]);
+    }
+    let curl = Curl::spawn(&pki, &args);
+    wait_until("100 polls parked", || subscribers(&server, "hundred") == 100);
+    server.publish("hundred", "to all");
+    let (code, text) = curl.finish();
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(text.matches(r#""data":"to all""#).count(), 100, "{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("2 ")).collect();
+    assert_eq!(lines.len(), 100, "every poll over HTTP/2: {text}");
+    let connects: u32 = lines.iter().filter_map(|l| l[2..].trim().parse::<u32>().ok()).sum();
+    assert_eq!(connects, 1, "the 100 polls share one connection: {text}");
+    assert!(metric(&server, "halley_h2_streams_total") >= 101, "h2 streams counted");
+}

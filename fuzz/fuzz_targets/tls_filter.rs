@@ -46,7 +46,7 @@ fn tls() -> &'static Arc<Tls> {
 
 /// Feeds `pieces` in order; returns how the session ended.
 fn run(pieces: &[&[u8]]) -> Result<Decoded, FilterError> {
-    let mut filter = tls().accept().expect("filter");
+    let mut filter = tls().accept(true).expect("filter");
     let mut plain = Vec::new();
     let mut end = Ok(Decoded::Open);
     for piece in pieces {

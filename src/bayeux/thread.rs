@@ -97,10 +97,12 @@ fn run(mut engine: Engine, w: Wiring) {
             engine.tick(now, &mut out);
             next_tick = now + TICK;
         }
+        // The gauge before the answers: a client that has its answer sees
+        // the count that follows from it in /metrics.
+        crate::stats::set(&w.stats.engines.bayeux_subscriptions, engine.subscriptions() as u64);
         for output in out.drain(..) {
             carry_out(&w, output);
         }
-        crate::stats::set(&w.stats.engines.bayeux_subscriptions, engine.subscriptions() as u64);
     }
 }
 
@@ -114,7 +116,8 @@ fn carry_out(w: &Wiring, output: Output) {
         Output::Listen { channel, backlog, tag } => {
             let start = if backlog > 0 { Start::Backlog(backlog) } else { Start::Now };
             w.fanout.control(Control::Subscribe(Subscribe {
-                reply: ConnRef { loop_id: w.outlet, conn: tag },
+                stream: 0,
+                reply: ConnRef { loop_id: w.outlet, conn: tag, stream: 0 },
                 channels: vec![channel],
                 listen: Listen::Messages,
                 start,

@@ -82,6 +82,9 @@ pub enum Start {
 #[derive(Debug)]
 pub struct Subscribe {
     pub reply: ConnRef,
+    /// The HTTP/2 stream the subscription is for (0: the whole connection),
+    /// echoed in the answer.
+    pub stream: u32,
     pub channels: Vec<Arc<str>>,
     /// What the subscriber reads: one encoding's frames, or whole messages.
     pub listen: Listen,
@@ -138,6 +141,8 @@ pub struct ChannelInfo {
 #[derive(Debug)]
 pub struct Subscribed {
     pub conn: u64,
+    /// The HTTP/2 stream it answers (0: the whole connection).
+    pub stream: u32,
     /// The subscription's channels and listen, so that a loop whose
     /// connection vanished meanwhile can undo the registration.
     pub channels: Vec<Arc<str>>,

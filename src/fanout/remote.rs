@@ -137,7 +137,7 @@ impl Fanout {
             Event::Deleted(channel) => {
                 // Every node ends its subscribers' streams; the stream in
                 // Redis remembers what it dropped, for later gaps.
-                let placeholder = ConnRef { loop_id: usize::MAX, conn: 0 };
+                let placeholder = ConnRef { loop_id: usize::MAX, conn: 0, stream: 0 };
                 self.delete(placeholder, channel);
             }
             Event::ListenerDown => {

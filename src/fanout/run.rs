@@ -286,6 +286,7 @@ impl Fanout {
         }
         let reply = Subscribed {
             conn: sub.reply.conn,
+            stream: sub.stream,
             channels: sub.channels,
             listen: sub.listen,
             catchup,

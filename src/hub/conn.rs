@@ -12,6 +12,8 @@
 pub struct ConnRef {
     pub loop_id: usize,
     pub conn: u64,
+    /// The HTTP/2 stream on that connection; 0 for the whole connection.
+    pub stream: u32,
 }
 
 /// One piece of an answer a protocol engine (Bayeux, Pushlet) writes to a

@@ -85,6 +85,8 @@ fn run(mut engine: Engine, w: Wiring) {
         for (pattern, delta) in engine.take_hub_changes() {
             w.fanout.control(Control::Watch { outlet: w.outlet, pattern, delta });
         }
+        // The gauge before the answers (see the Bayeux thread).
+        crate::stats::set(&w.stats.engines.pushlet_subscriptions, engine.subscriptions() as u64);
         for output in out.drain(..) {
             let (to, part) = match output {
                 Output::Whole { to, content_type, body } => (to, Part::Whole { content_type, body }),
@@ -94,6 +96,5 @@ fn run(mut engine: Engine, w: Wiring) {
             };
             w.replies.reply(to, part);
         }
-        crate::stats::set(&w.stats.engines.pushlet_subscriptions, engine.subscriptions() as u64);
     }
 }

@@ -155,8 +155,17 @@ impl OutQueue {
             self.offset = 0;
             self.chunks.pop_front();
         }
+        if self.chunks.is_empty() && self.chunks.capacity() > KEEP_CHUNKS {
+            // A burst (a catch-up, an HTTP/2 connection answering 100
+            // streams) must not pin its queue's size on an idle connection.
+            self.chunks = VecDeque::new();
+        }
     }
 }
+
+/// Queue slots an empty queue keeps: a few batches' worth for a subscriber
+/// (one chunk per message); a larger queue is released once drained.
+const KEEP_CHUNKS: usize = 16;
 
 #[cfg(test)]
 mod tests {

@@ -47,6 +47,9 @@ pub enum Handler {
     Bayeux(Box<super::bayeux_held::BayeuxHeld>),
     /// A Pushlet request waiting for its answer, or an open Pushlet stream.
     Pushlet(Box<super::pushlet_conn::PushletConn>),
+    /// An HTTP/2 connection: each stream one request (h2c with prior
+    /// knowledge, or ALPN `h2`).
+    H2(Box<super::h2_conn::H2Conn>),
     /// A Redis-protocol publisher, installed at accept on the RESP port.
     Resp(Box<super::resp_conn::RespConn>),
     /// Its last bytes are queued; nothing more is read or written.
@@ -69,8 +72,10 @@ pub enum Mail {
         subscribers: Option<usize>,
     },
     Engine(Part),
-    /// A channel this connection listens to was deleted.
-    ChannelDeleted,
+    /// A channel this connection (or its HTTP/2 `stream`) listens to was deleted.
+    ChannelDeleted {
+        stream: u32,
+    },
     /// The loop is stopping: finish what is in flight and close.
     Shutdown,
 }
@@ -95,6 +100,7 @@ impl Handler {
             Handler::Bayeux(h) => apply(h, cx, event),
             Handler::Pushlet(h) => apply(h, cx, event),
             Handler::Resp(h) => apply(h, cx, event),
+            Handler::H2(h) => apply(h, cx, event),
             Handler::Closing => {
                 if let Event::Mail(Mail::Subscribed(reply)) = event {
                     // The connection is ending: undo what the hub registered for it.
@@ -119,6 +125,7 @@ impl Handler {
             Handler::Bayeux(h) => h.closed(cx, reason),
             Handler::Pushlet(h) => h.closed(cx, reason),
             Handler::Resp(h) => h.closed(cx, reason),
+            Handler::H2(h) => h.closed(cx, reason),
             Handler::Closing | Handler::Busy => {}
         }
     }

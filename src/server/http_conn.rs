@@ -39,6 +39,8 @@ pub struct HttpConn {
     /// A half-close alone does not stop it: what the peer sent before its
     /// FIN is still read and answered.
     reading: bool,
+    /// No request was read yet: an HTTP/2 preface may still come.
+    fresh: bool,
 }
 
 impl Default for HttpConn {
@@ -53,6 +55,7 @@ impl Default for HttpConn {
             deferred: None,
             close_when_drained: false,
             reading: true,
+            fresh: true,
         }
     }
 }
@@ -89,6 +92,14 @@ impl HttpConn {
             if !self.reading || input.is_empty() {
                 return self.idle(cx);
             }
+            if self.fresh && port == Port::Public && super::h2_conn::is_preface(input) {
+                // h2c with prior knowledge: wait for the whole preface, then HTTP/2.
+                if input.len() < crate::h2::PREFACE.len() {
+                    return Handler::Http(self);
+                }
+                return super::h2_conn::H2Conn::start(cx);
+            }
+            self.fresh = false;
             let limit = |_: &Method, p: &str| body_limit(&shared, port, p);
             match parse_request(input, shared.max_head_bytes, &limit) {
                 Ok(Parse::Complete { request, consumed }) => {
@@ -355,7 +366,7 @@ impl Handle for HttpConn {
                 self.close_when_drained = true;
                 return self.idle(cx);
             }
-            Mail::Subscribed(_) | Mail::Engine(_) | Mail::ChannelDeleted => false,
+            Mail::Subscribed(_) | Mail::Engine(_) | Mail::ChannelDeleted { .. } => false,
         };
         if filled {
             return self.flush_pipeline(cx);

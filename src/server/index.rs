@@ -12,10 +12,16 @@ use crate::fanout::{Control, FanoutHandle, Listen};
 use crate::hub::Message;
 use crate::reactor::{ConnKey, Io};
 
+/// A listener: a connection, and its HTTP/2 stream (0 for HTTP/1).
+pub type Listener = (ConnKey, u32);
+
 pub struct Index {
-    channels: HashMap<Arc<str>, HashSet<ConnKey>>,
+    channels: HashMap<Arc<str>, HashSet<Listener>>,
     /// Long-polls that got messages in the batch being delivered.
     ready_polls: Vec<ConnKey>,
+    /// HTTP/2 connections with work after the batch (polls to answer,
+    /// streams over their window to cut).
+    h2_followups: Vec<ConnKey>,
     latency: crate::stats::LatencyRecorder,
     fanout: FanoutHandle,
     loop_id: usize,
@@ -26,24 +32,25 @@ impl Index {
         Index {
             channels: HashMap::new(),
             ready_polls: Vec::new(),
+            h2_followups: Vec::new(),
             latency: Default::default(),
             fanout,
             loop_id,
         }
     }
 
-    /// Adds a connection on `channels`.
-    pub fn enlist(&mut self, key: ConnKey, channels: &[Arc<str>]) {
+    /// Adds a connection (or one of its HTTP/2 streams) on `channels`.
+    pub fn enlist(&mut self, key: ConnKey, stream: u32, channels: &[Arc<str>]) {
         for channel in channels {
-            self.channels.entry(channel.clone()).or_default().insert(key);
+            self.channels.entry(channel.clone()).or_default().insert((key, stream));
         }
     }
 
-    /// Removes a connection from `channels`.
-    pub fn delist(&mut self, key: ConnKey, channels: &[Arc<str>]) {
+    /// Removes a connection (or one of its HTTP/2 streams) from `channels`.
+    pub fn delist(&mut self, key: ConnKey, stream: u32, channels: &[Arc<str>]) {
         for channel in channels {
             if let Some(keys) = self.channels.get_mut(channel) {
-                keys.remove(&key);
+                keys.remove(&(key, stream));
                 if keys.is_empty() {
                     self.channels.remove(channel);
                 }
@@ -60,13 +67,21 @@ impl Index {
     }
 
     /// The connections listening on `channel` now.
-    pub fn listeners(&self, channel: &str) -> Vec<ConnKey> {
+    pub fn listeners(&self, channel: &str) -> Vec<Listener> {
         self.channels.get(channel).map(|k| k.iter().copied().collect()).unwrap_or_default()
     }
 
     /// Long-polls to answer after a delivery.
     pub fn take_ready_polls(&mut self) -> Vec<ConnKey> {
         mem::take(&mut self.ready_polls)
+    }
+
+    /// HTTP/2 connections to call back after a delivery (each once).
+    pub fn take_h2_followups(&mut self) -> Vec<ConnKey> {
+        let mut keys = mem::take(&mut self.h2_followups);
+        keys.sort_unstable_by_key(|k| k.to_u64());
+        keys.dedup();
+        keys
     }
 
     /// Hands a batch to this loop's subscribers: one shared frame each,
@@ -83,9 +98,19 @@ impl Index {
             let Some(keys) = self.channels.get(&message.channel) else { continue };
             self.latency.record(now.saturating_duration_since(message.received_at), keys.len() as u64);
             delivered += keys.len() as u64;
-            for &key in keys {
+            for &(key, stream) in keys {
                 let Some(conn) = io.conn(key) else { continue };
                 let chunk = match &mut conn.handler {
+                    Handler::H2(h2) => {
+                        let (chunks, followup) = h2.deliver(stream, message);
+                        if followup {
+                            self.h2_followups.push(key);
+                        }
+                        for chunk in chunks {
+                            io.send(key, chunk);
+                        }
+                        continue;
+                    }
                     Handler::Stream(stream) => match stream.sub.take(message) {
                         Some(sub) => sub.frame_chunk(message),
                         None => continue,

@@ -12,7 +12,8 @@ pub enum LoopMsg {
     /// From the fan-out thread: batches, subscribe answers, acks, queries.
     Hub(HubMail),
     /// A piece of a protocol engine's answer for one connection.
-    Engine { conn: u64, part: Part },
+    /// For a connection, or one of its HTTP/2 streams (`stream` > 0).
+    Engine { conn: u64, stream: u32, part: Part },
     /// Stop accepting, end streams, exit.
     Shutdown,
 }
@@ -28,6 +29,8 @@ pub struct LoopReplies(pub Vec<Mailbox<LoopMsg>>);
 
 impl Replies for LoopReplies {
     fn reply(&self, to: ConnRef, part: Part) -> bool {
-        self.0.get(to.loop_id).is_some_and(|mailbox| mailbox.send(LoopMsg::Engine { conn: to.conn, part }))
+        self.0
+            .get(to.loop_id)
+            .is_some_and(|mailbox| mailbox.send(LoopMsg::Engine { conn: to.conn, stream: to.stream, part }))
     }
 }

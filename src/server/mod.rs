@@ -8,6 +8,8 @@ mod admission;
 mod bayeux_held;
 mod conn;
 pub mod cors;
+mod h2_conn;
+mod h2_stream;
 mod http_conn;
 mod index;
 pub mod mail;

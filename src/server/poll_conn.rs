@@ -107,7 +107,7 @@ impl Handle for PollConn {
 
     fn mail(mut self: Box<Self>, cx: &mut Cx, mail: Mail) -> Handler {
         match mail {
-            Mail::ChannelDeleted => {
+            Mail::ChannelDeleted { .. } => {
                 cx.io.clear_deadline(cx.key);
                 self.answer(cx)
             }

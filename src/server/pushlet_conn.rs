@@ -19,7 +19,7 @@ pub enum PushletConn {
     Streaming { chunked: bool },
 }
 
-fn pushlet_response(content_type: &str) -> Response {
+pub fn pushlet_response(content_type: &str) -> Response {
     Response::new(200)
         .header("Content-Type", content_type)
         .header("Cache-Control", "no-store, no-cache, must-revalidate")

@@ -51,6 +51,13 @@ pub fn stats_json(stats: &Stats, fanout: &FanoutHandle, queue_capacity: usize) -
         "deliveries": stats.total(|l| &l.deliveries),
         "slow_consumers_dropped": stats.total(|l| &l.slow_consumers),
         "bytes_out": stats.total(|l| &l.bytes_out),
+        "h2": {
+            "connections": stats.total(|l| &l.h2.connections),
+            "streams": stats.total(|l| &l.h2.streams),
+            "streams_reset": stats.total(|l| &l.h2.streams_reset),
+            "client_resets": stats.total(|l| &l.h2.client_resets),
+            "connection_errors": (1..14).map(|i| stats.total(|l| &l.h2.goaway_errors[i])).sum::<u64>(),
+        },
         "queues": { "publish_depth": fanout.queue_depth(), "publish_capacity": queue_capacity },
         "delivery_latency_us": { "count": latency.len(), "quantiles": quantiles },
         "loops": loops,
@@ -124,6 +131,7 @@ pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
         "Subscribers cut off over max_outbound_bytes.",
         &one(stats.total(|l| &l.slow_consumers)),
     );
+    super::h2_conn::metrics(stats, &mut metric);
     metric(
         "bytes_out_total",
         "counter",

@@ -81,7 +81,7 @@ impl Handle for StreamConn {
 
     fn mail(mut self: Box<Self>, cx: &mut Cx, mail: Mail) -> Handler {
         match mail {
-            Mail::ChannelDeleted => self.end(cx, EndReason::ChannelDeleted),
+            Mail::ChannelDeleted { .. } => self.end(cx, EndReason::ChannelDeleted),
             Mail::Shutdown => self.end(cx, EndReason::Shutdown),
             _ => Handler::Stream(self),
         }

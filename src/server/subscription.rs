@@ -16,6 +16,8 @@ use crate::transport::{Encoding, Transport};
 
 pub struct Subscription {
     pub channels: Vec<Arc<str>>,
+    /// The HTTP/2 stream it is served on; 0 for an HTTP/1 connection.
+    pub stream: u32,
     pub transport: Transport,
     /// The shared encoding it reads (the transport's, refined by the callback).
     pub encoding: Encoding,
@@ -56,7 +58,7 @@ impl Subscription {
     pub fn enlist(&mut self, cx: &mut Cx) {
         if !self.enlisted {
             self.enlisted = true;
-            cx.env.index.enlist(cx.key, &self.channels);
+            cx.env.index.enlist(cx.key, self.stream, &self.channels);
             crate::stats::inc(&cx.env.stats().subscribers[self.transport.index()]);
         }
     }
@@ -65,7 +67,7 @@ impl Subscription {
     pub fn leave(&mut self, cx: &mut Cx) {
         if self.enlisted {
             self.enlisted = false;
-            cx.env.index.delist(cx.key, &self.channels);
+            cx.env.index.delist(cx.key, self.stream, &self.channels);
             crate::stats::dec(&cx.env.stats().subscribers[self.transport.index()]);
         }
         if self.registered {
@@ -90,16 +92,33 @@ pub fn start(
     req: SubscribeRequest,
     claims: Option<crate::auth::Claims>,
 ) -> Handler {
-    let token_expires = claims.as_ref().and_then(|c| c.exp).map(|exp| {
+    let chunked = http.version == crate::http::Version::Http11 && req.transport != Transport::Ws;
+    let ws_accept = req.ws_accept.clone();
+    let sub = begin(cx, req, claims.as_ref(), 0, chunked);
+    let ws = ws_accept.map(|accept| (accept, claims));
+    Handler::Subscribing(Box::new(SubscribingConn { http, sub, ws }))
+}
+
+/// The subscription for `req` (on HTTP/2 `stream`, or 0), its subscribe
+/// sent to the hub; the hub's answer names the connection and the stream.
+pub fn begin(
+    cx: &mut Cx,
+    req: SubscribeRequest,
+    claims: Option<&crate::auth::Claims>,
+    stream: u32,
+    chunked: bool,
+) -> Subscription {
+    let token_expires = claims.and_then(|c| c.exp).map(|exp| {
         let left_ms = exp.saturating_mul(1000).saturating_sub(crate::clock::unix_ms());
         cx.io.now() + Duration::from_millis(left_ms)
     });
     let encoding = req.transport.encoding(req.callback.as_deref());
     let sub = Subscription {
         channels: req.channels.clone(),
+        stream,
         transport: req.transport,
         encoding,
-        chunked: http.version == crate::http::Version::Http11 && req.transport != Transport::Ws,
+        chunked,
         callback: req.callback,
         poll_timeout: req.timeout,
         last_id: MessageId::ZERO,
@@ -110,13 +129,13 @@ pub fn start(
     };
     cx.env.fanout.control(Control::Subscribe(Subscribe {
         reply: cx.env.conn_ref(cx.key),
+        stream,
         channels: req.channels,
         listen: Listen::Frames(encoding),
         start: req.start,
         only_if_nothing_to_send: !req.transport.is_streaming(),
     }));
-    let ws = req.ws_accept.map(|accept| (accept, claims));
-    Handler::Subscribing(Box::new(SubscribingConn { http, sub, ws }))
+    sub
 }
 
 impl SubscribingConn {

@@ -74,7 +74,12 @@ impl Env {
 
     /// How other threads name connection `key` of this loop.
     pub fn conn_ref(&self, key: ConnKey) -> crate::hub::ConnRef {
-        crate::hub::ConnRef { loop_id: self.loop_id, conn: key.to_u64() }
+        crate::hub::ConnRef { loop_id: self.loop_id, conn: key.to_u64(), stream: 0 }
+    }
+
+    /// How other threads name HTTP/2 stream `stream` of connection `key`.
+    pub fn stream_ref(&self, key: ConnKey, stream: u32) -> crate::hub::ConnRef {
+        crate::hub::ConnRef { stream, ..self.conn_ref(key) }
     }
 }
 
@@ -137,7 +142,7 @@ impl Worker {
         let shared = &self.env.shared;
         let Some(tls) = shared.tls.as_ref() else { return };
         if port == Port::Public || (port == Port::Ingest && shared.ingest_tls) {
-            match tls.accept() {
+            match tls.accept(port == Port::Public) {
                 Ok(filter) => io.set_filter(key, Box::new(filter)),
                 Err(e) => {
                     crate::log::error(format_args!("{e}"));
@@ -245,6 +250,12 @@ impl Service for Worker {
                             other => other,
                         });
                     }
+                    for key in self.env.index.take_h2_followups() {
+                        self.dispatch(io, key, |h, cx| match h {
+                            Handler::H2(h2) => h2.after_delivery(cx),
+                            other => other,
+                        });
+                    }
                 }
                 LoopMsg::Hub(HubMail::Subscribed(reply)) => {
                     self.mail_to(io, reply.conn, Mail::Subscribed(reply))
@@ -262,12 +273,18 @@ impl Service for Worker {
                 }
                 LoopMsg::Hub(HubMail::Failed { conn, error }) => self.mail_to(io, conn, Mail::Failed(error)),
                 LoopMsg::Hub(HubMail::ChannelDeleted(channel)) => {
-                    for key in self.env.index.listeners(&channel) {
-                        let mail = Mail::ChannelDeleted;
+                    for (key, stream) in self.env.index.listeners(&channel) {
+                        let mail = Mail::ChannelDeleted { stream };
                         self.dispatch(io, key, |h, cx| h.on(cx, Event::Mail(mail)));
                     }
                 }
-                LoopMsg::Engine { conn, part } => self.mail_to(io, conn, Mail::Engine(part)),
+                LoopMsg::Engine { conn, stream: 0, part } => self.mail_to(io, conn, Mail::Engine(part)),
+                LoopMsg::Engine { conn, stream, part } => {
+                    self.dispatch(io, ConnKey::from_u64(conn), |h, cx| match h {
+                        Handler::H2(h2) => h2.engine(cx, stream, part),
+                        other => other,
+                    });
+                }
                 LoopMsg::Shutdown => self.shutdown(io),
             }
         }

@@ -211,7 +211,7 @@ impl Handle for WsConn {
             Mail::Engine(Part::Whole { body, .. }) if !self.closing => {
                 cx.io.send(cx.key, Chunk::Owned(encode_frame(Opcode::Text, &body)));
             }
-            Mail::ChannelDeleted => return self.end(cx, EndReason::ChannelDeleted),
+            Mail::ChannelDeleted { .. } => return self.end(cx, EndReason::ChannelDeleted),
             Mail::Shutdown => return self.end(cx, EndReason::Shutdown),
             _ => {}
         }
@@ -271,6 +271,7 @@ impl Channels {
         self.cancelled.retain(|c| !fresh.contains(c));
         self.pending.extend(fresh.iter().cloned());
         cx.env.fanout.control(Control::Subscribe(Subscribe {
+            stream: 0,
             reply: cx.env.conn_ref(cx.key),
             channels: fresh,
             listen: Listen::Frames(Encoding::Ws),
@@ -290,7 +291,7 @@ impl Channels {
             }
         }
         if self.sub.enlisted {
-            cx.env.index.delist(cx.key, &leaving);
+            cx.env.index.delist(cx.key, 0, &leaving);
         }
         cx.env.index.unregister(leaving, Listen::Frames(Encoding::Ws));
         send_json(cx.io, cx.key, &serde_json::json!({ "unsubscribed": names(&channels) }));
@@ -314,7 +315,7 @@ impl Channels {
         }
         self.sub.registered = true;
         if self.sub.enlisted {
-            cx.env.index.enlist(cx.key, &added);
+            cx.env.index.enlist(cx.key, 0, &added);
         } else {
             self.sub.enlist(cx);
         }

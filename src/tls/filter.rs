@@ -42,8 +42,8 @@ pub struct TlsFilter {
 }
 
 impl TlsFilter {
-    pub(super) fn new(tls: Arc<Tls>) -> Result<TlsFilter, String> {
-        let mut conn = ServerConnection::new(tls.config.clone()).map_err(|e| format!("TLS: {e}"))?;
+    pub(super) fn new(tls: Arc<Tls>, config: Arc<rustls::ServerConfig>) -> Result<TlsFilter, String> {
+        let mut conn = ServerConnection::new(config).map_err(|e| format!("TLS: {e}"))?;
         conn.set_buffer_limit(Some(OUT_LIMIT));
         Ok(TlsFilter { conn, tls, started: false, counted: false, refusal: None, timed_out: false })
     }

@@ -86,7 +86,10 @@ impl ResolvesServerCert for Resolver {
 
 /// What every TLS connection of the process shares.
 pub struct Tls {
+    /// The public port's: ALPN `h2`, then `http/1.1`.
     config: Arc<ServerConfig>,
+    /// The ingest port's: ALPN `http/1.1` only (it serves no HTTP/2).
+    config_h1: Arc<ServerConfig>,
     resolver: Arc<Resolver>,
     cert_path: String,
     key_path: String,
@@ -95,8 +98,8 @@ pub struct Tls {
 
 impl Tls {
     /// Reads the certificate chain and key, and builds the server config:
-    /// TLS 1.3 and 1.2, rustls' safe cipher suites (ring), ALPN `http/1.1`,
-    /// resumption by tickets and by a bounded session cache.
+    /// TLS 1.3 and 1.2, rustls' safe cipher suites (ring), ALPN `h2` and
+    /// `http/1.1` (public port) or `http/1.1` alone (ingest port), resumption by tickets and by a bounded session cache.
     pub fn load(cert_path: &str, key_path: &str) -> Result<Tls, String> {
         let cert_pem = std::fs::read(cert_path).map_err(|e| format!("tls_cert '{cert_path}': {e}"))?;
         let key_pem = std::fs::read(key_path).map_err(|e| format!("tls_key '{key_path}': {e}"))?;
@@ -116,12 +119,15 @@ impl Tls {
             .map_err(|e| format!("TLS: {e}"))?
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
-        // Room for "h2" later: the list is in preference order.
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
         config.ticketer = provider::Ticketer::new().map_err(|e| format!("TLS ticketer: {e}"))?;
+        // In preference order: a client that offers both gets HTTP/2.
+        let mut config_h1 = config.clone();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config_h1.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Tls {
             config: Arc::new(config),
+            config_h1: Arc::new(config_h1),
             resolver,
             cert_path: cert_path.to_string(),
             key_path: key_path.to_string(),
@@ -152,9 +158,10 @@ impl Tls {
         }
     }
 
-    /// A filter for a newly accepted connection.
-    pub fn accept(self: &Arc<Self>) -> Result<TlsFilter, String> {
-        TlsFilter::new(self.clone())
+    /// A filter for a newly accepted connection; `h2`: offer HTTP/2 by ALPN.
+    pub fn accept(self: &Arc<Self>, h2: bool) -> Result<TlsFilter, String> {
+        let config = if h2 { self.config.clone() } else { self.config_h1.clone() };
+        TlsFilter::new(self.clone(), config)
     }
 }
 

@@ -3,8 +3,8 @@ use crate::bayeux::message::parse_body;
 use crate::hub::Message;
 use crate::hub::MessageId;
 
-const A: ConnRef = ConnRef { loop_id: 0, conn: 1 };
-const B: ConnRef = ConnRef { loop_id: 1, conn: 2 };
+const A: ConnRef = ConnRef { loop_id: 0, conn: 1, stream: 0 };
+const B: ConnRef = ConnRef { loop_id: 1, conn: 2, stream: 0 };
 
 fn engine() -> Engine {
     Engine::new(Config {

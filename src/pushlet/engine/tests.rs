@@ -6,10 +6,10 @@ use crate::hub::{validate_channel, Message, MessageId};
 use serde_json::Value;
 use std::sync::Arc;
 
-const A: ConnRef = ConnRef { loop_id: 0, conn: 1 };
-const B: ConnRef = ConnRef { loop_id: 0, conn: 2 };
-const C: ConnRef = ConnRef { loop_id: 1, conn: 3 };
-const D: ConnRef = ConnRef { loop_id: 1, conn: 4 };
+const A: ConnRef = ConnRef { loop_id: 0, conn: 1, stream: 0 };
+const B: ConnRef = ConnRef { loop_id: 0, conn: 2, stream: 0 };
+const C: ConnRef = ConnRef { loop_id: 1, conn: 3, stream: 0 };
+const D: ConnRef = ConnRef { loop_id: 1, conn: 4, stream: 0 };
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -1026,7 +1026,7 @@ fn random_requests_never_panic_and_keep_streams_well_formed() {
     // known to reach every state.
     let mut seen: HashMap<&'static str, usize> = HashMap::new();
     for round in 0..20_000u32 {
-        let conn = ConnRef { loop_id: (rng.next() % 2) as usize, conn: rng.next() % 12 };
+        let conn = ConnRef { loop_id: (rng.next() % 2) as usize, conn: rng.next() % 12, stream: 0 };
         let mut out = Vec::new();
         match rng.next() % 10 {
             0..=5 => {
