@@ -80,6 +80,9 @@ pub fn backplane_json(b: &crate::backplane::BackplaneStats) -> Value {
     })
 }
 
+/// One metric: name, type, help and its samples.
+type MetricRow = (&'static str, &'static str, &'static str, Vec<(String, u64)>);
+
 pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
     let mut out = String::with_capacity(4096);
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
@@ -146,7 +149,7 @@ pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
     );
     if let Some(b) = &stats.backplane {
         let flag = |v: bool| one(u64::from(v));
-        let rows: [(&str, &str, &str, Vec<(String, u64)>); 6] = [
+        let rows: [MetricRow; 6] = [
             (
                 "backplane_connected",
                 "gauge",
