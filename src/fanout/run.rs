@@ -323,14 +323,16 @@ impl Fanout {
                 list.0.push(Acked { conn: list.1.conn, acks: Ok(acks) });
             }
         }
-        // Messages before acks: a publisher that hears back has its message
-        // already on its way to this loop's subscribers.
+        // Acks before messages: a loop answers its publishers first, then
+        // writes the batch, so a publisher's answer never waits behind a big
+        // fan-out (the message is already in history and the batch already
+        // mailed: a subscriber that connects after the answer still gets it).
         for (outlet, (batch, acked)) in per_outlet.into_iter().zip(acked).enumerate() {
-            if !batch.is_empty() {
-                self.mail(outlet, HubMail::Batch(batch));
-            }
             if !acked.is_empty() {
                 self.mail(outlet, HubMail::Published(acked));
+            }
+            if !batch.is_empty() {
+                self.mail(outlet, HubMail::Batch(batch));
             }
         }
         crate::stats::inc(&self.stats.fanout.batches);
