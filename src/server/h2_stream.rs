@@ -25,7 +25,7 @@ use crate::h2::ErrorCode;
 use crate::http::response::BodyKind;
 use crate::http::Version;
 use crate::hub::Message;
-use crate::transport::{longpoll, EndReason, StreamOptions};
+use crate::transport::{EndReason, StreamOptions};
 
 pub struct H2Stream {
     /// Its stream id.
@@ -301,26 +301,12 @@ fn open_stream(conn: &mut H2Conn, cx: &mut Cx, stream: u32, mut sub: Subscriptio
 /// cap; the rest comes on the next poll), as `PollConn::answer` does.
 pub fn answer_poll(conn: &mut H2Conn, cx: &mut Cx, stream: u32) {
     let Some(s) = conn.streams.get_mut(&stream) else { return };
-    let Phase::Poll { mut sub, collected: mut messages, .. } = std::mem::replace(&mut s.phase, Phase::Done)
-    else {
+    let Phase::Poll { mut sub, collected, .. } = std::mem::replace(&mut s.phase, Phase::Done) else {
         return;
     };
     s.due = None;
     sub.leave(cx);
-    let budget = cx.env.shared.max_outbound / 2;
-    let mut used = 0;
-    let fit = messages
-        .iter()
-        .take_while(|m| {
-            used += m.frame(sub.encoding).bytes.len() + 1;
-            used <= budget
-        })
-        .count()
-        .max(1);
-    messages.truncate(fit);
-    let last_id = messages.last().map_or(sub.last_id, |m| m.id);
-    let body = longpoll::body(&messages, last_id, sub.gap, sub.callback.as_deref());
-    let len = body.iter().map(Chunk::len).sum();
+    let (body, len) = sub.poll_answer(collected, cx.env.shared.max_outbound / 2);
     head(conn, cx, stream, &sub, BodyKind::Length(len), false);
     let last = body.len().saturating_sub(1);
     for (i, chunk) in body.into_iter().enumerate() {

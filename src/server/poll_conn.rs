@@ -13,7 +13,6 @@ use crate::chunk::Chunk;
 use crate::http::response::BodyKind;
 use crate::hub::Message;
 use crate::reactor::CloseReason;
-use crate::transport::longpoll;
 
 pub struct PollConn {
     /// The request side, to answer in its version and go back to.
@@ -58,22 +57,9 @@ impl PollConn {
     /// Answers with what was collected (as many as fit half the outbound cap;
     /// the rest come on the next poll) and goes back to reading requests.
     pub fn answer(self, cx: &mut Cx) -> Handler {
-        let PollConn { http, mut sub, collected: mut messages } = self;
+        let PollConn { http, mut sub, collected } = self;
         sub.leave(cx);
-        let budget = cx.env.shared.max_outbound / 2;
-        let mut used = 0;
-        let fit = messages
-            .iter()
-            .take_while(|m| {
-                used += m.frame(sub.encoding).bytes.len() + 1;
-                used <= budget
-            })
-            .count()
-            .max(1);
-        messages.truncate(fit);
-        let last_id = messages.last().map_or(sub.last_id, |m| m.id);
-        let body = longpoll::body(&messages, last_id, sub.gap, sub.callback.as_deref());
-        let len = body.iter().map(Chunk::len).sum();
+        let (body, len) = sub.poll_answer(collected, cx.env.shared.max_outbound / 2);
         let mut head = respond::subscriber_head(
             sub.transport,
             BodyKind::Length(len),

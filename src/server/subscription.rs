@@ -54,6 +54,30 @@ impl Subscription {
         super::index::frame_chunk(message, self.encoding, self.chunked)
     }
 
+    /// A long-poll's answer body from what it collected: as many messages as
+    /// fit `budget` bytes (at least one; the rest come on the next poll),
+    /// with the resume point after them. Returns the body's chunks and length.
+    pub fn poll_answer(
+        &self,
+        mut messages: Vec<Arc<Message>>,
+        budget: usize,
+    ) -> (Vec<crate::chunk::Chunk>, usize) {
+        let mut used = 0;
+        let fit = messages
+            .iter()
+            .take_while(|m| {
+                used += m.frame(self.encoding).bytes.len() + 1;
+                used <= budget
+            })
+            .count()
+            .max(1);
+        messages.truncate(fit);
+        let last_id = messages.last().map_or(self.last_id, |m| m.id);
+        let body = crate::transport::longpoll::body(&messages, last_id, self.gap, self.callback.as_deref());
+        let len = body.iter().map(Chunk::len).sum();
+        (body, len)
+    }
+
     /// Puts it in the delivery index and counts it.
     pub fn enlist(&mut self, cx: &mut Cx) {
         if !self.enlisted {
