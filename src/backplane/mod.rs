@@ -13,6 +13,12 @@
 //! Both threads own their connections and block only themselves (the `redis`
 //! crate's sync API, with timeouts); the loops and the fan-out never wait on
 //! Redis. Each reconnects with backoff on its own.
+//!
+//! With `redis` a comma-separated list of node URLs, the Redis is a Redis
+//! Cluster: the command thread runs on the crate's cluster connection with
+//! per-channel keys only (ids per channel), and the listener is `shard.rs`:
+//! sharded pub/sub, one connection per master, subscribed to the channels
+//! the fan-out names (`Watch`).
 
 mod command;
 pub mod keys;
