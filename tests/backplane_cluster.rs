@@ -17,7 +17,11 @@
 //!   ends the channel's streams on both and a later resume reports a gap;
 //! - one master killed (no replicas, so no failover): publishes on its
 //!   channels answer 503 within seconds, the other shards' channels keep
-//!   working across nodes.
+//!   working across nodes; once it is restarted, its channel works again
+//!   and a subscriber connected all along gets what is published then;
+//! - a node is `SSUBSCRIBE`d to a channel before it answers the channel's
+//!   first subscriber, unsubscribes once the channel has none, and
+//!   subscribes again for the next.
 
 mod common;
 use common::cluster::*;
@@ -224,4 +228,59 @@ fn a_master_killed_refuses_its_channels_and_the_other_shards_keep_working() {
         };
         assert_eq!(subs[c].take(1, &format!("SSE on node 1, {ch}")), [Msg { id, data: "alive".into() }]);
     }
+
+    // The master back (same port and node id): its channel works again, and
+    // the subscriber connected all along gets what is published now.
+    cluster.masters[0].restart();
+    let start = Instant::now();
+    let id = loop {
+        let (resp, _) = try_publish(&n[0], &channels[0], "back");
+        if resp.status == 200 {
+            break resp.json()["id"].as_str().unwrap_or_default().to_string();
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{} after its master restarted: {}",
+            channels[0],
+            describe(&resp)
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    let got = subs[0].take(1, &format!("SSE on node 1, {}, after the restart", channels[0]));
+    assert_eq!(got, [Msg { id, data: "back".into() }]);
+    for server in &n {
+        wait_ready(server);
+    }
+}
+
+/// Subscribers of a shard channel on `master` (`PUBSUB SHARDNUMSUB`).
+fn shard_subscribers(cluster: &RedisCluster, master: usize, channel: &str) -> i64 {
+    let mut con = cluster.masters[master].connection();
+    let reply: (String, i64) = redis::cmd("PUBSUB")
+        .arg("SHARDNUMSUB")
+        .arg(format!("halley:m:{{{channel}}}"))
+        .query(&mut con)
+        .unwrap_or_else(|e| panic!("PUBSUB SHARDNUMSUB on master {master}: {e}"));
+    reply.1
+}
+
+#[test]
+fn a_node_receives_a_channel_only_while_it_has_subscribers_there() {
+    let cluster = RedisCluster::start();
+    let n = [cluster_node(&cluster), cluster_node(&cluster)];
+    let ch = "cl/idle";
+    let m = cluster.master_of(ch);
+    assert_eq!(shard_subscribers(&cluster, m, ch), 0, "nobody subscribed yet");
+    let mut first = SseFeed::open_ok(n[0].public, &format!("/sub/{ch}"), &[]);
+    assert_eq!(shard_subscribers(&cluster, m, ch), 1, "subscribed before the subscriber was answered");
+    let id = n[1].publish_id(ch, "one");
+    assert_eq!(first.take(1, "first subscriber"), [Msg { id, data: "one".into() }]);
+    drop(first);
+    wait_until("node 0 counts no subscriber", || channel_info(&n[0], ch)["subscribers"] == json!(0));
+    wait_until("node 0 unsubscribes from the idle channel", || shard_subscribers(&cluster, m, ch) == 0);
+    // Back again: subscribed again before the answer.
+    let mut again = SseFeed::open_ok(n[0].public, &format!("/sub/{ch}"), &[]);
+    assert_eq!(shard_subscribers(&cluster, m, ch), 1, "subscribed again before the answer");
+    let id = n[1].publish_id(ch, "two");
+    assert_eq!(again.take(1, "second subscriber"), [Msg { id, data: "two".into() }]);
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use redis::{PushKind, Value};
+use redis::{IntoConnectionInfo, PushKind, Value};
 
 use super::*;
 
@@ -209,7 +209,7 @@ impl Coordinator {
             let (tx, rx) = crossbeam_channel::unbounded();
             let reader = Reader {
                 index: i,
-                url: format!("redis://{}:{}/?protocol=resp3", master.addr.0, master.addr.1),
+                info: self.reader_info(master),
                 control: i == 0,
                 channels: channels.into_iter().collect(),
                 pending: HashMap::new(),
@@ -228,6 +228,18 @@ impl Coordinator {
             self.readers.push((tx, false));
         }
         self.stats.listening.store(false, Ordering::Relaxed);
+    }
+
+    /// How a reader connects to a master: the first seed's settings
+    /// (credentials, database) on the master's address, in RESP3.
+    fn reader_info(&self, master: &Master) -> redis::ConnectionInfo {
+        let addr = redis::ConnectionAddr::Tcp(master.addr.0.clone(), master.addr.1);
+        let base = match self.seeds.first() {
+            Some(seed) => seed.get_connection_info().clone(),
+            None => addr.clone().into_connection_info().expect("a TCP address is a connection info"),
+        };
+        let settings = base.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
+        base.set_addr(addr).set_redis_settings(settings)
     }
 
     /// The masters and their slots, from the first seed that answers.
@@ -282,7 +294,7 @@ fn parse_range(range: &Value) -> Option<(u16, u16, (String, u16))> {
 /// One master's subscriptions, on one connection.
 struct Reader {
     index: usize,
-    url: String,
+    info: redis::ConnectionInfo,
     /// Whether this reader also listens to the control channel.
     control: bool,
     /// Channels wanted on this master.
@@ -314,7 +326,11 @@ impl Reader {
             match self.session() {
                 Stop::Ended => return,
                 Stop::Failed(e) => {
-                    crate::log::warn(format_args!("backplane: shard {} ({}): {e}", self.index, self.url));
+                    crate::log::warn(format_args!(
+                        "backplane: shard {} ({}): {e}",
+                        self.index,
+                        self.info.addr()
+                    ));
                     let _ = self.reports.send(Report::Down(self.index));
                     let _ = self.events.send(Event::ListenerDown);
                     self.announce_resubscribed = true;
@@ -397,7 +413,8 @@ impl Reader {
                             Order::Remove(c) => {
                                 self.apply(Order::Remove(c.clone()));
                                 *self.leaving.entry(c.clone()).or_default() += 1;
-                                let cmd = redis::cmd("SUNSUBSCRIBE").arg(&*c).get_packed_command();
+                                let cmd =
+                                    redis::cmd("SUNSUBSCRIBE").arg(keys::notify(&c)).get_packed_command();
                                 con.send_packed_command(&cmd)
                             }
                         };
@@ -426,7 +443,7 @@ impl Reader {
     }
 
     fn connect(&self) -> redis::RedisResult<redis::Connection> {
-        let client = redis::Client::open(self.url.as_str())?;
+        let client = redis::Client::open(self.info.clone())?;
         let mut con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
         con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
         if self.control {
