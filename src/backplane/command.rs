@@ -223,6 +223,10 @@ impl Commander {
     fn with<T>(&mut self, f: impl FnOnce(&mut Connected) -> redis::RedisResult<T>) -> Result<T, String> {
         let started = Instant::now();
         let connected = self.connection()?;
+        // A cluster connection too is dropped on a connection error: the
+        // crate's sync cluster connection keeps a broken connection to a
+        // master that restarted, so a fresh one (slots read again) is what
+        // brings that master's channels back.
         match f(connected) {
             Ok(value) => {
                 crate::stats::set(&self.stats.rtt_us, started.elapsed().as_micros() as u64);

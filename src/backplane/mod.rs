@@ -157,6 +157,11 @@ pub enum Event {
     /// Redis Cluster: the listener is subscribed to this channel's
     /// announcements (the answer to `Watch::Add`).
     Watching(Arc<str>),
+    /// Redis Cluster: one master's reader is subscribed again after being
+    /// down: these channels (that master's) must be read from the streams.
+    /// Only they: the other masters' channels lost nothing, and a master
+    /// still down would fail a read of them all.
+    ShardResubscribed(Vec<Arc<str>>),
 }
 
 /// The fan-out thread's side of the backplane.

@@ -14,7 +14,8 @@
 //! window in which a message could be missed. A reader whose master is down
 //! answers at once instead: no publish on that slot can be stored until the
 //! master is back, and then the reader subscribes again and says
-//! `Resubscribed`, so the fan-out reads what its channels missed.
+//! `ShardResubscribed` with its channels, so the fan-out reads what they
+//! missed.
 //!
 //! Readers talk RESP3, so that what a subscribed connection receives is a
 //! push, which the crate hands over whole even after a read timed out (it
@@ -188,7 +189,7 @@ impl Coordinator {
 
     /// New readers for a new topology, each with its channels; the old ones
     /// end when their order queue closes. The new readers resubscribe, and
-    /// say `Resubscribed` (the fan-out catches up) once subscribed.
+    /// say `ShardResubscribed` (the fan-out catches up) once subscribed.
     fn rebuild(&mut self, masters: Vec<Master>, reports: &Sender<Report>) {
         let was_running = !self.readers.is_empty();
         self.readers.clear();
@@ -307,7 +308,7 @@ struct Reader {
     orders: Receiver<Order>,
     reports: Sender<Report>,
     events: Sender<Event>,
-    /// Say `Resubscribed` once subscribed (this reader replaces another, or
+    /// Say `ShardResubscribed` once subscribed (this reader replaces another, or
     /// reconnected).
     announce_resubscribed: bool,
 }
@@ -393,7 +394,8 @@ impl Reader {
             }
             if resubscribing && self.pending.is_empty() {
                 resubscribing = false;
-                if self.events.send(Event::Resubscribed).is_err() {
+                let channels = self.channels.iter().cloned().collect();
+                if self.events.send(Event::ShardResubscribed(channels)).is_err() {
                     return Stop::Ended;
                 }
             }

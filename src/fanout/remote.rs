@@ -156,7 +156,11 @@ impl Fanout {
                     remote.last_seen_at_down.get_or_insert(remote.last_seen);
                 }
             }
-            Event::Resubscribed => self.resync(),
+            Event::Resubscribed => self.resync(None),
+            Event::ShardResubscribed(channels) => {
+                let only: HashSet<Arc<str>> = channels.into_iter().collect();
+                self.resync(Some(&only))
+            }
             Event::Watching(channel) => self.watching_confirmed(channel),
         }
     }
@@ -377,15 +381,16 @@ impl Fanout {
         self.register_and_answer(sub, catchup, gap, last);
     }
 
-    /// The listener is back: every channel with subscribers here reads what
-    /// it missed, and holds announcements until then.
-    fn resync(&mut self) {
+    /// The listener is back: every channel with subscribers here (or those
+    /// of `only`: one cluster master's) reads what it missed, and holds
+    /// announcements until then.
+    fn resync(&mut self, only: Option<&HashSet<Arc<str>>>) {
         let Some(remote) = self.remote.as_mut() else { return };
         let floor = remote.last_seen_at_down.take().unwrap_or(remote.last_seen);
         let channels: Vec<(Arc<str>, Range)> = self
             .channels
             .iter()
-            .filter(|(_, ch)| ch.subscribers > 0)
+            .filter(|(name, ch)| ch.subscribers > 0 && only.is_none_or(|only| only.contains(*name)))
             .map(|(name, ch)| (name.clone(), Range::After(ch.last_id().unwrap_or(floor))))
             .collect();
         if channels.is_empty() {
