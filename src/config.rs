@@ -630,6 +630,15 @@ mod tests {
     }
 
     #[test]
+    fn redis_is_one_url_or_a_list_of_cluster_nodes() {
+        assert_eq!(check_redis_url(""), Ok(()));
+        assert_eq!(check_redis_url("redis://127.0.0.1:6379"), Ok(()));
+        assert_eq!(check_redis_url("redis://127.0.0.1:7000,redis://127.0.0.1:7001"), Ok(()));
+        assert!(check_redis_url("redis://127.0.0.1:7000,nonsense").is_err());
+        assert!(check_redis_url("127.0.0.1:6379").is_err());
+    }
+
+    #[test]
     fn empty_document_gives_defaults() {
         assert_eq!(Config::from_toml_str(""), Ok(Config::default()));
     }

@@ -178,6 +178,12 @@ fn cluster_subscribers_and_delete_reach_both_nodes() {
         assert_eq!(sse.take(1, &format!("SSE {i} on node 0")), [Msg { id: d0.clone(), data: "d0".into() }]);
     }
     assert_eq!(ws_take(&mut on_b, 1, "WebSocket on node 1"), [Msg { id: d0.clone(), data: "d0".into() }]);
+    drop(on_a.pop());
+    for (i, server) in n.iter().enumerate() {
+        wait_until(&format!("node {i}: cluster_subscribers 2 on {ch} after one left"), || {
+            channel_info(server, ch)["cluster_subscribers"] == json!(2)
+        });
+    }
 
     let resp = request(n[1].ingest, "DELETE", &format!("/pub/{ch}"), &[], b"");
     assert_eq!(resp.status, 200, "DELETE /pub/{ch} on node 1: {}", describe(&resp));

@@ -261,3 +261,17 @@ fn start_cluster(config: BackplaneConfig, node: String, nodes: Vec<String>) -> R
 fn next_backoff(current: Duration) -> Duration {
     (current * 2).min(BACKOFF_MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_of_urls_is_a_cluster_and_one_url_is_not() {
+        assert!(cluster_nodes("redis://127.0.0.1:6379").is_empty());
+        assert_eq!(
+            cluster_nodes("redis://a:7000, redis://b:7000,"),
+            ["redis://a:7000".to_string(), "redis://b:7000".to_string()]
+        );
+    }
+}

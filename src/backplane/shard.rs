@@ -513,3 +513,24 @@ impl Reader {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn reads_a_cluster_slots_range() {
+        let range = Value::Array(vec![
+            Value::Int(0),
+            Value::Int(5460),
+            Value::Array(vec![bulk("127.0.0.1"), Value::Int(7000), bulk("id0")]),
+            Value::Array(vec![bulk("127.0.0.1"), Value::Int(7003), bulk("id3")]),
+        ]);
+        assert_eq!(parse_range(&range), Some((0, 5460, ("127.0.0.1".to_string(), 7000))));
+        assert_eq!(parse_range(&Value::Array(vec![Value::Int(0)])), None);
+    }
+}
