@@ -402,25 +402,7 @@ impl Reader {
             loop {
                 match self.orders.try_recv() {
                     Ok(order) => {
-                        let result = match order {
-                            Order::Add(c) if self.channels.contains(&c) && !self.pending.contains_key(&c) => {
-                                // Already subscribed: confirmed at once.
-                                let _ = self.events.send(Event::Watching(c));
-                                Ok(())
-                            }
-                            Order::Add(c) => {
-                                self.channels.insert(c.clone());
-                                self.subscribe(&mut con, &c)
-                            }
-                            Order::Remove(c) => {
-                                self.apply(Order::Remove(c.clone()));
-                                *self.leaving.entry(c.clone()).or_default() += 1;
-                                let cmd =
-                                    redis::cmd("SUNSUBSCRIBE").arg(keys::notify(&c)).get_packed_command();
-                                con.send_packed_command(&cmd)
-                            }
-                        };
-                        if let Err(e) = result {
+                        if let Err(e) = self.carry_out(&mut con, order) {
                             return Stop::Failed(e.to_string());
                         }
                     }
@@ -440,6 +422,31 @@ impl Reader {
                 }
                 Err(e) if e.is_timeout() => {}
                 Err(e) => return Stop::Failed(e.to_string()),
+            }
+        }
+    }
+
+    /// One order on a live connection. An `Add` of a channel already
+    /// subscribed is confirmed at once; of one being subscribed, by the
+    /// confirmation on its way.
+    fn carry_out(&mut self, con: &mut redis::Connection, order: Order) -> redis::RedisResult<()> {
+        match order {
+            Order::Add(c) if self.channels.contains(&c) => {
+                if !self.pending.contains_key(&c) {
+                    let _ = self.events.send(Event::Watching(c));
+                }
+                Ok(())
+            }
+            Order::Add(c) => {
+                self.channels.insert(c.clone());
+                self.subscribe(con, &c)
+            }
+            Order::Remove(c) => {
+                self.apply(Order::Remove(c.clone()));
+                *self.leaving.entry(c.clone()).or_default() += 1;
+                con.send_packed_command(
+                    &redis::cmd("SUNSUBSCRIBE").arg(keys::notify(&c)).get_packed_command(),
+                )
             }
         }
     }
