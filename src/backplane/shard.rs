@@ -207,6 +207,10 @@ impl Coordinator {
             let _ = self.events.send(Event::ListenerDown);
         }
         for (i, (master, channels)) in self.masters.iter().zip(per_master).enumerate() {
+            // Channels a reader starts with were answered by an earlier
+            // reader, or at once while no master was known: what was
+            // published before this one subscribes is read from the streams.
+            let catch_up = was_running || !channels.is_empty();
             let (tx, rx) = crossbeam_channel::unbounded();
             let reader = Reader {
                 index: i,
@@ -218,7 +222,7 @@ impl Coordinator {
                 orders: rx,
                 reports: reports.clone(),
                 events: self.events.clone(),
-                announce_resubscribed: was_running,
+                announce_resubscribed: catch_up,
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("halley-redis-shard{i}"))
