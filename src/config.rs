@@ -33,6 +33,8 @@ pub struct Config {
     /// The Redis backplane (`redis://host:port`): every node given the same
     /// Redis shares one set of channels, history in Redis streams. Empty
     /// (the default) is the single-process mode with no outside service.
+    /// A comma-separated list of node URLs is a Redis Cluster (Redis 7:
+    /// sharded pub/sub), see docs/scaling.md.
     pub redis: String,
     /// Event-loop threads. 0 means one per core, which is what a push
     /// gateway that is mostly I/O-bound wants; capped at 256 by validation.
@@ -491,12 +493,16 @@ fn check_addr(name: &str, value: &str) -> Result<(), String> {
         .map_err(|_| format!("{name} must be an IP:PORT address such as 127.0.0.1:8080, got '{value}'"))
 }
 
-/// The backplane URL: empty, or one the Redis client accepts.
+/// The backplane URL: empty, one the Redis client accepts, or a
+/// comma-separated list of them (a Redis Cluster's nodes).
 fn check_redis_url(value: &str) -> Result<(), String> {
-    if value.is_empty() || redis::parse_redis_url(value).is_some() {
+    if value.is_empty() || value.split(',').all(|url| redis::parse_redis_url(url.trim()).is_some()) {
         return Ok(());
     }
-    Err(format!("redis must be a URL such as redis://127.0.0.1:6379 (or empty for none), got '{value}'"))
+    Err(format!(
+        "redis must be a URL such as redis://127.0.0.1:6379, a comma-separated list of a Redis \
+         Cluster's node URLs, or empty for none; got '{value}'"
+    ))
 }
 
 /// Checks `min <= value <= max`. Takes any unsigned integer; a value that
@@ -561,7 +567,7 @@ const SETTING_HELP: &[(&str, &str)] = &[
     ("resp", "Redis-protocol publish address (trusted side)"),
     (
         "redis",
-        "Redis backplane URL shared by every node, e.g. redis://127.0.0.1:6379 (empty: single process)",
+        "Redis backplane URL shared by every node, e.g. redis://127.0.0.1:6379, or a comma-separated list of Redis Cluster nodes (empty: single process)",
     ),
     ("threads", "event-loop threads; 0 = one per core"),
     ("backlog", "listen backlog per listener"),
@@ -621,6 +627,15 @@ mod tests {
     #[test]
     fn defaults_validate() {
         assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn redis_is_one_url_or_a_list_of_cluster_nodes() {
+        assert_eq!(check_redis_url(""), Ok(()));
+        assert_eq!(check_redis_url("redis://127.0.0.1:6379"), Ok(()));
+        assert_eq!(check_redis_url("redis://127.0.0.1:7000,redis://127.0.0.1:7001"), Ok(()));
+        assert!(check_redis_url("redis://127.0.0.1:7000,nonsense").is_err());
+        assert!(check_redis_url("127.0.0.1:6379").is_err());
     }
 
     #[test]

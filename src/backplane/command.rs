@@ -2,6 +2,12 @@
 //! thread's jobs in order (store, fetch, count, delete, heartbeat), each as
 //! one pipelined round trip. A job that finds Redis down fails at once (the
 //! publisher gets 503), and the thread reconnects with backoff.
+//!
+//! On a Redis Cluster the connection is the crate's `ClusterConnection`
+//! (it routes each script call by its first key and follows MOVED/ASK),
+//! the scripts go as `EVAL` with their source (no `SCRIPT LOAD` on every
+//! master to keep in step), and the last-id and count keys are the
+//! channel's own, so every call touches one slot.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -13,7 +19,7 @@ use redis::Value;
 use super::*;
 
 struct Commander {
-    client: redis::Client,
+    client: Target,
     config: BackplaneConfig,
     node: String,
     events: Sender<Event>,
@@ -24,17 +30,103 @@ struct Commander {
     backoff: Duration,
 }
 
-/// A live connection with the scripts loaded.
-struct Connected {
-    con: redis::Connection,
-    store: String,
-    delete: String,
-    fetch: String,
-    count: String,
+/// A live connection: to one Redis with the scripts loaded (their SHA1s),
+/// or to a cluster (the scripts sent whole).
+enum Connected {
+    Single {
+        con: redis::Connection,
+        store: String,
+        delete: String,
+        fetch: String,
+        count: String,
+    },
+    /// Boxed: one per thread, and the cluster connection is large.
+    Cluster {
+        con: Box<redis::cluster::ClusterConnection>,
+        reported: Vec<Arc<str>>,
+    },
+}
+
+/// The scripts, by name.
+#[derive(Clone, Copy)]
+enum Script {
+    Store,
+    Delete,
+    Fetch,
+    Count,
+}
+
+impl Connected {
+    fn cluster(&self) -> bool {
+        matches!(self, Connected::Cluster { .. })
+    }
+
+    /// A script call: `EVALSHA` of the loaded script, or `EVAL` of its
+    /// source on a cluster (`COUNT` is the cluster's own variant there).
+    fn script(&self, which: Script) -> redis::Cmd {
+        match self {
+            Connected::Single { store, delete, fetch, count, .. } => {
+                let sha = match which {
+                    Script::Store => store,
+                    Script::Delete => delete,
+                    Script::Fetch => fetch,
+                    Script::Count => count,
+                };
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(sha);
+                cmd
+            }
+            Connected::Cluster { .. } => {
+                let source = match which {
+                    Script::Store => script::STORE,
+                    Script::Delete => script::DELETE,
+                    Script::Fetch => script::FETCH,
+                    Script::Count => script::COUNT_CLUSTER,
+                };
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(source);
+                cmd
+            }
+        }
+    }
+
+    /// Sends the commands in one pipeline (per master on a cluster).
+    fn pipeline<T: redis::FromRedisValue>(&mut self, cmds: Vec<redis::Cmd>) -> redis::RedisResult<T> {
+        match self {
+            Connected::Single { con, .. } => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                pipe.query(con)
+            }
+            Connected::Cluster { con, .. } => {
+                let mut pipe = redis::cluster::cluster_pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                pipe.query(con)
+            }
+        }
+    }
+
+    fn query<T: redis::FromRedisValue>(&mut self, cmd: redis::Cmd) -> redis::RedisResult<T> {
+        match self {
+            Connected::Single { con, .. } => cmd.query(con),
+            Connected::Cluster { con, .. } => cmd.query(&mut **con),
+        }
+    }
+}
+
+/// What the command thread connects to.
+#[derive(Clone)]
+pub enum Target {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
 }
 
 pub fn spawn(
-    client: redis::Client,
+    client: Target,
     config: BackplaneConfig,
     node: String,
     jobs: Receiver<Job>,
@@ -105,10 +197,19 @@ impl Commander {
     }
 
     fn connect(&self) -> redis::RedisResult<Connected> {
-        let mut con = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        let client = match &self.client {
+            Target::Single(client) => client,
+            Target::Cluster(client) => {
+                let con = client.get_connection()?;
+                con.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+                con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+                return Ok(Connected::Cluster { con: Box::new(con), reported: Vec::new() });
+            }
+        };
+        let mut con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
         con.set_read_timeout(Some(COMMAND_TIMEOUT))?;
         con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
-        Ok(Connected {
+        Ok(Connected::Single {
             store: load(&mut con, script::STORE)?,
             delete: load(&mut con, script::DELETE)?,
             fetch: load(&mut con, script::FETCH)?,
@@ -122,6 +223,10 @@ impl Commander {
     fn with<T>(&mut self, f: impl FnOnce(&mut Connected) -> redis::RedisResult<T>) -> Result<T, String> {
         let started = Instant::now();
         let connected = self.connection()?;
+        // A cluster connection too is dropped on a connection error: the
+        // crate's sync cluster connection keeps a broken connection to a
+        // master that restarted, so a fresh one (slots read again) is what
+        // brings that master's channels back.
         match f(connected) {
             Ok(value) => {
                 crate::stats::set(&self.stats.rtt_us, started.elapsed().as_micros() as u64);
@@ -164,45 +269,50 @@ impl Commander {
         let size = self.config.history_size.max(1);
         let age_ms = self.config.history_ttl.as_millis() as u64;
         let ids: Vec<String> = self.with(|c| {
-            let mut pipe = redis::pipe();
-            for item in items {
-                pipe.cmd("EVALSHA")
-                    .arg(&c.store)
-                    .arg(3)
-                    .arg(keys::stream(&item.channel))
-                    .arg(keys::LAST_ID)
-                    .arg(keys::dropped(&item.channel))
-                    .arg(size)
-                    .arg(age_ms)
-                    .arg(&*item.data)
-                    .arg(item.event.as_deref().unwrap_or(""))
-                    .arg(item.ext.as_deref().unwrap_or(""))
-                    .arg(keys::notify(&item.channel))
-                    .arg(&*item.channel)
-                    .arg("PUBLISH");
-            }
-            pipe.query(&mut c.con)
+            let cluster = c.cluster();
+            let cmds = items
+                .iter()
+                .map(|item| {
+                    let (last_id, announce) = match cluster {
+                        true => (keys::last_id(&item.channel), "SPUBLISH"),
+                        false => (keys::LAST_ID.to_string(), "PUBLISH"),
+                    };
+                    let mut cmd = c.script(Script::Store);
+                    cmd.arg(3)
+                        .arg(keys::stream(&item.channel))
+                        .arg(last_id)
+                        .arg(keys::dropped(&item.channel))
+                        .arg(size)
+                        .arg(age_ms)
+                        .arg(&*item.data)
+                        .arg(item.event.as_deref().unwrap_or(""))
+                        .arg(item.ext.as_deref().unwrap_or(""))
+                        .arg(keys::notify(&item.channel))
+                        .arg(&*item.channel)
+                        .arg(announce);
+                    cmd
+                })
+                .collect();
+            c.pipeline(cmds)
         })?;
         ids.iter().map(|id| id.parse().map_err(|e| format!("Redis gave a bad id: {e}"))).collect()
     }
 
     fn fetch(&mut self, channels: &[(Arc<str>, Range)]) -> Result<Vec<(Vec<Stored>, bool)>, String> {
         let replies: Vec<Value> = self.with(|c| {
-            let mut pipe = redis::pipe();
-            for (channel, range) in channels {
-                let (mode, arg) = match range {
-                    Range::After(id) => ("after", id.to_string()),
-                    Range::Last(n) => ("last", n.to_string()),
-                };
-                pipe.cmd("EVALSHA")
-                    .arg(&c.fetch)
-                    .arg(2)
-                    .arg(keys::stream(channel))
-                    .arg(keys::dropped(channel))
-                    .arg(mode)
-                    .arg(arg);
-            }
-            pipe.query(&mut c.con)
+            let cmds = channels
+                .iter()
+                .map(|(channel, range)| {
+                    let (mode, arg) = match range {
+                        Range::After(id) => ("after", id.to_string()),
+                        Range::Last(n) => ("last", n.to_string()),
+                    };
+                    let mut cmd = c.script(Script::Fetch);
+                    cmd.arg(2).arg(keys::stream(channel)).arg(keys::dropped(channel)).arg(mode).arg(arg);
+                    cmd
+                })
+                .collect();
+            c.pipeline(cmds)
         })?;
         channels
             .iter()
@@ -225,14 +335,16 @@ impl Commander {
     fn count(&mut self, channel: &Arc<str>) -> Result<ChannelFacts, String> {
         let alive_since = crate::clock::unix_ms().saturating_sub(NODE_TTL.as_millis() as u64);
         let reply: (usize, u8, usize, String) = self.with(|c| {
-            redis::cmd("EVALSHA")
-                .arg(&c.count)
-                .arg(2)
-                .arg(keys::stream(channel))
-                .arg(keys::NODES)
-                .arg(alive_since)
-                .arg(&**channel)
-                .query(&mut c.con)
+            let mut cmd = c.script(Script::Count);
+            match c.cluster() {
+                true => {
+                    cmd.arg(2).arg(keys::stream(channel)).arg(keys::channel_counts(channel)).arg(alive_since)
+                }
+                false => {
+                    cmd.arg(2).arg(keys::stream(channel)).arg(keys::NODES).arg(alive_since).arg(&**channel)
+                }
+            };
+            c.query(cmd)
         })?;
         let (cluster_subscribers, exists, retained, last) = reply;
         Ok(ChannelFacts { cluster_subscribers, exists: exists == 1, retained, last_id: last.parse().ok() })
@@ -240,14 +352,13 @@ impl Commander {
 
     fn delete(&mut self, channel: &Arc<str>) -> Result<(), String> {
         self.with(|c| {
-            redis::cmd("EVALSHA")
-                .arg(&c.delete)
-                .arg(2)
+            let mut cmd = c.script(Script::Delete);
+            cmd.arg(2)
                 .arg(keys::stream(channel))
                 .arg(keys::dropped(channel))
                 .arg(keys::CONTROL)
-                .arg(&**channel)
-                .query::<i64>(&mut c.con)
+                .arg(&**channel);
+            c.query::<i64>(cmd)
         })
         .map(|_| ())
     }
@@ -259,6 +370,12 @@ impl Commander {
         let now = crate::clock::unix_ms();
         let node = self.node.clone();
         self.with(|c| {
+            let con = match c {
+                Connected::Cluster { con, reported } => {
+                    return cluster_heartbeat(con, reported, &node, now, counts)
+                }
+                Connected::Single { con, .. } => con,
+            };
             let mut pipe = redis::pipe();
             pipe.cmd("DEL").arg(&key).ignore();
             if !counts.is_empty() {
@@ -272,9 +389,36 @@ impl Commander {
             pipe.cmd("ZADD").arg(keys::NODES).arg(now).arg(&node).ignore();
             let stale = now.saturating_sub(10 * NODE_TTL.as_millis() as u64);
             pipe.cmd("ZREMRANGEBYSCORE").arg(keys::NODES).arg("-inf").arg(stale).ignore();
-            pipe.query::<()>(&mut c.con)
+            pipe.query::<()>(con)
         })
     }
+}
+
+/// A cluster's heartbeat: this node's count in each of its channels' own
+/// hash (`"<count> <ms>"`, so a dead node's field is ignored once stale;
+/// the hash expires when no node refreshes it), and the field removed from
+/// channels it no longer has subscribers on.
+fn cluster_heartbeat(
+    con: &mut redis::cluster::ClusterConnection,
+    reported: &mut Vec<Arc<str>>,
+    node: &str,
+    now: u64,
+    counts: &[(Arc<str>, usize)],
+) -> redis::RedisResult<()> {
+    let mut pipe = redis::cluster::cluster_pipe();
+    for (channel, n) in counts {
+        let key = keys::channel_counts(channel);
+        pipe.cmd("HSET").arg(&key).arg(node).arg(format!("{n} {now}")).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(10 * NODE_TTL.as_millis() as u64).ignore();
+    }
+    for gone in reported.iter().filter(|c| !counts.iter().any(|(n, _)| n == *c)) {
+        pipe.cmd("HDEL").arg(keys::channel_counts(gone)).arg(node).ignore();
+    }
+    if pipe.cmd_iter().next().is_some() {
+        pipe.query::<()>(con)?;
+    }
+    *reported = counts.iter().map(|(c, _)| c.clone()).collect();
+    Ok(())
 }
 
 /// `{entries, dropped}` of the fetch script.

@@ -35,6 +35,37 @@ pub const CONTROL: &str = "halley:ctl";
 /// so one `last_id` resumes a multi-channel subscription (single Redis only).
 pub const LAST_ID: &str = "halley:lastid";
 
+/// The last id handed out on one channel (Redis Cluster: a script may touch
+/// only one slot's keys, so ids increase per channel only).
+pub fn last_id(channel: &str) -> String {
+    format!("halley:l:{{{channel}}}")
+}
+
+/// Cluster-wide subscriber counts of one channel (Redis Cluster): field =
+/// node, value = `"<count> <ms of the heartbeat>"`.
+pub fn channel_counts(channel: &str) -> String {
+    format!("halley:c:{{{channel}}}")
+}
+
+/// The Redis Cluster hash slot of a channel's keys: CRC16 (XMODEM) of the
+/// hash tag, which is exactly the channel, mod 16384.
+pub fn slot(channel: &str) -> u16 {
+    crc16(channel.as_bytes()) % 16384
+}
+
+/// CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), as Redis Cluster
+/// computes it. Bitwise: a channel name is short, a table is not worth it.
+pub fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
 /// Nodes alive, scored by their last heartbeat (ms).
 pub const NODES: &str = "halley:nodes";
 
@@ -53,5 +84,16 @@ mod tests {
         assert_eq!(notify("a/b"), "halley:m:{a/b}");
         assert_eq!(channel_of_notify("halley:m:{a/b}"), Some("a/b"));
         assert_eq!(channel_of_notify("halley:s:{a/b}"), None);
+        assert_eq!(last_id("a/b"), "halley:l:{a/b}");
+        assert_eq!(channel_counts("a/b"), "halley:c:{a/b}");
+    }
+
+    #[test]
+    fn slots_are_redis_cluster_slots() {
+        // The check value of CRC16/XMODEM, and slots as `CLUSTER KEYSLOT` gives.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(crc16(b""), 0);
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("bar"), 5061);
     }
 }

@@ -101,13 +101,13 @@ fn listen(
 
 /// An empty message the fan-out drops (id zero): sent when nothing arrived
 /// for a while, only so that a send to a closed fan-out ends this thread.
-fn idle_probe() -> Stored {
+pub(super) fn idle_probe() -> Stored {
     Stored { id: MessageId::ZERO, channel: Arc::from(""), data: "".into(), event: None, ext: None }
 }
 
 /// The store script's announcement: `{"id","c","d","e","x"}` (empty `e` and
 /// `x` mean none).
-fn parse_announcement(notify_channel: &str, payload: &[u8]) -> Option<Stored> {
+pub(super) fn parse_announcement(notify_channel: &str, payload: &[u8]) -> Option<Stored> {
     let channel = keys::channel_of_notify(notify_channel)?;
     let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
     let field = |k: &str| value.get(k).and_then(|v| v.as_str());

@@ -13,11 +13,18 @@
 //! Both threads own their connections and block only themselves (the `redis`
 //! crate's sync API, with timeouts); the loops and the fan-out never wait on
 //! Redis. Each reconnects with backoff on its own.
+//!
+//! With `redis` a comma-separated list of node URLs, the Redis is a Redis
+//! Cluster: the command thread runs on the crate's cluster connection with
+//! per-channel keys only (ids per channel), and the listener is `shard.rs`:
+//! sharded pub/sub, one connection per master, subscribed to the channels
+//! the fan-out names (`Watch`).
 
 mod command;
 pub mod keys;
 mod listen;
 pub mod script;
+mod shard;
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
@@ -147,6 +154,14 @@ pub enum Event {
     Resubscribed,
     /// The listener lost its connection.
     ListenerDown,
+    /// Redis Cluster: the listener is subscribed to this channel's
+    /// announcements (the answer to `Watch::Add`).
+    Watching(Arc<str>),
+    /// Redis Cluster: one master's reader is subscribed again after being
+    /// down: these channels (that master's) must be read from the streams.
+    /// Only they: the other masters' channels lost nothing, and a master
+    /// still down would fail a read of them all.
+    ShardResubscribed(Vec<Arc<str>>),
 }
 
 /// The fan-out thread's side of the backplane.
@@ -154,6 +169,20 @@ pub struct Backplane {
     pub jobs: Sender<Job>,
     pub events: Receiver<Event>,
     pub stats: Arc<BackplaneStats>,
+    /// Redis Cluster only: the channels this node needs announcements of
+    /// (sharded pub/sub has no patterns), for the listener.
+    pub watch: Option<Sender<Watch>>,
+}
+
+/// What the fan-out tells a cluster listener.
+#[derive(Debug)]
+pub enum Watch {
+    /// Subscribe to the channel's announcements; answered by
+    /// `Event::Watching` once the shard confirmed the `SSUBSCRIBE` (every
+    /// announcement after that reaches this node).
+    Add(Arc<str>),
+    /// Nobody here needs the channel any more.
+    Remove(Arc<str>),
 }
 
 impl Backplane {
@@ -167,6 +196,10 @@ impl Backplane {
 /// Starts the command and listener threads. `node` names this node in the
 /// cluster-wide counts.
 pub fn start(config: BackplaneConfig, node: String) -> Result<Backplane, String> {
+    let nodes = cluster_nodes(&config.url);
+    if !nodes.is_empty() {
+        return start_cluster(config, node, nodes);
+    }
     let client =
         redis::Client::open(config.url.as_str()).map_err(|e| format!("redis URL '{}': {e}", config.url))?;
     let stats = Arc::new(BackplaneStats::default());
@@ -174,13 +207,71 @@ pub fn start(config: BackplaneConfig, node: String) -> Result<Backplane, String>
     // events at most one per announced message, drained every fan-out turn.
     let (jobs, job_rx) = crossbeam_channel::unbounded();
     let (event_tx, events) = crossbeam_channel::unbounded();
-    command::spawn(client.clone(), config, node, job_rx, event_tx.clone(), stats.clone())
-        .map_err(|e| format!("backplane command thread: {e}"))?;
+    command::spawn(
+        command::Target::Single(client.clone()),
+        config,
+        node,
+        job_rx,
+        event_tx.clone(),
+        stats.clone(),
+    )
+    .map_err(|e| format!("backplane command thread: {e}"))?;
     listen::spawn(client, event_tx, stats.clone()).map_err(|e| format!("backplane listener thread: {e}"))?;
-    Ok(Backplane { jobs, events, stats })
+    Ok(Backplane { jobs, events, stats, watch: None })
+}
+
+/// The node URLs of a cluster setting (`redis` as a comma-separated list);
+/// empty for one URL (one Redis).
+pub fn cluster_nodes(setting: &str) -> Vec<String> {
+    if !setting.contains(',') {
+        return Vec::new();
+    }
+    setting.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+/// Redis Cluster: the command thread on the crate's cluster connection, the
+/// listener on one connection per master (sharded pub/sub).
+fn start_cluster(config: BackplaneConfig, node: String, nodes: Vec<String>) -> Result<Backplane, String> {
+    let clients = nodes
+        .iter()
+        .map(|url| redis::Client::open(url.as_str()).map_err(|e| format!("redis URL '{url}': {e}")))
+        .collect::<Result<Vec<_>, String>>()?;
+    // Few, short retries: a master that is down must turn into a 503 within
+    // a few seconds, not wait out the crate's default backoff.
+    let cluster = redis::cluster::ClusterClient::builder(nodes.clone())
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(COMMAND_TIMEOUT)
+        .retries(2)
+        .min_retry_wait(50)
+        .max_retry_wait(500)
+        .build()
+        .map_err(|e| format!("redis cluster {nodes:?}: {e}"))?;
+    let stats = Arc::new(BackplaneStats::default());
+    let (jobs, job_rx) = crossbeam_channel::unbounded();
+    let (event_tx, events) = crossbeam_channel::unbounded();
+    let (watch, watch_rx) = crossbeam_channel::unbounded();
+    command::spawn(command::Target::Cluster(cluster), config, node, job_rx, event_tx.clone(), stats.clone())
+        .map_err(|e| format!("backplane command thread: {e}"))?;
+    shard::spawn(clients, watch_rx, event_tx, stats.clone())
+        .map_err(|e| format!("backplane listener thread: {e}"))?;
+    Ok(Backplane { jobs, events, stats, watch: Some(watch) })
 }
 
 /// Doubles a backoff up to its ceiling.
 fn next_backoff(current: Duration) -> Duration {
     (current * 2).min(BACKOFF_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_of_urls_is_a_cluster_and_one_url_is_not() {
+        assert!(cluster_nodes("redis://127.0.0.1:6379").is_empty());
+        assert_eq!(
+            cluster_nodes("redis://a:7000, redis://b:7000,"),
+            ["redis://a:7000".to_string(), "redis://b:7000".to_string()]
+        );
+    }
 }

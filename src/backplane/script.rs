@@ -4,12 +4,14 @@
 //!
 //! KEYS: the stream, the last-id key, the channel's dropped-through key.
 //! ARGV: history size, history age (ms), data, event (or empty), ext (or
-//! empty), the notify channel, the channel, the announce command (`PUBLISH`).
-//! Returns the entry id.
+//! empty), the notify channel, the channel, the announce command (`PUBLISH`
+//! on one Redis, `SPUBLISH` on a Redis Cluster). Returns the entry id.
 //!
-//! The id: the time in ms and a sequence, above the last id handed out on
-//! this Redis (so ids increase across channels) and above the stream's own
-//! last entry (so XADD accepts it even if the last-id key was lost).
+//! The id: the time in ms and a sequence, above the last id in the last-id
+//! key (`halley:lastid` on one Redis, so ids increase across channels; the
+//! channel's own `halley:l:{ch}` on a cluster, whose scripts may touch one
+//! slot only) and above the stream's own last entry (so XADD accepts it
+//! even if the last-id key was lost).
 
 pub const STORE: &str = r#"
 local function parse(id)
@@ -103,6 +105,30 @@ local total = 0
 for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], '+inf')) do
   local c = redis.call('HGET', 'halley:n:' .. n, ARGV[2])
   if c then total = total + tonumber(c) end
+end
+local exists = redis.call('EXISTS', KEYS[1])
+local len, last = 0, ''
+if exists == 1 then
+  len = redis.call('XLEN', KEYS[1])
+  local e = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+  if e then last = e[1] end
+end
+return {total, exists, len, last}
+"#;
+
+/// Redis Cluster's `COUNT`: a script may read only its channel's slot, so
+/// each node writes its count of the channel into the channel's own hash
+/// (`keys::channel_counts`, field = node, value = `"<count> <ms>"`) with
+/// each heartbeat; fields older than the oldest live heartbeat are ignored.
+/// KEYS: the stream, the counts hash. ARGV: the oldest heartbeat (ms)
+/// still alive.
+pub const COUNT_CLUSTER: &str = r#"
+local total = 0
+local alive = tonumber(ARGV[1])
+local fields = redis.call('HGETALL', KEYS[2])
+for i = 2, #fields, 2 do
+  local c, ms = string.match(fields[i], '^(%d+) (%d+)$')
+  if c and tonumber(ms) >= alive then total = total + tonumber(c) end
 end
 local exists = redis.call('EXISTS', KEYS[1])
 local len, last = 0, ''

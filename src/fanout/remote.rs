@@ -4,13 +4,13 @@
 //! the fan-out (channels, encoding, routing, one batch per outlet) is the
 //! same as without it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::run::Fanout;
 use super::*;
-use crate::backplane::{Backplane, ChannelFacts, Event, Job, Range, StoreItem, Stored};
+use crate::backplane::{Backplane, ChannelFacts, Event, Job, Range, StoreItem, Stored, Watch};
 
 /// The backplane and what the fan-out waits for from it, by job tag.
 pub struct Remote {
@@ -36,6 +36,14 @@ pub struct Remote {
     /// tried again each second until it succeeds; its channels keep holding
     /// their announcements meanwhile.
     retry_resync: Option<Vec<(Arc<str>, Range)>>,
+    /// Redis Cluster (sharded pub/sub): the channels whose announcements the
+    /// listener confirmed it receives, those asked for and not yet
+    /// confirmed, and the subscribes waiting for them. A subscribe is
+    /// answered only once all its channels are confirmed, so no message
+    /// published after the answer can miss this node.
+    watched: HashSet<Arc<str>>,
+    asked: HashSet<Arc<str>>,
+    parked: Vec<Subscribe>,
 }
 
 /// One publish being stored: who waits for its answer, and its channels.
@@ -64,6 +72,9 @@ impl Remote {
             last_seen_at_down: None,
             round: vec![Vec::new(); outlets],
             retry_resync: None,
+            watched: HashSet::new(),
+            asked: HashSet::new(),
+            parked: Vec::new(),
         }
     }
 
@@ -145,7 +156,74 @@ impl Fanout {
                     remote.last_seen_at_down.get_or_insert(remote.last_seen);
                 }
             }
-            Event::Resubscribed => self.resync(),
+            Event::Resubscribed => self.resync(None),
+            Event::ShardResubscribed(channels) => {
+                let only: HashSet<Arc<str>> = channels.into_iter().collect();
+                self.resync(Some(&only))
+            }
+            Event::Watching(channel) => self.watching_confirmed(channel),
+        }
+    }
+
+    /// Redis Cluster: parks a subscribe until the listener receives every
+    /// channel of it (asking for those it does not yet). False when the
+    /// subscribe can go on now (or on one Redis).
+    fn park_unwatched(&mut self, sub: Subscribe) -> Option<Subscribe> {
+        let Some(remote) = self.remote.as_mut() else { return Some(sub) };
+        let Some(watch) = &remote.backplane.watch else { return Some(sub) };
+        let mut missing = false;
+        for channel in &sub.channels {
+            if remote.watched.contains(channel) {
+                continue;
+            }
+            missing = true;
+            if remote.asked.insert(channel.clone()) {
+                let _ = watch.send(Watch::Add(channel.clone()));
+            }
+        }
+        if !missing {
+            return Some(sub);
+        }
+        remote.parked.push(sub);
+        None
+    }
+
+    /// The listener receives a channel's announcements now: the subscribes
+    /// that waited only for it go on.
+    fn watching_confirmed(&mut self, channel: Arc<str>) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        remote.asked.remove(&channel);
+        remote.watched.insert(channel);
+        let watched = &remote.watched;
+        let (ready, waiting): (Vec<Subscribe>, Vec<Subscribe>) = std::mem::take(&mut remote.parked)
+            .into_iter()
+            .partition(|sub| sub.channels.iter().all(|c| watched.contains(c)));
+        remote.parked = waiting;
+        for sub in ready {
+            self.fetch_for(sub);
+        }
+    }
+
+    /// Redis Cluster: stops receiving channels nobody here needs any more
+    /// (no subscriber, no engine pattern taking it in, no parked subscribe).
+    fn unwatch_idle(&mut self) {
+        let Some(remote) = self.remote.as_ref() else { return };
+        if remote.backplane.watch.is_none() {
+            return;
+        }
+        let idle: Vec<Arc<str>> = remote
+            .watched
+            .iter()
+            .filter(|c| self.channels.get(*c).map_or(0, |ch| ch.subscribers) == 0)
+            .filter(|c| self.watching(c) == 0)
+            .filter(|c| !remote.parked.iter().any(|sub| sub.channels.contains(*c)))
+            .cloned()
+            .collect();
+        let Some(remote) = self.remote.as_mut() else { return };
+        let Some(watch) = &remote.backplane.watch else { return };
+        for channel in idle {
+            remote.watched.remove(&channel);
+            let _ = watch.send(Watch::Remove(channel));
         }
     }
 
@@ -236,6 +314,7 @@ impl Fanout {
     /// A subscribe that resumes or asks for a backlog reads history from
     /// Redis first; `fetched` then registers it and answers, in one step.
     pub(super) fn fetch_for(&mut self, sub: Subscribe) {
+        let Some(sub) = self.park_unwatched(sub) else { return };
         let range = match sub.start {
             Start::After(id) => Range::After(id),
             Start::Backlog(n) => Range::Last(n),
@@ -302,15 +381,16 @@ impl Fanout {
         self.register_and_answer(sub, catchup, gap, last);
     }
 
-    /// The listener is back: every channel with subscribers here reads what
-    /// it missed, and holds announcements until then.
-    fn resync(&mut self) {
+    /// The listener is back: every channel with subscribers here (or those
+    /// of `only`: one cluster master's) reads what it missed, and holds
+    /// announcements until then.
+    fn resync(&mut self, only: Option<&HashSet<Arc<str>>>) {
         let Some(remote) = self.remote.as_mut() else { return };
         let floor = remote.last_seen_at_down.take().unwrap_or(remote.last_seen);
         let channels: Vec<(Arc<str>, Range)> = self
             .channels
             .iter()
-            .filter(|(_, ch)| ch.subscribers > 0)
+            .filter(|(name, ch)| ch.subscribers > 0 && only.is_none_or(|only| only.contains(*name)))
             .map(|(name, ch)| (name.clone(), Range::After(ch.last_id().unwrap_or(floor))))
             .collect();
         if channels.is_empty() {
@@ -407,6 +487,7 @@ impl Fanout {
             .filter(|(_, ch)| ch.subscribers > 0)
             .map(|(name, ch)| (name.clone(), ch.subscribers))
             .collect();
+        self.unwatch_idle();
         let Some(remote) = self.remote.as_mut() else { return };
         remote.backplane.send(Job::Heartbeat { counts });
         if let Some(channels) = remote.retry_resync.take() {

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod frame;
 pub mod http;
 pub mod process;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod resp;
 pub mod rng;

@@ -19,6 +19,9 @@ const REDIS_SERVER: &str = "/usr/bin/redis-server";
 /// outbound connection of a test or of halley never holds the port between
 /// a stop and a restart.
 const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+/// A cluster node's ports: its own and its bus port (10000 above) both in
+/// `PORT_RANGE`.
+const CLUSTER_PORT_RANGE: std::ops::Range<u16> = 20_000..22_000;
 
 /// Makes ports and directories unique within this test process.
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -30,12 +33,19 @@ pub struct RedisServer {
     /// Its working directory (`--dir`): the AOF files and `redis.log`.
     pub dir: PathBuf,
     pub appendonly: bool,
+    /// More redis-server flags (a cluster node's).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts redis-server with `--appendonly yes|no` on a free port with a
     /// fresh directory, and waits until it answers PING.
     pub fn start(appendonly: bool) -> RedisServer {
+        RedisServer::start_with(appendonly, &[])
+    }
+
+    /// `start` with more redis-server flags.
+    pub fn start_with(appendonly: bool, extra: &[&str]) -> RedisServer {
         require_tool(REDIS_SERVER, "redis-server");
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
@@ -44,13 +54,20 @@ impl RedisServer {
         let mut seed = std::process::id().wrapping_mul(7919) ^ nanos ^ n.wrapping_mul(104_729);
         // Another process may take the port between our probe and redis
         // binding it: try a few.
+        // A cluster node also binds its bus port, 10000 above its own: both
+        // below the ephemeral range.
+        let cluster = extra.contains(&"--cluster-enabled");
+        let range = if cluster { CLUSTER_PORT_RANGE } else { PORT_RANGE };
         for _ in 0..20 {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            let port = PORT_RANGE.start + (seed >> 8) as u16 % (PORT_RANGE.end - PORT_RANGE.start);
-            if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            let port = range.start + (seed >> 8) as u16 % (range.end - range.start);
+            if TcpListener::bind(("127.0.0.1", port)).is_err()
+                || (cluster && TcpListener::bind(("127.0.0.1", port + 10_000)).is_err())
+            {
                 continue;
             }
-            let mut server = RedisServer { child: None, port, dir: dir.clone(), appendonly };
+            let extra = extra.iter().map(|s| s.to_string()).collect();
+            let mut server = RedisServer { child: None, port, dir: dir.clone(), appendonly, extra };
             if server.launch() {
                 return server;
             }
@@ -87,6 +104,7 @@ impl RedisServer {
             // Every write on disk before Redis answers it: a publish halley
             // acknowledged survives even a crash of Redis.
             .args(["--appendfsync", "always"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
