@@ -345,6 +345,9 @@ def with_data(results, head, rows):
 def full_command(state, scen, servers, quick):
     """The compare.sh line that runs this scenario again."""
     cmd = "bench/compare.sh" + (" --quick" if quick else "")
+    if scen == "scale-out":  # configurations back to the --servers that named them
+        servers = [x for x in ["halley", "nchan"]
+                   if any(c == x or c.startswith(x + "-") for c in servers)]
     if servers != ["halley", "nchan", "pushpin"]:
         cmd += " --servers " + ",".join(servers)
     if "halley-base" in servers:
@@ -528,8 +531,8 @@ def main():
     results = {s: load(state, scen, s) for s in servers}
     for s, r in results.items():
         r["label"] = read(os.path.join(state, f"label.{s}")) or SO_LABELS.get(s) or s
-    names = ", ".join(read(os.path.join(state, f"label.{s}")) or TITLE_NAMES.get(s) or SO_LABELS.get(s, s)
-                      for s in servers)
+    names = ("; " if scen == "scale-out" else ", ").join(
+        read(os.path.join(state, f"label.{s}")) or TITLE_NAMES.get(s) or SO_LABELS.get(s, s) for s in servers)
 
     md = [f"# {TITLES[scen]}{' (quick)' if quick else ''}: {names} — {p.get('DATE', '')}", ""]
     if quick:
