@@ -473,7 +473,8 @@ def draw_charts(scen, servers, out, limit):
 
 
 # Servers in the order reports list them.
-ORDER = ["halley", "halley-base", "nchan", "pushpin"]
+ORDER = ["halley", "halley-base", "nchan", "pushpin",
+         "halley-1", "halley-1-redis", "halley-2-redis", "halley-3-redis", "nchan-redis"]
 
 
 def charts_from(stem, out_dir=None):
@@ -486,7 +487,7 @@ def charts_from(stem, out_dir=None):
         raise SystemExit(f"report.py: cannot tell the scenario of {stem}")
     found = {}
     for name in os.listdir(folder):
-        m = re.fullmatch(re.escape(base) + r"\.([a-z-]+)\.json", name)
+        m = re.fullmatch(re.escape(base) + r"\.([a-z0-9-]+)\.json", name)
         if m:
             with open(os.path.join(folder, name)) as f:
                 found[m.group(1)] = json.load(f)
