@@ -13,9 +13,12 @@ that embeds them. The files are reproducible: no date, fixed ids.
 import os
 
 # Who gets which colour, so a server looks the same in every figure and report.
-COLORS = {"halley": "#1f77b4", "nchan": "#d62728", "pushpin": "#2ca02c", "halley-base": "#7f7f7f"}
+COLORS = {"halley": "#1f77b4", "nchan": "#d62728", "pushpin": "#2ca02c", "halley-base": "#7f7f7f",
+          # scale-out configurations
+          "halley-1": "#1f77b4", "halley-1-redis": "#17becf", "halley-2-redis": "#9467bd",
+          "halley-3-redis": "#ff7f0e", "nchan-redis": "#d62728"}
 OTHER_COLORS = ["#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
-STEPPED = ("broadcast", "many-channels", "longpoll-churn")
+STEPPED = ("broadcast", "many-channels", "longpoll-churn", "scale-out")
 
 
 def available():

@@ -20,6 +20,13 @@
 #                   halley's RESP port; loadgen publish-rate (one keep-alive connection, one
 #                   request at a time) against halley's HTTP ingest and RESP ports, Nchan's
 #                   /pub/{ch} and redis-server. Not run against Pushpin.
+#   scale-out       only when named: one fresh redis-server, then halley as 1 node without
+#                   --redis, 1, 2 and 3 nodes with --redis, and Nchan with nchan_redis_url on the
+#                   same Redis; subscribers spread over the nodes, publishes round-robin through
+#                   them: 10,000 subscribers on one channel at 10, 30, 60 msg/s, and 1,000
+#                   subscribers over 100 channels at 1,000 publishes/s (the latency the
+#                   backplane adds). --servers: halley = the four halley configurations,
+#                   nchan = Nchan on Redis; pushpin and halley-base have no Redis mode here.
 # --quick shrinks every scenario (1,000 subscribers, short steps) for a fast check.
 #
 # Results: bench/results/<date>-<scenario>[-quick].md plus the raw loadgen JSON
@@ -54,7 +61,7 @@ while [ $# -gt 0 ]; do
         --servers) shift; IFS=, read -r -a SERVERS <<<"${1:?--servers needs a list}" ;;
         --servers=*) IFS=, read -r -a SERVERS <<<"${1#--servers=}" ;;
         -h|--help) usage; exit 0 ;;
-        idle|broadcast|many-channels|longpoll-churn|connect-storm|publish-rate) SCENARIOS+=("$1") ;;
+        idle|broadcast|many-channels|longpoll-churn|connect-storm|publish-rate|scale-out) SCENARIOS+=("$1") ;;
         many) SCENARIOS+=(many-channels) ;;
         longpoll) SCENARIOS+=(longpoll-churn) ;;
         storm) SCENARIOS+=(connect-storm) ;;
@@ -110,6 +117,7 @@ if [ "$QUICK" = 1 ]; then
     LP_N=500;     LP_STEPS=2,10
     ST_N=1000;    ST_HOLD=1
     PR_SECS=2;    PR_SEQ_N=10000;  PR_PIPE_N=300000
+    SO_N=1000;    SO_STEPS=10,30;  SO_LAT_N=200; SO_LAT_CH=20; SO_STEP_SECS=2; SO_SETTLE=1
 else
     IDLE_N=19000; IDLE_HOLD=10
     # 10,000 subscribers x rate = deliveries/s: 20k .. 1M/s
@@ -124,7 +132,13 @@ else
     # (sequential, and -c 50 -P 16): 3 to 60 s each at the rates seen so far
     # (sequential: redis-server ~15,000/s, halley ~900/s; pipelined ~300,000 to 1,200,000/s)
     PR_SECS=10;   PR_SEQ_N=50000;  PR_PIPE_N=3000000
+    # scale-out: 10,000 subscribers on one channel spread over the nodes (30 msg/s
+    # = 300,000 deliveries/s is the issue's lossless goal with Redis on); then
+    # 1,000 subscribers over 100 channels at 1,000 publishes/s for the latency the
+    # backplane adds. 8 s steps keep the five configurations within ~5 minutes (4.5 measured).
+    SO_N=10000;   SO_STEPS=10,30,60; SO_LAT_N=1000; SO_LAT_CH=100; SO_STEP_SECS=8; SO_SETTLE=2
 fi
+SO_LAT_STEPS=1000
 # publish-rate: every publish carries a 64-byte payload to the one channel "ch",
 # which nobody subscribes to; the pipelined shape is the issue's.
 PR_PAYLOAD=64; PR_PIPE_C=50; PR_PIPE_P=16
@@ -282,6 +296,62 @@ start_halley_binary() {
 }
 
 start_halley() { start_halley_binary halley "$HALLEY"; }
+
+# scale-out: node k's ports (subscribers, ingest, RESP); node 1 has halley's usual ones.
+SO_NODE_PORTS=("8080 8081 6380" "8180 8181 6480" "8280 8281 6580")
+SO_REDIS_PORT=''
+# start_halley_nodes NAME NODES REDIS(0|1): NODES fresh halley processes, each
+# with its own ports and the same flags as start_halley (plus --redis).
+# SUB_URL and PUB_URL list every node ('|'-separated, loadgen/CONTRACT.md).
+start_halley_nodes() {
+    local name=$1 nodes=$2 redis=$3 k lp ip rp pid pids=() subs=() pubs=() cmdf=$STATE/server.$1.scale-out.cmd
+    : >"$cmdf"
+    for (( k = 0; k < nodes; k++ )); do
+        read -r lp ip rp <<<"${SO_NODE_PORTS[$k]}"
+        need_ports_free "$lp" "$ip" "$rp"
+        local cmd=("$HALLEY" --listen "127.0.0.1:$lp" --ingest "127.0.0.1:$ip" --resp "127.0.0.1:$rp"
+                   --threads 2 --max-connections 19500 --backlog 4096 --log-level warn)
+        [ "$redis" = 1 ] && cmd+=(--redis "redis://127.0.0.1:$SO_REDIS_PORT")
+        { printf '(ulimit -Sn 20000; exec '; printf '%q ' "${cmd[@]}"; printf ') &\n'; } >>"$cmdf"
+        ( ulimit -Sn 20000; exec "${cmd[@]}" ) >"$RUN/$name-scale-out-node$(( k + 1 )).log" 2>&1 &
+        pid=$!; STARTED+=("$pid"); pids+=("$pid")
+        subs+=("http://127.0.0.1:$lp/sub/{ch}"); pubs+=("http://127.0.0.1:$ip/pub/{ch}")
+    done
+    for (( k = 0; k < nodes; k++ )); do
+        read -r lp ip rp <<<"${SO_NODE_PORTS[$k]}"
+        wait_http "http://127.0.0.1:$ip/healthz" 30
+        # Subscribe on node k, publish on node 1: the path across the backplane works.
+        probe_pubsub "http://127.0.0.1:$lp/sub/probe" curl -fsS -d @MSG@ http://127.0.0.1:8081/pub/probe
+    done
+    SERVER_PIDS=("${pids[@]}"); SERVER_STOP=("${pids[@]}")
+    SUB_URL=$(IFS='|'; echo "${subs[*]}"); LP_URL=$SUB_URL
+    PUB_URL=$(IFS='|'; echo "${pubs[*]}"); PUB_FORMAT=raw; PORT=8080; RESP_PORT=''
+}
+start_halley_1() { start_halley_nodes halley-1 1 0; }
+start_halley_1_redis() { start_halley_nodes halley-1-redis 1 1; }
+start_halley_2_redis() { start_halley_nodes halley-2-redis 2 1; }
+start_halley_3_redis() { start_halley_nodes halley-3-redis 3 1; }
+
+# Nchan in Redis mode (bench/nchan/nginx-redis.conf with the run's Redis URL).
+start_nchan_redis() {
+    need_ports_free 8090
+    local prefix=$RUN/nginx/$CUR_SCEN
+    mkdir -p "$prefix/logs" "$prefix/temp"
+    sed "s#@REDIS_URL@#redis://127.0.0.1:$SO_REDIS_PORT#" "$BENCH/nchan/nginx-redis.conf" >"$prefix/nginx-redis.conf"
+    local cmd=(nginx -p "$prefix/" -c "$prefix/nginx-redis.conf" -e logs/error.log)
+    { printf 'ulimit -Sn 20000; '; printf '%q ' "${cmd[@]}"; } >"$STATE/server.nchan-redis.$CUR_SCEN.cmd"
+    ( ulimit -Sn 20000; exec "${cmd[@]}" ) >"$prefix/nginx.out" 2>&1 &
+    local pid=$!; STARTED+=("$pid")
+    wait_http http://127.0.0.1:8090/healthz 30
+    probe_pubsub http://127.0.0.1:8090/sub/probe curl -fsS -d @MSG@ http://127.0.0.1:8090/pub/probe
+    local workers
+    workers=$(pgrep -P "$pid" | tr '\n' ' ')
+    [ -n "$workers" ] || die "nginx master $pid has no workers"
+    # shellcheck disable=SC2206
+    SERVER_PIDS=("$pid" $workers); SERVER_STOP=("$pid")
+    SUB_URL='http://127.0.0.1:8090/sub/{ch}'; LP_URL=$SUB_URL
+    PUB_URL='http://127.0.0.1:8090/pub/{ch}'; PUB_FORMAT=raw; PORT=8090; RESP_PORT=''
+}
 start_halley_base() { start_halley_binary halley-base "$HALLEY_BASE"; }
 
 start_nchan() {
@@ -475,10 +545,27 @@ run_publish_rate() {
     fi
 }
 
+# scale-out, one configuration: the broadcast steps, then the 1,000 publishes/s
+# latency run (own channel prefix, so none of the first run's history is near).
+run_scale_out() {
+    local cfg=$1 secs
+    secs=$(( SO_N / CONNECT_RATE + $(steps_count "$SO_STEPS") * (SO_STEP_SECS + SO_SETTLE) + 5 ))
+    run_loadgen "$cfg" scale-out "$secs" --sub-url "$SUB_URL" --transport sse \
+        --subscribers "$SO_N" --channels 1 --connect-rate "$CONNECT_RATE" \
+        --pub-url "$PUB_URL" --pub-format "$PUB_FORMAT" --target ch0 \
+        --rate-steps "$SO_STEPS" --duration "$SO_STEP_SECS" --settle "$SO_SETTLE"
+    secs=$(( SO_LAT_N / CONNECT_RATE + $(steps_count "$SO_LAT_STEPS") * (SO_STEP_SECS + SO_SETTLE) + 5 ))
+    run_loadgen "$cfg" scale-out-lat "$secs" --sub-url "$SUB_URL" --transport sse \
+        --subscribers "$SO_LAT_N" --channels "$SO_LAT_CH" --channel-prefix lat --connect-rate "$CONNECT_RATE" \
+        --pub-url "$PUB_URL" --pub-format "$PUB_FORMAT" --target random \
+        --rate-steps "$SO_LAT_STEPS" --duration "$SO_STEP_SECS" --settle "$SO_SETTLE"
+}
+
 run_scenario() {
     local server=$1 scen=$2 n secs
     wait_drained "$PORT"
     case "$scen" in
+        scale-out) run_scale_out "$server" ;;
         publish-rate) run_publish_rate "$server" ;;
         idle)
             n=$IDLE_N; secs=$(( n / CONNECT_RATE + IDLE_HOLD + 5 ))
@@ -504,7 +591,16 @@ for s in "${SERVERS[@]}"; do
     case "$s" in nchan) needs_nchan=1 ;; pushpin) needs_pushpin=1 ;; halley-base) use_base=1 ;; esac
 done
 needs_redis=0
-for s in "${SCENARIOS[@]}"; do [ "$s" = publish-rate ] && needs_redis=1; done
+for s in "${SCENARIOS[@]}"; do [ "$s" = publish-rate ] || [ "$s" = scale-out ] && needs_redis=1; done
+# scale-out's configurations, from --servers: halley -> 1 node without Redis,
+# 1, 2 and 3 nodes with it; nchan -> Nchan on the same Redis.
+SO_CONFIGS=()
+for s in "${SERVERS[@]}"; do
+    case "$s" in
+        halley) SO_CONFIGS+=(halley-1 halley-1-redis halley-2-redis halley-3-redis) ;;
+        nchan) SO_CONFIGS+=(nchan-redis) ;;
+    esac
+done
 packages=()
 # Only what the named servers and scenarios use.
 [ "$needs_nchan" = 1 ] && packages+=(nginx libnginx-mod-nchan)
@@ -573,6 +669,7 @@ BC_N=$BC_N BC_STEPS=$BC_STEPS
 MC_N=$MC_N MC_CH=$MC_CH MC_STEPS=$MC_STEPS
 LP_N=$LP_N LP_STEPS=$LP_STEPS
 ST_N=$ST_N ST_HOLD=$ST_HOLD
+SO_N=$SO_N SO_STEPS=$SO_STEPS SO_LAT_N=$SO_LAT_N SO_LAT_CH=$SO_LAT_CH SO_LAT_STEPS=$SO_LAT_STEPS SO_STEP_SECS=$SO_STEP_SECS SO_SETTLE=$SO_SETTLE
 PR_SECS=$PR_SECS PR_SEQ_N=$PR_SEQ_N PR_PIPE_N=$PR_PIPE_N PR_PAYLOAD=$PR_PAYLOAD PR_PIPE_C=$PR_PIPE_C PR_PIPE_P=$PR_PIPE_P
 STEP_SECS=$STEP_SECS SETTLE=$SETTLE
 P99_LIMIT_MS=$P99_LIMIT_MS LP_P99_LIMIT_MS=$LP_P99_LIMIT_MS
@@ -581,7 +678,10 @@ EOF
 
 log "run dir $RUN; servers: ${SERVERS[*]}; scenarios: ${SCENARIOS[*]}; budget ${BUDGET}s"
 # Progress: runs done of all runs (one per scenario and server).
-RUNS=$(( ${#SCENARIOS[@]} * ${#SERVERS[@]} )) RUN_NO=0
+RUNS=0 RUN_NO=0
+for s in "${SCENARIOS[@]}"; do
+    if [ "$s" = scale-out ]; then RUNS=$(( RUNS + 2 * ${#SO_CONFIGS[@]} )); else RUNS=$(( RUNS + ${#SERVERS[@]} )); fi
+done
 busy=$(awk -v n="$(nproc)" '{ print ($1 > n / 2) ? 1 : 0 }' /proc/loadavg)
 [ "$busy" = 1 ] && log "warning: load average $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores before the run: other work shares the CPUs, expect noisy numbers (the reports record the load before each run)"
 
@@ -589,6 +689,33 @@ busy=$(awk -v n="$(nproc)" '{ print ($1 > n / 2) ? 1 : 0 }' /proc/loadavg)
 # inherits another's leftovers (queues, sessions being torn down), and the
 # three servers of one scenario run minutes apart, under similar background load.
 for scen in "${SCENARIOS[@]}"; do
+    if [ "$scen" = scale-out ]; then
+        [ ${#SO_CONFIGS[@]} -gt 0 ] || { log "scale-out: nothing to run (--servers names neither halley nor nchan)"; continue; }
+        # One redis-server for every configuration, emptied (FLUSHALL) between them.
+        CUR_SCEN=$scen
+        start_redis
+        SO_REDIS_PORT=$RESP_PORT; redis_pid=${SERVER_PIDS[0]}
+        echo "redis-server: $(redis-server --version | head -1), port $SO_REDIS_PORT, pid $redis_pid" >"$STATE/scale-out.redis.txt"
+        for cfg in "${SO_CONFIGS[@]}"; do
+            if [ $(( BUDGET - ($(date +%s) - T0) )) -le 30 ]; then
+                log "$cfg $scen: skipped, the ${BUDGET}s budget is used up"
+                echo skipped >"$STATE/$scen.$cfg.rc"; echo skipped >"$STATE/$scen-lat.$cfg.rc"; continue
+            fi
+            redis-cli -h 127.0.0.1 -p "$SO_REDIS_PORT" flushall >/dev/null
+            log "starting $cfg for $scen"
+            "start_${cfg//-/_}"
+            log "$cfg ready (sampled pids: ${SERVER_PIDS[*]})"
+            run_scenario "$cfg" "$scen"
+            stop_server
+            redis-cli -h 127.0.0.1 -p "$SO_REDIS_PORT" info commandstats >"$STATE/scale-out.$cfg.redis-stats.txt" 2>/dev/null || true
+            redis-cli -h 127.0.0.1 -p "$SO_REDIS_PORT" config resetstat >/dev/null 2>&1 || true
+        done
+        stop_pid "$redis_pid"; forget_pid "$redis_pid"
+        python3 "$BENCH/report.py" --state "$STATE" --scenario "$scen" --servers "$(IFS=,; echo "${SO_CONFIGS[*]}")" \
+            --out "$RESULTS/$DATE-$scen$SUFFIX" >/dev/null || log "report for $scen failed"
+        log "$scen: $RESULTS/$DATE-$scen$SUFFIX.md"
+        continue
+    fi
     scen_servers=("${SERVERS[@]}")
     # publish-rate: redis-server first, the reference every ratio is taken to.
     [ "$scen" = publish-rate ] && scen_servers=(redis "${SERVERS[@]}")

@@ -37,6 +37,7 @@ TITLES = {
     "longpoll-churn": "Long-poll churn",
     "connect-storm": "Connect storm",
     "publish-rate": "Publish rate",
+    "scale-out": "Scale-out on Redis",
 }
 
 WHAT = {
@@ -71,6 +72,137 @@ WHAT = {
                     "redis-benchmark rows over redis-benchmark against redis-server, loadgen rows (HTTP too) over "
                     "loadgen's sequential RESP PUBLISH against redis-server.",
 }
+
+WHAT["scale-out"] = (
+    "One redis-server (started fresh, `--save '' --appendonly no`, emptied with FLUSHALL before each "
+    "configuration) shared by every configuration of this run: halley as 1 node without `--redis` (the "
+    "embedded mode, the reference), 1, 2 and 3 nodes with `--redis`, and Nchan with `nchan_redis_url` "
+    "(`nchan_use_redis on`). Every node is started fresh with halley's usual flags (`--threads 2`) and its own "
+    "ports; all of them share this machine's cores, so more nodes here measure what the backplane costs, "
+    "not added capacity. loadgen spreads the subscribers over the nodes (subscriber i on node i mod n) and "
+    "publishes through all of them in turn (message k through node k mod n). Broadcast: {SO_N} SSE "
+    "subscribers on one channel at {SO_STEPS} messages/s ({SO_STEP_SECS} s per step, {SO_SETTLE} s settle); "
+    "same sustained rule as broadcast (nothing lost, p99 at most {limit} ms). Latency: {SO_LAT_N} SSE "
+    "subscribers over {SO_LAT_CH} channels, each message to a random channel, at {SO_LAT_STEPS} publishes/s; "
+    "the latency the backplane adds is that step's p99 minus the p99 of halley without `--redis` in the same "
+    "run (goal: at most 2 ms).")
+
+# scale-out configurations: how the reports name them.
+SO_LABELS = {"halley-1": "halley, 1 node, no Redis", "halley-1-redis": "halley, 1 node, --redis",
+             "halley-2-redis": "halley, 2 nodes, --redis", "halley-3-redis": "halley, 3 nodes, --redis",
+             "nchan-redis": "Nchan, nchan_redis_url"}
+
+
+def scale_out_md(state, servers, results, limit):
+    """The scale-out summary: per configuration, the highest lossless deliveries/s,
+    p99 there, the 30 msg/s step, and the latency run at 1,000 publishes/s."""
+    lat = {s: load(state, "scale-out-lat", s) for s in servers}
+    base = None
+    if lat.get("halley-1") and lat["halley-1"]["data"]:
+        st = (lat["halley-1"]["data"].get("steps") or [None])[-1]
+        base = g(st, "latency_ms", "p99") if st else None
+    head = ["configuration", "nodes", "connected", "highest deliveries/s with nothing lost (p99 ≤ limit)",
+            "p99 there (ms)", "30 msg/s step: lost / p99 (ms)", "1,000 publishes/s: lost / p50 / p99 (ms)",
+            "added p99 at 1,000/s vs no Redis (ms)", "server CPU, both runs (s)"]
+    rows = []
+    for s in servers:
+        r = results[s]
+        label = r["label"]
+        note = status_note(r)
+        if note:
+            rows.append([label, note] + [""] * (len(head) - 2))
+            continue
+        d = r["data"]
+        steps = d.get("steps") or []
+        best, _ = sustained(steps, limit)
+        lossless = [st for st in steps if not (st.get("lost") or 0) and not (st.get("publish_errors") or 0)]
+        top = max(lossless, key=lambda st: st.get("deliveries_per_sec") or 0) if lossless else None
+        s30 = next((st for st in steps if st.get("rate") == 30), None)
+        ld = lat[s]["data"]
+        lst = (ld.get("steps") or [None])[-1] if ld else None
+        lp99 = g(lst, "latency_ms", "p99") if lst else None
+        added = (lp99 - base) if (lp99 is not None and base is not None and s != "halley-1") else None
+        cpu = [g(d, "server", "cpu_secs"), g(ld, "server", "cpu_secs") if ld else None]
+        nodes = {"halley-1": "1", "halley-1-redis": "1", "halley-2-redis": "2", "halley-3-redis": "3",
+                 "nchan-redis": "1 (2 workers)"}.get(s, "?")
+        rows.append([
+            label, nodes, f"{num(d.get('connected'))} / {num(d.get('subscribers'))}",
+            (f"{num(best.get('deliveries_per_sec'))} ({num(best.get('rate'))} msg/s)" if best else "none")
+            + (f"; lossless up to {num(top.get('deliveries_per_sec'))} ({num(top.get('rate'))} msg/s)"
+               if top and top is not best else ""),
+            ms(g(best, "latency_ms", "p99")) if best else "–",
+            f"{num(s30.get('lost'))} / {ms(g(s30, 'latency_ms', 'p99'))}" if s30 else "–",
+            (f"{num(lst.get('lost'))} / {ms(g(lst, 'latency_ms', 'p50'))} / {ms(lp99)}" if lst
+             else status_note(lat[s]) or "–"),
+            ("reference" if s == "halley-1" else (f"{added:+.1f}" if added is not None else "–")),
+            " + ".join(num(c, 1) for c in cpu),
+        ])
+    md = ["### Scale-out summary", "", table(head, rows), ""]
+    goals = []
+    h1r = results.get("halley-1-redis")
+    if h1r and h1r["data"]:
+        s30 = next((st for st in (h1r["data"].get("steps") or []) if st.get("rate") == 30), None)
+        if s30:
+            ok = not (s30.get("lost") or 0) and not (s30.get("publish_errors") or 0)
+            goals.append(f"- {num(h1r['data'].get('subscribers'))} subscribers × 30 msg/s, 1 node with --redis: "
+                         f"{'lossless' if ok else 'NOT lossless'} (lost {num(s30.get('lost'))}, "
+                         f"publish errors {num(s30.get('publish_errors'))}, p99 {ms(g(s30, 'latency_ms', 'p99'))} ms).")
+    for s in servers:
+        if s.startswith("halley-") and s != "halley-1" and lat[s]["data"] and base is not None:
+            lst = (lat[s]["data"].get("steps") or [None])[-1]
+            p99 = g(lst, "latency_ms", "p99") if lst else None
+            if p99 is not None:
+                verdict = ("within" if p99 - base <= 2 else "over") + " the 2 ms goal"
+                if p99 < base:
+                    verdict = ("below the reference's own p99: background load dominated the tail, so this run "
+                               "does not measure the added p99; compare the p50s")
+                p50, b50 = g(lst, "latency_ms", "p50"), None
+                bst = (lat["halley-1"]["data"].get("steps") or [None])[-1]
+                b50 = g(bst, "latency_ms", "p50") if bst else None
+                d50 = f"; p50 {ms(p50)} vs {ms(b50)} ms ({p50 - b50:+.2f})" if p50 is not None and b50 is not None else ""
+                goals.append(f"- {results[s]['label']}: p99 at 1,000 publishes/s {ms(p99)} ms vs {ms(base)} ms "
+                             f"without Redis: {p99 - base:+.1f} ms ({verdict}){d50}.")
+    if goals:
+        md += ["Goals (issue 13):", ""] + goals + [""]
+    # Redis commands per configuration (INFO commandstats after each one).
+    rstats = []
+    for s in servers:
+        txt = read(os.path.join(state, f"scale-out.{s}.redis-stats.txt"))
+        calls = []
+        for line in txt.splitlines():
+            if line.startswith("cmdstat_"):
+                name, rest = line[len("cmdstat_"):].split(":", 1)
+                kv = dict(x.split("=", 1) for x in rest.split(",") if "=" in x)
+                calls.append((int(kv.get("usec", 0)), int(kv.get("calls", 0)), float(kv.get("usec_per_call", 0)),
+                              name))
+        if calls:
+            calls.sort(reverse=True)
+            rstats.append(f"- {results[s]['label']}: " + ", ".join(
+                f"{n} {num(c)} calls ({up:,.1f} µs each)" for _, c, up, n in calls[:6]))
+    if rstats:
+        md += ["Redis commands over each configuration's two runs, the six that took the most of Redis's time "
+               "(INFO commandstats; the commands a script runs are counted on their own too, and its "
+               "`evalsha` time includes theirs):", ""] + rstats + [""]
+    lat_rows = []
+    for s in servers:
+        r = lat[s]
+        if status_note(r) or not r["data"]:
+            lat_rows.append([results[s]["label"], status_note(r) or "no data"] + [""] * 7)
+            continue
+        for st in r["data"].get("steps") or []:
+            l = st.get("latency_ms") or {}
+            lat_rows.append([results[s]["label"], num(st.get("rate")), num(st.get("published")),
+                             num(st.get("lost")), num(st.get("publish_errors")), num(st.get("deliveries_per_sec")),
+                             f"{ms(l.get('p50'))} / {ms(l.get('p90'))} / {ms(l.get('p99'))} / {ms(l.get('p999'))}",
+                             ms(g(st, "publish_answer_ms", "p99")), r["loadavg"] or "?"])
+    md += ["### Latency run (1,000 publishes/s over many channels)", "",
+           table(["configuration", "rate (msg/s)", "published", "lost", "publish errors", "deliveries/s",
+                  "p50 / p90 / p99 / p99.9 (ms)", "publish answer p99 (ms)", "load average before"], lat_rows), "",
+           "### Broadcast run", ""]
+    cmds = [f"# {results[s]['label']}, latency run (load average before: {lat[s]['loadavg'] or '?'})\n"
+            + (lat[s]["cmd"] or "(not run)") for s in servers]
+    return md, cmds, lat
+
 
 # publish-rate measurements: (key, what, reference key in redis-server's results).
 PR_MEASURES = [
@@ -224,6 +356,9 @@ def with_data(results, head, rows):
 def full_command(state, scen, servers, quick):
     """The compare.sh line that runs this scenario again."""
     cmd = "bench/compare.sh" + (" --quick" if quick else "")
+    if scen == "scale-out":  # configurations back to the --servers that named them
+        servers = [x for x in ["halley", "nchan"]
+                   if any(c == x or c.startswith(x + "-") for c in servers)]
     if servers != ["halley", "nchan", "pushpin"]:
         cmd += " --servers " + ",".join(servers)
     if "halley-base" in servers:
@@ -338,7 +473,8 @@ def draw_charts(scen, servers, out, limit):
 
 
 # Servers in the order reports list them.
-ORDER = ["halley", "halley-base", "nchan", "pushpin"]
+ORDER = ["halley", "halley-base", "nchan", "pushpin",
+         "halley-1", "halley-1-redis", "halley-2-redis", "halley-3-redis", "nchan-redis"]
 
 
 def charts_from(stem, out_dir=None):
@@ -351,7 +487,7 @@ def charts_from(stem, out_dir=None):
         raise SystemExit(f"report.py: cannot tell the scenario of {stem}")
     found = {}
     for name in os.listdir(folder):
-        m = re.fullmatch(re.escape(base) + r"\.([a-z-]+)\.json", name)
+        m = re.fullmatch(re.escape(base) + r"\.([a-z0-9-]+)\.json", name)
         if m:
             with open(os.path.join(folder, name)) as f:
                 found[m.group(1)] = json.load(f)
@@ -406,8 +542,9 @@ def main():
         p["per_channel"] = "?"
     results = {s: load(state, scen, s) for s in servers}
     for s, r in results.items():
-        r["label"] = read(os.path.join(state, f"label.{s}")) or s
-    names = ", ".join(read(os.path.join(state, f"label.{s}")) or TITLE_NAMES.get(s, s) for s in servers)
+        r["label"] = read(os.path.join(state, f"label.{s}")) or SO_LABELS.get(s) or s
+    names = ("; " if scen == "scale-out" else ", ").join(
+        read(os.path.join(state, f"label.{s}")) or TITLE_NAMES.get(s) or SO_LABELS.get(s, s) for s in servers)
 
     md = [f"# {TITLES[scen]}{' (quick)' if quick else ''}: {names} — {p.get('DATE', '')}", ""]
     if quick:
@@ -434,6 +571,10 @@ def main():
     figures = draw_charts(scen, [(s, r["label"], r["data"]) for s, r in results.items() if not status_note(r)],
                           a.out, limit)
     pr_cmds = None
+    so_cmds, so_lat = [], {}
+    if scen == "scale-out":
+        so_md, so_cmds, so_lat = scale_out_md(state, servers, results, limit)
+        md += so_md
     if scen == "publish-rate":
         labels = {s: r["label"] for s, r in results.items()}
         labels["redis"] = read(os.path.join(state, "label.redis")) or "redis-server"
@@ -503,7 +644,7 @@ def main():
         md += ["Notes:", ""] + notes + [""]
 
     md += ["## Commands", "", "Servers (one after another, each started fresh for this scenario and stopped by pid after it):", "", "```sh"]
-    if scen == "publish-rate":
+    if scen in ("publish-rate", "scale-out"):
         md += ["# redis-server (the reference, started first)",
                read(os.path.join(state, f"server.redis.{scen}.cmd"), "(not started)")]
     for s in servers:
@@ -519,6 +660,7 @@ def main():
     for r in results.values() if scen != "publish-rate" else []:
         md.append(f"# {r['label']} (load average before: {r['loadavg'] or '?'})")
         md.append(r["cmd"] or "(not run)")
+    md += so_cmds
     md += ["```", "", "Configs: `bench/nchan/nginx.conf`, `bench/pushpin/pushpin.conf`, `bench/pushpin/routes`, "
            "`bench/pushpin/origin.py`; full command: `" + full_command(state, scen, servers, quick) + "`.", ""]
     md += ["## Versions", "", "```", read(os.path.join(state, "versions.txt")), "```", "",
@@ -538,6 +680,10 @@ def main():
         src = r["stem"] + ".json"
         if os.path.exists(src) and os.path.getsize(src) > 0:
             shutil.copyfile(src, f"{a.out}.{s}.json")
+    for s, r in so_lat.items():  # scale-out's latency runs
+        src = r["stem"] + ".json"
+        if os.path.exists(src) and os.path.getsize(src) > 0:
+            shutil.copyfile(src, f"{a.out}.{s}.latency-run.json")
     print(a.out + ".md")
 
 

@@ -276,3 +276,36 @@ fn publish_rate_counts_answers_over_http_and_resp() {
     let out = Command::new(loadgen_bin()).args(["publish-rate", "--resp", "10.0.0.1:6379"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Several nodes on one Redis (issue 13, bench scale-out): loadgen spreads its
+/// subscribers over three halley nodes (`--sub-url 'A|B|C'`) and publishes
+/// through all of them in turn (`--pub-url 'A|B|C'`), so most deliveries cross
+/// the backplane; every subscriber still gets every message once, in order.
+#[test]
+fn subscribers_spread_over_nodes_on_redis_get_every_message() {
+    let redis = RedisServer::start(false);
+    let nodes = common::cluster::nodes(&redis, 3, &[]);
+    let join = |f: &dyn Fn(&Server) -> String| nodes.iter().map(f).collect::<Vec<_>>().join("|");
+    let sub = join(&|s| format!("http://{}/sub/{{ch}}", s.public));
+    let publ = join(&|s| format!("http://{}/pub/{{ch}}", s.ingest));
+    let out = run_loadgen(&args(&[
+        "--sub-url",
+        &sub,
+        "--subscribers",
+        "150",
+        "--channels",
+        "2",
+        "--pub-url",
+        &publ,
+        "--rate",
+        "100",
+        "--duration",
+        "2",
+        "--target",
+        "all",
+        "--settle",
+        "5",
+    ]));
+    // 200 messages round-robin over 2 channels of 75 subscribers (25 on each node).
+    assert_complete(&out, 150, 200, 75);
+}

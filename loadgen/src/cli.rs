@@ -54,7 +54,10 @@ impl Url {
 
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The first of `sub_urls` (the one TLS names and single-node code use).
     pub sub_url: Url,
+    /// Every `--sub-url` template (`a|b|c`): subscriber `i` uses `sub_urls[i % n]`.
+    pub sub_urls: Vec<Url>,
     pub transport: Transport,
     pub subscribers: usize,
     pub channels: usize,
@@ -63,7 +66,8 @@ pub struct Config {
     pub source_addrs: Vec<Ipv4Addr>,
     pub connect_rate: f64,
     pub headers: Vec<(String, String)>,
-    pub pub_url: Option<Url>,
+    /// Every `--pub-url` template (`a|b|c`): messages go to them in turn.
+    pub pub_urls: Vec<Url>,
     pub pub_format: PubFormat,
     pub pub_resp: Option<SocketAddrV4>,
     pub rates: Vec<f64>,
@@ -164,6 +168,26 @@ pub fn parse_url(s: &str, what: &str) -> Result<Url, String> {
         path: path.to_string(),
         tls,
     })
+}
+
+/// A URL list: templates separated by `|` (each parsed by [`parse_url`]).
+pub fn parse_url_list(s: &str, what: &str) -> Result<Vec<Url>, String> {
+    let urls = s
+        .split('|')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| parse_url(u, what))
+        .collect::<Result<Vec<_>, _>>()?;
+    if urls.is_empty() {
+        return Err(format!("{what}: no URL in '{s}'"));
+    }
+    if urls.len() > 64 {
+        return Err(format!("{what}: at most 64 URLs"));
+    }
+    if urls.iter().any(|u| u.tls != urls[0].tls) {
+        return Err(format!("{what}: mix of TLS and plain URLs"));
+    }
+    Ok(urls)
 }
 
 fn split_flag(arg: &str) -> Option<(&str, Option<&str>)> {
@@ -285,7 +309,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         };
         let v = value.as_str();
         match name {
-            "sub-url" => sub_url = Some(parse_url(v, &flag)?),
+            "sub-url" => sub_url = Some(parse_url_list(v, &flag)?),
             "progress" => progress = Some(v.to_string()),
             "transport" => {
                 transport = match v {
@@ -316,7 +340,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 }
                 headers.push((k.to_string(), val.trim().to_string()));
             }
-            "pub-url" => pub_url = Some(parse_url(v, &flag)?),
+            "pub-url" => pub_url = Some(parse_url_list(v, &flag)?),
             "pub-format" => {
                 pub_format = match v {
                     "raw" => PubFormat::Raw,
@@ -361,7 +385,10 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         }
     }
 
-    let sub_url = sub_url.ok_or("--sub-url is required")?;
+    let sub_urls: Vec<Url> = sub_url.ok_or("--sub-url is required")?;
+    let sub_url = sub_urls[0].clone();
+    let pub_urls: Vec<Url> = pub_url.unwrap_or_default();
+    let pub_url = pub_urls.first().cloned();
     if subscribers == 0 || subscribers > 1_000_000 {
         return Err("--subscribers: must be 1..=1000000".into());
     }
@@ -429,6 +456,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     }
     Ok(Parsed::Run(Box::new(Config {
         sub_url,
+        sub_urls,
         transport,
         subscribers,
         channels,
@@ -437,7 +465,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         source_addrs,
         connect_rate,
         headers,
-        pub_url,
+        pub_urls,
         pub_format,
         pub_resp,
         rates,
@@ -470,6 +498,41 @@ mod tests {
         match parse(&args)? {
             Parsed::Run(c) => Ok(*c),
             Parsed::Help | Parsed::Version => Err("help".into()),
+        }
+    }
+
+    #[test]
+    fn url_lists() {
+        let c = p(&[
+            "--sub-url",
+            "http://127.0.0.1:8080/sub/{ch}|http://127.0.0.1:8180/sub/{ch} | http://127.0.0.2:8280/s/{ch}",
+            "--pub-url=http://127.0.0.1:8081/pub/{ch}|http://127.0.0.1:8181/pub/{ch}",
+        ])
+        .unwrap();
+        assert_eq!(c.sub_urls.len(), 3);
+        assert_eq!(c.sub_url.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.sub_urls[1].addr, "127.0.0.1:8180".parse().unwrap());
+        assert_eq!(c.sub_urls[2].addr, "127.0.0.2:8280".parse().unwrap());
+        assert_eq!(c.sub_urls[2].path_for("x"), "/s/x");
+        assert_eq!(c.sub_urls[2].host, "127.0.0.2:8280");
+        assert_eq!(c.pub_urls.len(), 2);
+        assert_eq!(c.pub_urls[0].addr, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(c.pub_urls[1].addr, "127.0.0.1:8181".parse().unwrap());
+        // One URL: exactly as before.
+        let c = p(&["--sub-url", "http://127.0.0.1:8080/sub/{ch}", "--no-publish"]).unwrap();
+        assert_eq!(c.sub_urls.len(), 1);
+        assert!(c.pub_urls.is_empty());
+        for (args, want) in [
+            (&["--sub-url", "|", "--no-publish"][..], "no URL"),
+            (&["--sub-url", "http://127.0.0.1:1/|http://10.0.0.1:1/", "--no-publish"][..], "127.0.0.0/8"),
+            (&["--sub-url", "http://127.0.0.1:1/|https://127.0.0.1:2/", "--no-publish"][..], "mix of TLS"),
+            (
+                &["--sub-url", "http://127.0.0.1:1/", "--pub-url", "http://127.0.0.1:2/|ftp://x"][..],
+                "must start",
+            ),
+        ] {
+            let e = p(args).unwrap_err();
+            assert!(e.contains(want), "{args:?}: {e}");
         }
     }
 

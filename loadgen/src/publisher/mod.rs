@@ -30,6 +30,8 @@ mod flight;
 use flight::Flight;
 
 struct Conn {
+    /// Which publish address (`--pub-url` template) this connection goes to.
+    node: usize,
     stream: Option<TcpStream>,
     connected: bool,
     wbuf: Vec<u8>,
@@ -49,14 +51,17 @@ struct InFlight {
 }
 
 enum Mode {
-    Http { paths: Vec<String>, host: String, format: PubFormat },
+    Http { paths: Vec<Vec<String>>, hosts: Vec<String>, format: PubFormat },
     Resp,
 }
 
 struct Publisher {
     poll: Poll,
     conns: Vec<Conn>,
-    addr: SocketAddrV4,
+    /// One per `--pub-url` template (one for RESP); message k goes to `addrs[k % n]`.
+    addrs: Vec<SocketAddrV4>,
+    /// The address the next message goes to.
+    next_node: usize,
     mode: Mode,
     names: Vec<String>,
     seqs: Vec<u64>,
@@ -108,20 +113,26 @@ pub fn thread(cfg: Config, cmds: Receiver<Cmd>, events: Sender<Event>) {
 impl Publisher {
     fn new(cfg: &Config) -> io::Result<Publisher> {
         let names: Vec<String> = (0..cfg.channels).map(|c| cfg.channel_name(c)).collect();
-        let (addr, mode) = match (&cfg.pub_url, cfg.pub_resp) {
-            (Some(u), _) => (
-                u.addr,
+        let (addrs, mode) = match (cfg.pub_urls.is_empty(), cfg.pub_resp) {
+            (false, _) => (
+                cfg.pub_urls.iter().map(|u| u.addr).collect::<Vec<_>>(),
                 Mode::Http {
-                    paths: names.iter().map(|n| u.path_for(n)).collect(),
-                    host: u.host.clone(),
+                    paths: cfg
+                        .pub_urls
+                        .iter()
+                        .map(|u| names.iter().map(|n| u.path_for(n)).collect())
+                        .collect(),
+                    hosts: cfg.pub_urls.iter().map(|u| u.host.clone()).collect(),
                     format: cfg.pub_format,
                 },
             ),
-            (None, Some(a)) => (a, Mode::Resp),
-            (None, None) => return Err(io::Error::other("nothing to publish to")),
+            (true, Some(a)) => (vec![a], Mode::Resp),
+            (true, None) => return Err(io::Error::other("nothing to publish to")),
         };
-        let conns = (0..cfg.pub_conns)
-            .map(|_| Conn {
+        // --pub-conns connections to each publish address.
+        let conns = (0..cfg.pub_conns * addrs.len())
+            .map(|c| Conn {
+                node: c % addrs.len(),
                 stream: None,
                 connected: false,
                 wbuf: Vec::new(),
@@ -133,7 +144,8 @@ impl Publisher {
         Ok(Publisher {
             poll: Poll::new()?,
             conns,
-            addr,
+            addrs,
+            next_node: 0,
             mode,
             seqs: vec![0; cfg.channels],
             flights: (0..cfg.channels).map(|_| Flight::default()).collect(),
@@ -162,7 +174,7 @@ impl Publisher {
         conn.connected = false;
         conn.rbuf.clear();
         conn.wbuf.clear();
-        match TcpStream::connect(self.addr.into()) {
+        match TcpStream::connect(self.addrs[conn.node].into()) {
             Ok(mut s) => {
                 let _ = s.set_nodelay(true);
                 if let Err(e) =
@@ -222,10 +234,12 @@ impl Publisher {
                 }
             }
         }
-        let up = self.conns.iter().filter(|c| c.connected).count();
-        if up == 0 {
-            let why = self.err.items.first().map(|e| e.0.clone()).unwrap_or_else(|| "timeout".into());
-            return Err(format!("could not connect to the publish address {}: {why}", self.addr));
+        // Every publish address needs at least one connection up.
+        for (n, addr) in self.addrs.iter().enumerate() {
+            if !self.conns.iter().any(|c| c.node == n && c.connected) {
+                let why = self.err.items.first().map(|e| e.0.clone()).unwrap_or_else(|| "timeout".into());
+                return Err(format!("could not connect to the publish address {addr}: {why}"));
+            }
         }
         Ok(())
     }
@@ -348,11 +362,17 @@ impl Publisher {
         let mut dirty = 0u64;
         while !self.queue.is_empty() {
             self.rotate = (self.rotate + 1) % k;
+            let node = self.next_node;
             let best = (0..k)
                 .map(|j| (self.rotate + j) % k)
-                .filter(|&c| self.conns[c].connected && self.conns[c].inflight.len() < depth)
+                .filter(|&c| {
+                    self.conns[c].node == node
+                        && self.conns[c].connected
+                        && self.conns[c].inflight.len() < depth
+                })
                 .min_by_key(|&c| self.conns[c].inflight.len());
             let Some(c) = best else { break };
+            self.next_node = (node + 1) % self.addrs.len();
             let (ch, seq, t, sched) = self.queue.pop_front().expect("queued");
             self.max_lag_us = self.max_lag_us.max(now.saturating_duration_since(sched).as_micros() as u64);
             let u = self.flights[ch as usize].sent(seq);
@@ -374,6 +394,7 @@ impl Publisher {
         if self.payload.len() < self.payload_bytes {
             self.payload.resize(self.payload_bytes, b'x');
         }
+        let node = self.conns[c].node;
         let w = &mut self.conns[c].wbuf;
         match &self.mode {
             Mode::Resp => {
@@ -386,7 +407,8 @@ impl Publisher {
                 w.extend_from_slice(&self.payload);
                 w.extend_from_slice(b"\r\n");
             }
-            Mode::Http { paths, host, format } => {
+            Mode::Http { paths, hosts, format } => {
+                let host = &hosts[node];
                 let (ctype, body) = match format {
                     PubFormat::Raw => ("text/plain", &self.payload),
                     PubFormat::Pushpin => {
@@ -403,7 +425,7 @@ impl Publisher {
                 let _ = write!(
                     w,
                     "POST {} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
-                    paths[ch as usize],
+                    paths[node][ch as usize],
                     body.len()
                 );
                 w.extend_from_slice(body);

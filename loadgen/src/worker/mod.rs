@@ -34,8 +34,8 @@ pub struct Worker<'a> {
     subs: Vec<Sub>,
     buf: Vec<u8>,
     ctx: Ctx,
-    target: SocketAddrV4,
-    paths: Vec<String>,
+    /// Per `--sub-url` template (node), per channel: the request path.
+    paths: Vec<Vec<String>>,
     next: usize,
     next_connect_at: Instant,
     connect_interval: Option<Duration>,
@@ -126,7 +126,11 @@ impl<'a> Worker<'a> {
                 reconnects: 0,
             })
             .collect();
-        let paths = (0..cfg.channels).map(|c| cfg.sub_url.path_for(&cfg.channel_name(c))).collect();
+        let paths = cfg
+            .sub_urls
+            .iter()
+            .map(|u| (0..cfg.channels).map(|c| u.path_for(&cfg.channel_name(c))).collect())
+            .collect();
         let connect_interval =
             (cfg.connect_rate > 0.0).then(|| Duration::from_secs_f64(of as f64 / cfg.connect_rate));
         // SAFETY: fcntl on our own stdin.
@@ -152,7 +156,6 @@ impl<'a> Worker<'a> {
                 last_connected: None,
                 ws_mask: [0x5a, 0x17, 0xc3, 0x8e],
             },
-            target: cfg.sub_url.addr,
             paths,
             next: 0,
             next_connect_at: now,
@@ -300,7 +303,8 @@ impl<'a> Worker<'a> {
             }
             sock.bind(&SocketAddrV4::new(src, 0).into())?;
         }
-        match sock.connect(&self.target.into()) {
+        let target = self.cfg.sub_urls[sub.gidx % self.cfg.sub_urls.len()].addr;
+        match sock.connect(&target.into()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(e),
@@ -355,7 +359,7 @@ impl<'a> Worker<'a> {
     }
 
     fn send_request(&mut self, i: usize) -> io::Result<()> {
-        let path = &self.paths[self.subs[i].ch as usize];
+        let path = &self.paths[self.subs[i].gidx % self.paths.len()][self.subs[i].ch as usize];
         let sub = &mut self.subs[i];
         write_request(self.cfg, path, sub);
         sub.state = State::Head;

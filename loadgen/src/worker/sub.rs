@@ -122,7 +122,7 @@ pub fn write_request(cfg: &Config, path: &str, sub: &mut Sub) {
         p.write_query(out, path);
     }
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    out.extend_from_slice(cfg.sub_url.host.as_bytes());
+    out.extend_from_slice(cfg.sub_urls[sub.gidx % cfg.sub_urls.len()].host.as_bytes());
     out.extend_from_slice(b"\r\n");
     match &sub.dec {
         Decoder::Sse(_) => out.extend_from_slice(sse::REQUEST_HEADERS),
