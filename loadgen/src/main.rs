@@ -1,9 +1,12 @@
 //! loadgen: the load generator of halley (and of the peers it is compared
 //! with). One run connects subscribers in worker processes, publishes at a
 //! fixed open-loop rate, measures every delivery and prints a summary;
-//! `loadgen publish-rate` measures the closed-loop publish rate alone.
+//! `loadgen publish-rate` measures the closed-loop publish rate alone;
+//! `loadgen loopback-ceiling` what the machine's loopback carries with no
+//! server at all.
 //! The command line is described in CONTRACT.md.
 
+mod ceiling;
 mod cli;
 mod decode;
 mod msg;
@@ -21,6 +24,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("publish-rate") {
         std::process::exit(rate::main(&args[1..]));
+    }
+    if args.first().map(String::as_str) == Some("loopback-ceiling") {
+        std::process::exit(ceiling::main(&args[1..]));
     }
     let cfg = match cli::parse(&args) {
         Ok(cli::Parsed::Run(cfg)) => cfg,

@@ -14,7 +14,13 @@ fn clk_tck() -> f64 {
 
 /// utime + stime of `pid` in seconds.
 pub fn cpu_secs(pid: u32) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_secs_of(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime in seconds from a `stat` file (a process's, or a thread's
+/// `/proc/self/task/<tid>/stat`).
+pub fn cpu_secs_of(path: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
     // Fields after the command name (which may hold spaces and parentheses).
     let rest = &text[text.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
