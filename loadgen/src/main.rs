@@ -17,6 +17,7 @@ mod progress;
 mod publisher;
 mod rate;
 mod report;
+mod sock;
 mod stats;
 mod worker;
 

@@ -8,7 +8,7 @@
 //! as it is for redis-benchmark -c 1.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -261,25 +261,7 @@ impl Bench {
     fn flush(&mut self, c: usize) {
         let conn = &mut self.conns[c];
         let Some(s) = conn.stream.as_mut() else { return };
-        let mut done = 0;
-        let mut failed = None;
-        while done < conn.wbuf.len() {
-            match s.write(&conn.wbuf[done..]) {
-                Ok(0) => {
-                    failed = Some("write: connection closed".to_string());
-                    break;
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failed = Some(format!("write: {e}"));
-                    break;
-                }
-            }
-        }
-        conn.wbuf.drain(..done);
-        if let Some(why) = failed {
+        if let Err(why) = crate::sock::write_pending(s, &mut conn.wbuf) {
             self.drop_conn(c, &why, false);
         }
     }
