@@ -97,15 +97,11 @@ end
 return {entries, dropped}
 "#;
 
-/// A channel's cluster-wide facts: subscribers summed over live nodes,
-/// whether its stream exists, its length and last id. KEYS: the stream, the
-/// node set. ARGV: the oldest heartbeat (ms) still alive, the channel.
-pub const COUNT: &str = r#"
-local total = 0
-for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], '+inf')) do
-  local c = redis.call('HGET', 'halley:n:' .. n, ARGV[2])
-  if c then total = total + tonumber(c) end
-end
+/// The end of `COUNT` and `COUNT_CLUSTER`, once: with `total` summed, whether
+/// the stream (KEYS[1]) exists, its length and last id.
+macro_rules! stream_facts {
+    () => {
+        r#"
 local exists = redis.call('EXISTS', KEYS[1])
 local len, last = 0, ''
 if exists == 1 then
@@ -114,7 +110,23 @@ if exists == 1 then
   if e then last = e[1] end
 end
 return {total, exists, len, last}
-"#;
+"#
+    };
+}
+
+/// A channel's cluster-wide facts: subscribers summed over live nodes,
+/// whether its stream exists, its length and last id. KEYS: the stream, the
+/// node set. ARGV: the oldest heartbeat (ms) still alive, the channel.
+pub const COUNT: &str = concat!(
+    r#"
+local total = 0
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], '+inf')) do
+  local c = redis.call('HGET', 'halley:n:' .. n, ARGV[2])
+  if c then total = total + tonumber(c) end
+end
+"#,
+    stream_facts!()
+);
 
 /// Redis Cluster's `COUNT`: a script may read only its channel's slot, so
 /// each node writes its count of the channel into the channel's own hash
@@ -122,7 +134,8 @@ return {total, exists, len, last}
 /// each heartbeat; fields older than the oldest live heartbeat are ignored.
 /// KEYS: the stream, the counts hash. ARGV: the oldest heartbeat (ms)
 /// still alive.
-pub const COUNT_CLUSTER: &str = r#"
+pub const COUNT_CLUSTER: &str = concat!(
+    r#"
 local total = 0
 local alive = tonumber(ARGV[1])
 local fields = redis.call('HGETALL', KEYS[2])
@@ -130,12 +143,6 @@ for i = 2, #fields, 2 do
   local c, ms = string.match(fields[i], '^(%d+) (%d+)$')
   if c and tonumber(ms) >= alive then total = total + tonumber(c) end
 end
-local exists = redis.call('EXISTS', KEYS[1])
-local len, last = 0, ''
-if exists == 1 then
-  len = redis.call('XLEN', KEYS[1])
-  local e = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-  if e then last = e[1] end
-end
-return {total, exists, len, last}
-"#;
+"#,
+    stream_facts!()
+);

@@ -233,11 +233,16 @@ impl Connection {
         if self.streams.remove(&stream).is_some() {
             events.push(Event::Reset { stream });
         }
+        self.count_reset(now, "stream errors")
+    }
+
+    /// Counts one reset (ours or the client's) against the rapid-reset bound.
+    fn count_reset(&mut self, now: Instant, kind: &str) -> Result<(), H2Error> {
         if !self.resets.allow(now, self.limits.flood_window, self.limits.max_resets) {
             return Err(H2Error::conn(
                 ErrorCode::EnhanceYourCalm,
                 format!(
-                    "more than {} streams reset in {:?} (stream errors)",
+                    "more than {} streams reset in {:?} ({kind})",
                     self.limits.max_resets, self.limits.flood_window
                 ),
             ));
@@ -303,15 +308,7 @@ impl Connection {
                 }
                 if self.streams.remove(&stream).is_some() {
                     events.push(Event::Reset { stream });
-                    if !self.resets.allow(now, self.limits.flood_window, self.limits.max_resets) {
-                        return Err(H2Error::conn(
-                            ErrorCode::EnhanceYourCalm,
-                            format!(
-                                "more than {} streams reset in {:?} (rapid reset)",
-                                self.limits.max_resets, self.limits.flood_window
-                            ),
-                        ));
-                    }
+                    self.count_reset(now, "rapid reset")?;
                 }
                 Ok(())
             }
