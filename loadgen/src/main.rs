@@ -6,6 +6,7 @@
 
 mod cli;
 mod decode;
+mod h2;
 mod msg;
 mod parent;
 mod parse;
