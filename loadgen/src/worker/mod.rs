@@ -19,11 +19,13 @@ use crate::cli::{Config, Transport};
 use crate::parse::SeqTrack;
 use crate::stats::{self, Errors};
 
+mod h2_link;
 mod measure;
 mod sub;
 
 use measure::Stats;
-use sub::{flush, mark_connected, on_bytes, on_eof, write_request, Ctx, Decoder, Flow, State, Sub};
+use h2_link::{Link, Todo};
+use sub::{end_sub, flush, mark_connected, on_bytes, on_eof, write_request, Ctx, Decoder, Flow, State, Sub};
 
 const STDIN: Token = Token(usize::MAX - 1);
 const READ_BUF: usize = 64 * 1024;
@@ -46,6 +48,10 @@ pub struct Worker<'a> {
     deadline: Instant,
     /// Client config and server name with `--tls-ca`.
     tls: Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>,
+    /// `--h2-streams`: the HTTP/2 connections, each carrying a contiguous
+    /// range of `subs` (empty otherwise).
+    links: Vec<Link>,
+    h2_todo: Vec<Todo>,
 }
 
 /// ring with X25519 preferred, as browsers (and halley) do; ring's own list
@@ -78,10 +84,52 @@ fn tls_client(
         .map_err(|e| bad(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![if cfg.h2_streams.is_some() { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
     let host = cfg.sub_url.host.rsplit_once(':').map_or(cfg.sub_url.host.as_str(), |(h, _)| h);
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| bad(e.to_string()))?;
     Ok(Some((Arc::new(config), name)))
+}
+
+/// A nonblocking TCP connect to `target`, from source address number
+/// `pick` of `--source-addrs` (if any).
+fn dial(cfg: &Config, pick: usize, target: SocketAddrV4) -> io::Result<TcpStream> {
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_nonblocking(true)?;
+    if !cfg.source_addrs.is_empty() {
+        let src: Ipv4Addr = cfg.source_addrs[pick % cfg.source_addrs.len()];
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt with a c_int option value on our socket. Lets
+        // the kernel pick the port at connect() time so each source
+        // address has its own port range.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        sock.bind(&SocketAddrV4::new(src, 0).into())?;
+    }
+    match sock.connect(&target.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(sock.into()))
+}
+
+/// Whether a nonblocking connect finished (Ok(false): still in progress).
+fn connect_result(stream: &TcpStream) -> io::Result<bool> {
+    match stream.take_error() {
+        Ok(Some(e)) | Err(e) => Err(e),
+        Ok(None) => match stream.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        },
+    }
 }
 
 fn emit(v: &Value) {
@@ -124,8 +172,17 @@ impl<'a> Worker<'a> {
                 track: SeqTrack::default(),
                 dec: Decoder::new(cfg.transport),
                 reconnects: 0,
+                h2_stream: 0,
             })
             .collect();
+        // Link c carries subscribers [c*S, (c+1)*S); its ordinal over all
+        // workers picks its node and source address, as a subscriber's does.
+        let links = match cfg.h2_streams {
+            Some(per) => (0..subs.len().div_ceil(per))
+                .map(|c| Link::new(c * per..((c + 1) * per).min(subs.len()), c * of + index))
+                .collect(),
+            None => Vec::new(),
+        };
         let paths = cfg
             .sub_urls
             .iter()
@@ -166,6 +223,8 @@ impl<'a> Worker<'a> {
             exit: false,
             deadline: now + Duration::from_secs_f64(cfg.hard_deadline_secs()),
             tls: tls_client(cfg)?,
+            links,
+            h2_todo: Vec::new(),
         })
     }
 
@@ -254,6 +313,12 @@ impl<'a> Worker<'a> {
                 self.next_connect_at =
                     self.next_connect_at.max(now.checked_sub(Duration::from_millis(100)).unwrap_or(now)) + iv;
             }
+            if self.cfg.h2_streams.is_some() {
+                // A whole link: its subscribers connect together.
+                let l = self.links.iter().position(|k| k.subs.start == self.next).expect("a link per range");
+                self.open_link(l);
+                continue;
+            }
             let i = self.next;
             self.next += 1;
             self.ctx.pending += 1;
@@ -283,33 +348,9 @@ impl<'a> Worker<'a> {
     }
 
     fn open(&mut self, i: usize) -> io::Result<()> {
-        let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-        sock.set_nonblocking(true)?;
         let sub = &mut self.subs[i];
-        if !self.cfg.source_addrs.is_empty() {
-            let src: Ipv4Addr = self.cfg.source_addrs[sub.gidx % self.cfg.source_addrs.len()];
-            let one: libc::c_int = 1;
-            // SAFETY: setsockopt with a c_int option value on our socket. Lets
-            // the kernel pick the port at connect() time so each source
-            // address has its own port range.
-            unsafe {
-                libc::setsockopt(
-                    sock.as_raw_fd(),
-                    libc::IPPROTO_IP,
-                    libc::IP_BIND_ADDRESS_NO_PORT,
-                    &one as *const libc::c_int as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
-            sock.bind(&SocketAddrV4::new(src, 0).into())?;
-        }
         let target = self.cfg.sub_urls[sub.gidx % self.cfg.sub_urls.len()].addr;
-        match sock.connect(&target.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(e),
-        }
-        let mut stream = TcpStream::from_std(sock.into());
+        let mut stream = dial(self.cfg, sub.gidx, target)?;
         self.poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
         sub.stream = Some(stream);
         sub.tls = match &self.tls {
@@ -330,17 +371,9 @@ impl<'a> Worker<'a> {
         if let Some(mut s) = sub.stream.take() {
             let _ = self.poll.registry().deregister(&mut s);
         }
-        if sub.state == State::Closed {
-            return;
-        }
-        sub.state = State::Closed;
-        if sub.connected {
-            self.ctx.disconnected += 1;
-            self.ctx.errors.add(&format!("after connecting: {why}"));
-        } else {
-            self.ctx.failed += 1;
-            self.ctx.pending -= 1;
-            self.ctx.errors.add(why);
+        end_sub(sub, &mut self.ctx, why);
+        if self.cfg.h2_streams.is_some() {
+            self.h2_drop_stream(i);
         }
     }
 
@@ -368,20 +401,15 @@ impl<'a> Worker<'a> {
     }
 
     fn on_event(&mut self, i: usize, closed: bool) {
+        if self.cfg.h2_streams.is_some() {
+            return self.link_event(i, closed);
+        }
         if i >= self.subs.len() {
             return;
         }
         if self.subs[i].state == State::Connecting {
             let stream = self.subs[i].stream.as_ref().expect("stream");
-            let ready = match stream.take_error() {
-                Ok(Some(e)) | Err(e) => Err(e),
-                Ok(None) => match stream.peer_addr() {
-                    Ok(_) => Ok(true),
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-                    Err(e) => Err(e),
-                },
-            };
-            match ready {
+            match connect_result(stream) {
                 Ok(false) => return,
                 Err(e) => return self.close(i, &format!("connect: {e}")),
                 Ok(true) => {
