@@ -204,7 +204,8 @@ fn check_h2(streams: usize, transport: Transport, headers: &[(String, String)]) 
                     use --transport sse, stream or longpoll"
             .into());
     }
-    const FORBIDDEN: [&str; 6] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"];
+    const FORBIDDEN: [&str; 6] =
+        ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"];
     if let Some((k, _)) = headers.iter().find(|(k, _)| FORBIDDEN.iter().any(|f| k.eq_ignore_ascii_case(f))) {
         return Err(format!("--header {k}: not allowed over HTTP/2 (--h2-streams)"));
     }
@@ -598,11 +599,27 @@ mod tests {
             (&["--sub-url", "http://127.0.0.1:80/", "--no-publish", "--transport", "x"], "expected sse"),
             (&["--sub-url", "http://127.0.0.1:80/", "--no-publish", "--h2-streams", "0"], "1..=10000"),
             (
-                &["--sub-url", "http://127.0.0.1:80/", "--no-publish", "--h2-streams", "10", "--transport", "ws"],
+                &[
+                    "--sub-url",
+                    "http://127.0.0.1:80/",
+                    "--no-publish",
+                    "--h2-streams",
+                    "10",
+                    "--transport",
+                    "ws",
+                ],
                 "no WebSocket over HTTP/2",
             ),
             (
-                &["--sub-url", "http://127.0.0.1:80/", "--no-publish", "--h2-streams", "10", "--header", "Host: x"],
+                &[
+                    "--sub-url",
+                    "http://127.0.0.1:80/",
+                    "--no-publish",
+                    "--h2-streams",
+                    "10",
+                    "--header",
+                    "Host: x",
+                ],
                 "not allowed over HTTP/2",
             ),
             (&["--sub-url", "http://127.0.0.1:80/", "--pub-resp", "127.0.0.1:1", "--rate", "0"], "outside"),

@@ -67,6 +67,8 @@ pub struct Client {
     block: Option<Block>,
     /// The server's SETTINGS_MAX_CONCURRENT_STREAMS, once heard.
     pub max_streams: Option<u32>,
+    /// A frame arrived (the first must be SETTINGS: RFC 9113 section 3.4).
+    first_seen: bool,
 }
 
 impl Client {
@@ -84,7 +86,15 @@ impl Client {
             ],
         );
         frame::write_window_update(&mut out, 0, CONN_WINDOW - DEFAULT_WINDOW);
-        Client { out, next_stream: 1, streams: HashMap::new(), conn_unacked: 0, block: None, max_streams: None }
+        Client {
+            out,
+            next_stream: 1,
+            streams: HashMap::new(),
+            conn_unacked: 0,
+            block: None,
+            max_streams: None,
+            first_seen: false,
+        }
     }
 
     /// Queues a GET with this header block on a new stream; its id.
@@ -116,6 +126,10 @@ impl Client {
     pub fn recv(&mut self, input: &[u8], on: &mut impl FnMut(Event<'_>)) -> Result<usize, String> {
         let mut at = 0;
         while let Some(h) = input.get(at..).and_then(frame::head) {
+            if !self.first_seen {
+                check_first(h, input)?;
+                self.first_seen = true;
+            }
             if h.len > MAX_FRAME {
                 return Err(format!("HTTP/2 frame of {} bytes, over the {MAX_FRAME} loadgen allows", h.len));
             }
@@ -132,7 +146,8 @@ impl Client {
                 return Err("HTTP/2: a header block was interrupted by another frame".into());
             }
         }
-        let need_stream = matches!(h.kind, frame::DATA | frame::HEADERS | frame::CONTINUATION | frame::RST_STREAM);
+        let need_stream =
+            matches!(h.kind, frame::DATA | frame::HEADERS | frame::CONTINUATION | frame::RST_STREAM);
         if need_stream && h.stream == 0 {
             return Err(format!("HTTP/2: frame type {} on stream 0", h.kind));
         }
@@ -250,7 +265,10 @@ impl Client {
     }
 
     fn on_settings(&mut self, h: Head, payload: &[u8]) -> Result<(), String> {
-        if h.stream != 0 || (h.flags & FLAG_ACK != 0 && !payload.is_empty()) || payload.len() % 6 != 0 {
+        if h.stream != 0
+            || (h.flags & FLAG_ACK != 0 && !payload.is_empty())
+            || !payload.len().is_multiple_of(6)
+        {
             return Err("HTTP/2: malformed SETTINGS".into());
         }
         if h.flags & FLAG_ACK != 0 {
@@ -264,6 +282,21 @@ impl Client {
         frame::write_settings_ack(&mut self.out);
         Ok(())
     }
+}
+
+/// The server's first frame must be SETTINGS: anything else is most likely
+/// not HTTP/2 at all (an HTTP/1.1 server answering the preface), said so.
+fn check_first(h: Head, input: &[u8]) -> Result<(), String> {
+    if h.kind == frame::SETTINGS && h.flags & FLAG_ACK == 0 && h.stream == 0 {
+        return Ok(());
+    }
+    let start = String::from_utf8_lossy(&input[..input.len().min(24)]).replace(['\r', '\n'], " ");
+    if input.starts_with(b"HTTP/") {
+        return Err(format!(
+            "the server answered in HTTP/1.x ('{start}'), not HTTP/2: does it speak h2c with prior knowledge there?"
+        ));
+    }
+    Err(format!("not an HTTP/2 server: its first frame is not SETTINGS ('{start}')"))
 }
 
 #[cfg(test)]

@@ -46,9 +46,11 @@ fn feed(c: &mut Client, pieces: &[&[u8]]) -> Result<Vec<Ev>, String> {
     Ok(evs)
 }
 
-/// A client with streams 1 and 3 requested, its output taken.
+/// A client with streams 1 and 3 requested, its output taken, that has
+/// seen the server's SETTINGS.
 fn client() -> Client {
     let mut c = Client::new();
+    c.recv(&frame(SETTINGS, 0, 0, b""), &mut |_| {}).unwrap();
     assert!(c.out.starts_with(frame::PREFACE));
     assert_eq!(c.request(b"\x82").unwrap(), 1);
     assert_eq!(c.request(b"\x82").unwrap(), 3);
@@ -74,6 +76,7 @@ fn preface_and_settings() {
 #[test]
 fn a_stream_split_anywhere() {
     let mut input = frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]);
+    input.extend(frame(SETTINGS, FLAG_ACK, 0, b""));
     input.extend(frame(HEADERS, FLAG_END_HEADERS, 1, SSE_HEAD));
     input.extend(frame(DATA, 0, 1, b"data: s=1 t=2\n\n"));
     input.extend(frame(PING, 0, 0, b"abcdefgh"));
@@ -110,7 +113,6 @@ fn a_stream_split_anywhere() {
     // Without the early DATA on 3, every event arrives.
     let early = frame(DATA, frame::FLAG_PADDED, 3, b"\x00");
     let at = input.windows(early.len()).position(|w| w == early).unwrap();
-    let mut input = input;
     input.drain(at..at + early.len());
     for size in 1..8 {
         let mut c = client();
@@ -170,10 +172,7 @@ fn informational_heads_and_trailers() {
     input.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, b"\x00\x01x\x01y"));
     input.extend(frame(HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, b"\x8d"));
     let evs = feed(&mut c, &[&input]).unwrap();
-    assert_eq!(
-        evs,
-        [Ev::Response(1, 304, vec![]), Ev::End(1), Ev::Response(3, 404, vec![]), Ev::End(3)]
-    );
+    assert_eq!(evs, [Ev::Response(1, 304, vec![]), Ev::End(1), Ev::Response(3, 404, vec![]), Ev::End(3)]);
 }
 
 #[test]
@@ -190,6 +189,14 @@ fn connection_errors() {
     for (input, want) in cases {
         let e = feed(&mut client(), &[input]).unwrap_err();
         assert!(e.contains(want), "{want}: {e}");
+    }
+    // The first frame must be SETTINGS: an HTTP/1.1 answer is named as such.
+    for (input, want) in [
+        (&b"HTTP/1.1 400 Bad Request\r\n\r\n"[..], "answered in HTTP/1.x ('HTTP/1.1 400 Bad Request"),
+        (&frame(PING, 0, 0, b"12345678"), "first frame is not SETTINGS"),
+    ] {
+        let e = Client::new().recv(input, &mut |_| {}).unwrap_err();
+        assert!(e.contains(want), "{e}");
     }
     let mut big = Vec::new();
     write_head(&mut big, MAX_FRAME + 1, DATA, 0, 1);

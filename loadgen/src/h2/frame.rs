@@ -11,7 +11,6 @@ pub const MAX_FRAME: usize = 16_384;
 
 pub const DATA: u8 = 0x0;
 pub const HEADERS: u8 = 0x1;
-pub const PRIORITY: u8 = 0x2;
 pub const RST_STREAM: u8 = 0x3;
 pub const SETTINGS: u8 = 0x4;
 pub const PUSH_PROMISE: u8 = 0x5;
@@ -32,7 +31,6 @@ pub const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
 pub const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
 
 /// RST_STREAM / GOAWAY error codes loadgen sends or names.
-pub const NO_ERROR: u32 = 0x0;
 pub const PROTOCOL_ERROR: u32 = 0x1;
 pub const REFUSED_STREAM: u32 = 0x7;
 pub const CANCEL: u32 = 0x8;
@@ -89,12 +87,6 @@ pub fn write_window_update(out: &mut Vec<u8>, stream: u32, increment: u32) {
 
 pub fn write_rst_stream(out: &mut Vec<u8>, stream: u32, code: u32) {
     write_head(out, 4, RST_STREAM, 0, stream);
-    out.extend_from_slice(&code.to_be_bytes());
-}
-
-pub fn write_goaway(out: &mut Vec<u8>, last_stream: u32, code: u32) {
-    write_head(out, 8, GOAWAY, 0, 0);
-    out.extend_from_slice(&(last_stream & 0x7fff_ffff).to_be_bytes());
     out.extend_from_slice(&code.to_be_bytes());
 }
 

@@ -145,9 +145,9 @@ pub fn read_response(mut block: &[u8]) -> Result<Response, String> {
             // Indexed field.
             let (index, used) = read_int(block, 7)?;
             block = &block[used..];
-            match static_name(index)? {
-                i @ 8..=14 => status = Some(STATIC_STATUS[i - 8]),
-                _ => {} // content-type's static entry has an empty value
+            // Statuses are entries 8..=14; content-type's (31) has an empty value.
+            if let i @ 8..=14 = static_name(index)? {
+                status = Some(STATIC_STATUS[i - 8]);
             }
             continue;
         }
@@ -172,7 +172,13 @@ pub fn read_response(mut block: &[u8]) -> Result<Response, String> {
         };
         let (value, n) = read_str(&block[used..])?;
         block = &block[used + n..];
-        let known = if index != 0 { index } else if name == Some(b"content-type") { CONTENT_TYPE } else { 0 };
+        let known = if index != 0 {
+            index
+        } else if name == Some(b"content-type") {
+            CONTENT_TYPE
+        } else {
+            0
+        };
         match known {
             STATUS => {
                 let v = value.ok_or("HPACK: :status is Huffman-coded (loadgen reads raw strings only)")?;

@@ -102,7 +102,8 @@ impl Worker<'_> {
         link.stream = Some(stream);
         link.connecting = true;
         if let Some((config, name)) = &self.tls {
-            let tls = rustls::ClientConnection::new(config.clone(), name.clone()).map_err(io::Error::other)?;
+            let tls =
+                rustls::ClientConnection::new(config.clone(), name.clone()).map_err(io::Error::other)?;
             link.tls = Some(Box::new(tls));
         }
         Ok(())
@@ -195,13 +196,17 @@ impl Worker<'_> {
     fn pump(&mut self, l: usize, closed: bool) -> Result<(), String> {
         flush(&mut self.links[l]).map_err(|e| format!("write: {e}"))?;
         let mut buf = std::mem::take(&mut self.buf);
-        let result = if self.links[l].tls.is_some() { self.read_tls(l, &mut buf) } else { self.read_plain(l, &mut buf, closed) };
+        let result = if self.links[l].tls.is_some() {
+            self.link_read_tls(l, &mut buf)
+        } else {
+            self.link_read_plain(l, &mut buf, closed)
+        };
         self.buf = buf;
         result?;
         flush(&mut self.links[l]).map_err(|e| format!("write: {e}"))
     }
 
-    fn read_plain(&mut self, l: usize, buf: &mut [u8], closed: bool) -> Result<(), String> {
+    fn link_read_plain(&mut self, l: usize, buf: &mut [u8], closed: bool) -> Result<(), String> {
         loop {
             let Some(stream) = self.links[l].stream.as_mut() else { return Ok(()) };
             let n = match stream.read(buf) {
@@ -221,7 +226,7 @@ impl Worker<'_> {
     }
 
     /// `read_plain` through TLS; checks ALPN once the handshake is done.
-    fn read_tls(&mut self, l: usize, buf: &mut [u8]) -> Result<(), String> {
+    fn link_read_tls(&mut self, l: usize, buf: &mut [u8]) -> Result<(), String> {
         loop {
             let link = &mut self.links[l];
             let (Some(stream), Some(tls)) = (link.stream.as_mut(), link.tls.as_mut()) else { return Ok(()) };
@@ -285,7 +290,9 @@ impl Worker<'_> {
             let Some(&i) = streams.get(&stream) else { return };
             let sub = &mut subs[i];
             let flow = match e {
-                Event::Response { head, .. } => on_h2_head(sub, head.status, head.content_type(), ctx).map(|_| Flow::Ok),
+                Event::Response { head, .. } => {
+                    on_h2_head(sub, head.status, head.content_type(), ctx).map(|_| Flow::Ok)
+                }
                 Event::Data { data, .. } => on_h2_data(sub, data, now, ctx),
                 Event::End { .. } => {
                     streams.remove(&stream);
@@ -340,7 +347,8 @@ impl Worker<'_> {
                 Todo::Reset(i, code) => {
                     let mut why = format!("stream reset by the server: {}", frame::code_name(code));
                     if let (frame::REFUSED_STREAM, Some(max)) = (code, self.links[l].client.max_streams) {
-                        why += &format!(" (the server allows {max} streams per connection; see --h2-streams)");
+                        why +=
+                            &format!(" (the server allows {max} streams per connection; see --h2-streams)");
                     }
                     self.subs[i].h2_stream = 0;
                     end_sub(&mut self.subs[i], &mut self.ctx, &why);
@@ -354,10 +362,9 @@ impl Worker<'_> {
 
 /// Why a link's connection ended under it.
 fn eof_reason(link: &Link) -> String {
-    if link.streams.is_empty() {
-        "server closed the HTTP/2 connection".into()
-    } else {
-        format!("server closed the HTTP/2 connection with {} stream(s) open", link.streams.len())
+    match link.client.open_streams() {
+        0 => "server closed the HTTP/2 connection".into(),
+        n => format!("server closed the HTTP/2 connection with {n} stream(s) open"),
     }
 }
 
@@ -404,8 +411,11 @@ mod tests {
     fn request_lines_become_fields() {
         let lines = b"Accept: text/event-stream\r\nCache-Control:  no-cache \r\nIf-None-Match: \"3\"\r\n";
         let got: Vec<_> = h1_fields(lines).collect();
-        let want: [(&[u8], &[u8]); 3] =
-            [(b"Accept", b"text/event-stream"), (b"Cache-Control", b"no-cache"), (b"If-None-Match", b"\"3\"")];
+        let want: [(&[u8], &[u8]); 3] = [
+            (b"Accept", b"text/event-stream"),
+            (b"Cache-Control", b"no-cache"),
+            (b"If-None-Match", b"\"3\""),
+        ];
         assert_eq!(got, want);
         assert_eq!(h1_fields(sse::REQUEST_HEADERS).count(), 2);
         assert_eq!(h1_fields(b"").count(), 0);

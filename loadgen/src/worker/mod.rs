@@ -23,8 +23,8 @@ mod h2_link;
 mod measure;
 mod sub;
 
-use measure::Stats;
 use h2_link::{Link, Todo};
+use measure::Stats;
 use sub::{end_sub, flush, mark_connected, on_bytes, on_eof, write_request, Ctx, Decoder, Flow, State, Sub};
 
 const STDIN: Token = Token(usize::MAX - 1);
@@ -84,7 +84,8 @@ fn tls_client(
         .map_err(|e| bad(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![if cfg.h2_streams.is_some() { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
+    config.alpn_protocols =
+        vec![if cfg.h2_streams.is_some() { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
     let host = cfg.sub_url.host.rsplit_once(':').map_or(cfg.sub_url.host.as_str(), |(h, _)| h);
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| bad(e.to_string()))?;
     Ok(Some((Arc::new(config), name)))

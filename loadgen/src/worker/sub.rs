@@ -324,8 +324,15 @@ pub fn on_h2_data(sub: &mut Sub, data: &[u8], now: u64, ctx: &mut Ctx) -> Result
 /// HTTP/2: END_STREAM. A long-poll answer is complete (poll again); a
 /// stream that ends was ended by the server.
 pub fn on_h2_end(sub: &mut Sub, now: u64, ctx: &mut Ctx) -> Flow {
+    let in_body = sub.state == State::Body;
     match &mut sub.dec {
-        Decoder::Poll(p) if sub.state == State::Body && p.on_eof() => finish_poll(sub, ctx, now),
+        Decoder::Poll(p) if in_body => {
+            if p.on_eof() {
+                finish_poll(sub, ctx, now)
+            } else {
+                Flow::Ended("the server ended the long-poll answer early")
+            }
+        }
         _ => Flow::Ended("the server ended the stream"),
     }
 }
