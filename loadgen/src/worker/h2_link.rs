@@ -17,6 +17,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
+use super::dial::{connect_result, dial};
 use super::sub::{end_sub, mark_connected, on_h2_data, on_h2_end, on_h2_head, Decoder, Flow, State};
 use super::Worker;
 use crate::cli::Transport;
@@ -97,7 +98,7 @@ impl Worker<'_> {
     fn dial_link(&mut self, l: usize) -> io::Result<()> {
         let link = &mut self.links[l];
         let target = self.cfg.sub_urls[link.ordinal % self.cfg.sub_urls.len()].addr;
-        let mut stream = super::dial(self.cfg, link.ordinal, target)?;
+        let mut stream = dial(self.cfg, link.ordinal, target)?;
         self.poll.registry().register(&mut stream, Token(l), Interest::READABLE | Interest::WRITABLE)?;
         link.stream = Some(stream);
         link.connecting = true;
@@ -166,7 +167,7 @@ impl Worker<'_> {
         }
         if self.links[l].connecting {
             let stream = self.links[l].stream.as_ref().expect("stream");
-            match super::connect_result(stream) {
+            match connect_result(stream) {
                 Ok(false) => return,
                 Err(e) => return self.fail_link(l, &format!("connect: {e}")),
                 Ok(true) => {
