@@ -322,11 +322,14 @@ fn run_loadgen_watching_h2(
 ) -> serde_json::Value {
     let run = std::thread::spawn(move || run_loadgen(&list));
     let gauge = format!("halley_subscribers{{transport=\"{transport}\"}}");
-    wait_until(&format!("{connections} HTTP/2 connections with {subscribers} {transport} subscribers"), || {
-        run.is_finished()
-            || (metric_sample(server, "halley_h2_connections") == connections
-                && metric_sample(server, &gauge) == subscribers)
-    });
+    wait_until(
+        &format!("{connections} HTTP/2 connections with {subscribers} {transport} subscribers"),
+        || {
+            run.is_finished()
+                || (metric_sample(server, "halley_h2_connections") == connections
+                    && metric_sample(server, &gauge) == subscribers)
+        },
+    );
     assert!(!run.is_finished(), "loadgen ended before halley showed its HTTP/2 subscribers");
     run.join().expect("loadgen thread")
 }
@@ -386,7 +389,8 @@ fn h2c_sse_streams_get_every_message() {
 fn h2c_ndjson_and_longpoll_subscribers_get_every_message() {
     let server = Server::start(&[]);
     let publ = format!("http://{}/pub/{{ch}}", server.ingest);
-    for (transport, query, gauge) in [("stream", "?transport=stream", "stream"), ("longpoll", "", "longpoll")] {
+    for (transport, query, gauge) in [("stream", "?transport=stream", "stream"), ("longpoll", "", "longpoll")]
+    {
         let sub = format!("http://{}/sub/{{ch}}{query}", server.public);
         let list = args(&[
             "--sub-url",
