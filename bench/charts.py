@@ -16,9 +16,11 @@ import os
 COLORS = {"halley": "#1f77b4", "nchan": "#d62728", "pushpin": "#2ca02c", "halley-base": "#7f7f7f",
           # scale-out configurations
           "halley-1": "#1f77b4", "halley-1-redis": "#17becf", "halley-2-redis": "#9467bd",
-          "halley-3-redis": "#ff7f0e", "nchan-redis": "#d62728"}
+          "halley-3-redis": "#ff7f0e", "nchan-redis": "#d62728",
+          # h2: subscribers as HTTP/1.1 connections, as HTTP/2 streams
+          "halley-h1": "#1f77b4", "halley-h2": "#ff7f0e"}
 OTHER_COLORS = ["#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
-STEPPED = ("broadcast", "many-channels", "longpoll-churn", "scale-out")
+STEPPED = ("broadcast", "many-channels", "longpoll-churn", "scale-out", "h2")
 
 
 def available():

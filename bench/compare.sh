@@ -27,6 +27,13 @@
 #                   subscribers over 100 channels at 1,000 publishes/s (the latency the
 #                   backplane adds). --servers: halley = the four halley configurations,
 #                   nchan = Nchan on Redis; pushpin and halley-base have no Redis mode here.
+#   h2              only when named: HTTP/2 subscribers against HTTP/1.1 ones on halley, each on a
+#                   fresh start: 10,000 SSE subscribers on one channel as 10,000 HTTP/1.1
+#                   connections, then as 100 h2c connections of 100 streams (loadgen --h2-streams),
+#                   broadcast at 10, 30, 60 msg/s; then request rates with nghttp2's h2load
+#                   (50,000 polls answered at once, /sub/x?timeout=0): h2c -c 10 -m 10 against
+#                   --h1 -c 10 and --h1 -c 100. Needs halley in --servers (the others have no
+#                   HTTP/2 set up here) and the nghttp2-client package.
 # --quick shrinks every scenario (1,000 subscribers, short steps) for a fast check.
 #
 # Results: bench/results/<date>-<scenario>[-quick].md plus the raw loadgen JSON
@@ -41,7 +48,7 @@
 # BENCH_BUDGET_SECS (hard limit for the whole run; 1800 full, 600 quick),
 # LOADGEN_WORKERS (loadgen worker processes; nproc), BENCH_NO_BUILD=1 (skip
 # cargo build), BENCH_NO_INSTALL=1 (never apt-get; publish-rate needs the
-# redis-server and redis-tools packages), PUSHPIN_LONGPOLL=1 (run
+# redis-server and redis-tools packages, h2 nghttp2-client), PUSHPIN_LONGPOLL=1 (run
 # long-poll churn against Pushpin anyway; see README.md).
 set -euo pipefail
 
@@ -61,7 +68,8 @@ while [ $# -gt 0 ]; do
         --servers) shift; IFS=, read -r -a SERVERS <<<"${1:?--servers needs a list}" ;;
         --servers=*) IFS=, read -r -a SERVERS <<<"${1#--servers=}" ;;
         -h|--help) usage; exit 0 ;;
-        idle|broadcast|many-channels|longpoll-churn|connect-storm|publish-rate|scale-out) SCENARIOS+=("$1") ;;
+        idle|broadcast|many-channels|longpoll-churn|connect-storm|publish-rate|scale-out|h2) SCENARIOS+=("$1") ;;
+        http2) SCENARIOS+=(h2) ;;
         many) SCENARIOS+=(many-channels) ;;
         longpoll) SCENARIOS+=(longpoll-churn) ;;
         storm) SCENARIOS+=(connect-storm) ;;
@@ -118,6 +126,7 @@ if [ "$QUICK" = 1 ]; then
     ST_N=1000;    ST_HOLD=1
     PR_SECS=2;    PR_SEQ_N=10000;  PR_PIPE_N=300000
     SO_N=1000;    SO_STEPS=10,30;  SO_LAT_N=200; SO_LAT_CH=20; SO_STEP_SECS=2; SO_SETTLE=1
+    H2_N=1000;    H2_STEPS=10,30;  H2LOAD_N=10000
 else
     IDLE_N=19000; IDLE_HOLD=10
     # 10,000 subscribers x rate = deliveries/s: 20k .. 1M/s
@@ -137,7 +146,14 @@ else
     # 1,000 subscribers over 100 channels at 1,000 publishes/s for the latency the
     # backplane adds. 8 s steps keep the five configurations within ~5 minutes (4.5 measured).
     SO_N=10000;   SO_STEPS=10,30,60; SO_LAT_N=1000; SO_LAT_CH=100; SO_STEP_SECS=8; SO_SETTLE=2
+    # h2: the issue's 10,000 subscribers over 100 h2 connections against 10,000
+    # HTTP/1.1 connections, at scale-out's broadcast rates (100k..600k deliveries/s);
+    # h2load's request count is the one measured by hand in docs/benchmarks.md
+    # (under a second per run at the ~50k..120k requests/s seen there).
+    H2_N=10000;   H2_STEPS=10,30,60; H2LOAD_N=50000
 fi
+# h2: streams per HTTP/2 connection (halley allows 128; Chromium asks for 100).
+H2_STREAMS=100
 SO_LAT_STEPS=1000
 # publish-rate: every publish carries a 64-byte payload to the one channel "ch",
 # which nobody subscribes to; the pipelined shape is the issue's.
@@ -545,6 +561,58 @@ run_publish_rate() {
     fi
 }
 
+# h2, one configuration: the broadcast steps with the subscribers as HTTP/1.1
+# connections (halley-h1) or as HTTP/2 streams, H2_STREAMS per connection
+# (halley-h2). --connect-rate paces connections, so the h2 subscribers
+# arrive H2_STREAMS at a time.
+run_h2() {
+    local cfg=$1 secs h2args=()
+    [ "$cfg" = halley-h2 ] && h2args=(--h2-streams "$H2_STREAMS")
+    secs=$(( H2_N / CONNECT_RATE + $(steps_count "$H2_STEPS") * (STEP_SECS + SETTLE) + 5 ))
+    run_loadgen "$cfg" h2 "$secs" --sub-url "$SUB_URL" --transport sse \
+        --subscribers "$H2_N" --channels 1 --connect-rate "$CONNECT_RATE" "${h2args[@]+"${h2args[@]}"}" \
+        --pub-url "$PUB_URL" --pub-format "$PUB_FORMAT" --target ch0 \
+        --rate-steps "$H2_STEPS" --duration "$STEP_SECS" --settle "$SETTLE"
+}
+
+# A process's CPU time in clock ticks (utime + stime of /proc/<pid>/stat;
+# the fields after the parenthesised name, which may hold spaces).
+proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'; }
+
+# h2load request rates against the running halley: each measurement's output,
+# command, exit status, load average before and halley's CPU ticks around it
+# in $STATE/h2load.<key>.*. Keys and h2load options (the ones docs/benchmarks.md
+# measured by hand): h2c with 10 streams in flight on each of 10 connections,
+# HTTP/1.1 one request at a time (as browsers do) on 10 and on 100 connections.
+H2LOAD_RUNS=("h2c-c10-m10|-c 10 -m 10" "h1-c10-m1|--h1 -c 10 -m 1" "h1-c100-m1|--h1 -c 100 -m 1")
+run_h2load() {
+    local spec key opts stem rc pid c0 left limit=120
+    local url='http://127.0.0.1:8080/sub/x?timeout=0'
+    for spec in "${H2LOAD_RUNS[@]}"; do
+        key=${spec%%|*}
+        read -r -a opts <<<"${spec#*|}"
+        stem=$STATE/h2load.$key
+        local cmd=(h2load -n "$H2LOAD_N" "${opts[@]}" "$url")
+        printf '%q ' "${cmd[@]}" >"$stem.cmd"
+        left=$(( BUDGET - ($(date +%s) - T0) ))
+        if [ "$left" -le 5 ]; then
+            log "h2load $key: skipped, the ${BUDGET}s budget is used up"; echo skipped >"$stem.rc"; continue
+        fi
+        [ "$limit" -gt "$left" ] && limit=$left
+        log "h2load $key (limit ${limit}s)"
+        cut -d' ' -f1-3 /proc/loadavg >"$stem.loadavg"
+        c0=$(proc_ticks "${SERVER_PIDS[0]}")
+        rc=0
+        ( exec timeout -k 10 "$limit" "${cmd[@]}" ) >"$stem.out" 2>"$stem.log" &
+        pid=$!; STARTED+=("$pid")
+        wait "$pid" || rc=$?
+        forget_pid "$pid"
+        echo "$rc" >"$stem.rc"
+        echo "$c0 $(proc_ticks "${SERVER_PIDS[0]}") $(getconf CLK_TCK)" >"$stem.cpu"
+        [ "$rc" = 0 ] || log "h2load $key: exit $rc (see $stem.log)"
+    done
+}
+
 # scale-out, one configuration: the broadcast steps, then the 1,000 publishes/s
 # latency run (own channel prefix, so none of the first run's history is near).
 run_scale_out() {
@@ -590,8 +658,15 @@ needs_nchan=0 needs_pushpin=0 use_base=0
 for s in "${SERVERS[@]}"; do
     case "$s" in nchan) needs_nchan=1 ;; pushpin) needs_pushpin=1 ;; halley-base) use_base=1 ;; esac
 done
-needs_redis=0
-for s in "${SCENARIOS[@]}"; do [ "$s" = publish-rate ] || [ "$s" = scale-out ] && needs_redis=1; done
+needs_redis=0 needs_h2load=0
+for s in "${SCENARIOS[@]}"; do
+    [ "$s" = publish-rate ] || [ "$s" = scale-out ] && needs_redis=1
+    [ "$s" = h2 ] && needs_h2load=1
+done
+# h2's configurations: halley only (subscribers as HTTP/1.1 connections, then as HTTP/2 streams).
+H2_CONFIGS=()
+for s in "${SERVERS[@]}"; do [ "$s" = halley ] && H2_CONFIGS=(halley-h1 halley-h2); done
+[ ${#H2_CONFIGS[@]} -gt 0 ] || needs_h2load=0
 # scale-out's configurations, from --servers: halley -> 1 node without Redis,
 # 1, 2 and 3 nodes with it; nchan -> Nchan on the same Redis.
 SO_CONFIGS=()
@@ -606,6 +681,7 @@ packages=()
 [ "$needs_nchan" = 1 ] && packages+=(nginx libnginx-mod-nchan)
 [ "$needs_pushpin" = 1 ] && packages+=(pushpin)
 [ "$needs_redis" = 1 ] && packages+=(redis-server redis-tools)
+[ "$needs_h2load" = 1 ] && packages+=(nghttp2-client)
 [ ${#packages[@]} -gt 0 ] && install_packages "${packages[@]}"
 install_plotting
 
@@ -650,6 +726,9 @@ WATCHDOG=$!
         echo "redis-server: $(redis-server --version 2>&1 | head -1) (Debian $(dpkg-query -W -f '${Version}' redis-server 2>/dev/null))"
         echo "redis-benchmark: $(redis-benchmark --version 2>&1 | head -1)"
     fi
+    if [ "$needs_h2load" = 1 ]; then
+        echo "h2load: $(h2load --version 2>&1 | head -1) (Debian nghttp2-client $(dpkg-query -W -f '${Version}' nghttp2-client 2>/dev/null))"
+    fi
 } >"$STATE/versions.txt"
 {
     echo "nproc: $(nproc)"
@@ -669,6 +748,7 @@ BC_N=$BC_N BC_STEPS=$BC_STEPS
 MC_N=$MC_N MC_CH=$MC_CH MC_STEPS=$MC_STEPS
 LP_N=$LP_N LP_STEPS=$LP_STEPS
 ST_N=$ST_N ST_HOLD=$ST_HOLD
+H2_N=$H2_N H2_STEPS=$H2_STEPS H2_STREAMS=$H2_STREAMS H2LOAD_N=$H2LOAD_N
 SO_N=$SO_N SO_STEPS=$SO_STEPS SO_LAT_N=$SO_LAT_N SO_LAT_CH=$SO_LAT_CH SO_LAT_STEPS=$SO_LAT_STEPS SO_STEP_SECS=$SO_STEP_SECS SO_SETTLE=$SO_SETTLE
 PR_SECS=$PR_SECS PR_SEQ_N=$PR_SEQ_N PR_PIPE_N=$PR_PIPE_N PR_PAYLOAD=$PR_PAYLOAD PR_PIPE_C=$PR_PIPE_C PR_PIPE_P=$PR_PIPE_P
 STEP_SECS=$STEP_SECS SETTLE=$SETTLE
@@ -680,7 +760,11 @@ log "run dir $RUN; servers: ${SERVERS[*]}; scenarios: ${SCENARIOS[*]}; budget ${
 # Progress: runs done of all runs (one per scenario and server).
 RUNS=0 RUN_NO=0
 for s in "${SCENARIOS[@]}"; do
-    if [ "$s" = scale-out ]; then RUNS=$(( RUNS + 2 * ${#SO_CONFIGS[@]} )); else RUNS=$(( RUNS + ${#SERVERS[@]} )); fi
+    case "$s" in
+        scale-out) RUNS=$(( RUNS + 2 * ${#SO_CONFIGS[@]} )) ;;
+        h2) RUNS=$(( RUNS + ${#H2_CONFIGS[@]} )) ;;
+        *) RUNS=$(( RUNS + ${#SERVERS[@]} )) ;;
+    esac
 done
 busy=$(awk -v n="$(nproc)" '{ print ($1 > n / 2) ? 1 : 0 }' /proc/loadavg)
 [ "$busy" = 1 ] && log "warning: load average $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores before the run: other work shares the CPUs, expect noisy numbers (the reports record the load before each run)"
@@ -712,6 +796,30 @@ for scen in "${SCENARIOS[@]}"; do
         done
         stop_pid "$redis_pid"; forget_pid "$redis_pid"
         python3 "$BENCH/report.py" --state "$STATE" --scenario "$scen" --servers "$(IFS=,; echo "${SO_CONFIGS[*]}")" \
+            --out "$RESULTS/$DATE-$scen$SUFFIX" >/dev/null || log "report for $scen failed"
+        log "$scen: $RESULTS/$DATE-$scen$SUFFIX.md"
+        continue
+    fi
+    if [ "$scen" = h2 ]; then
+        [ ${#H2_CONFIGS[@]} -gt 0 ] || { log "h2: nothing to run (--servers does not name halley)"; continue; }
+        CUR_SCEN=$scen
+        for cfg in "${H2_CONFIGS[@]}"; do
+            if [ $(( BUDGET - ($(date +%s) - T0) )) -le 30 ]; then
+                log "$cfg $scen: skipped, the ${BUDGET}s budget is used up"; echo skipped >"$STATE/$scen.$cfg.rc"; continue
+            fi
+            log "starting $cfg for $scen"
+            start_halley_binary "$cfg" "$HALLEY"
+            log "$cfg ready (sampled pids: ${SERVER_PIDS[*]})"
+            wait_drained "$PORT"
+            run_h2 "$cfg"
+            stop_server
+        done
+        log "starting halley-h2load for $scen (h2load request rates)"
+        start_halley_binary halley-h2load "$HALLEY"
+        wait_drained "$PORT"
+        run_h2load
+        stop_server
+        python3 "$BENCH/report.py" --state "$STATE" --scenario "$scen" --servers "$(IFS=,; echo "${H2_CONFIGS[*]}")" \
             --out "$RESULTS/$DATE-$scen$SUFFIX" >/dev/null || log "report for $scen failed"
         log "$scen: $RESULTS/$DATE-$scen$SUFFIX.md"
         continue

@@ -38,6 +38,7 @@ TITLES = {
     "connect-storm": "Connect storm",
     "publish-rate": "Publish rate",
     "scale-out": "Scale-out on Redis",
+    "h2": "HTTP/2 subscribers",
 }
 
 WHAT = {
@@ -86,6 +87,108 @@ WHAT["scale-out"] = (
     "subscribers over {SO_LAT_CH} channels, each message to a random channel, at {SO_LAT_STEPS} publishes/s; "
     "the latency the backplane adds is that step's p99 minus the p99 of halley without `--redis` in the same "
     "run (goal: at most 2 ms).")
+
+WHAT["h2"] = (
+    "halley alone, started fresh for each configuration with its usual flags (`--threads 2`): {H2_N} SSE "
+    "subscribers on one channel, first as {H2_N} HTTP/1.1 connections, then as HTTP/2 streams, {H2_STREAMS} "
+    "to an h2c connection (prior knowledge; `loadgen --h2-streams {H2_STREAMS}`, a client of its own, not "
+    "halley's codec). One publisher broadcasts at {H2_STEPS} messages/s ({STEP_SECS} s per step, {SETTLE} s "
+    "settle), so deliveries/s = rate x subscribers; same sustained rule as broadcast (nothing lost, p99 at "
+    "most {limit} ms). Each stream counts as one subscriber for every number (connect time until its response "
+    "HEADERS, losses, order, latency). Server RSS and CPU are sampled from /proc by loadgen. Then, on another "
+    "fresh halley, request rates with nghttp2's `h2load`: {H2LOAD_N} long-polls answered at once "
+    "(`/sub/x?timeout=0`) over h2c with 10 streams in flight on each of 10 connections, and over HTTP/1.1 "
+    "one request at a time on 10 and on 100 connections.")
+
+# h2 configurations and h2load measurements: how the reports name them.
+H2_LABELS = {"halley-h1": "halley, HTTP/1.1 ({H2_N} connections)",
+             "halley-h2": "halley, h2c ({h2_conns} connections × {H2_STREAMS} streams)"}
+H2LOAD = [("h2c-c10-m10", "h2c, 10 connections × 10 streams in flight"),
+          ("h1-c10-m1", "HTTP/1.1, 10 connections, 1 request at a time"),
+          ("h1-c100-m1", "HTTP/1.1, 100 connections, 1 request at a time")]
+
+
+def load_h2load(state, key):
+    """One h2load run: requests/s, counts and halley's CPU, from its text output."""
+    stem = os.path.join(state, f"h2load.{key}")
+    out = read(stem + ".out")
+    m = {"rc": read(stem + ".rc", "not run"), "cmd": read(stem + ".cmd"), "loadavg": read(stem + ".loadavg"),
+         "out": out, "rps": None, "secs": None, "done": None, "ok": None, "failed": None, "mean": None,
+         "cores": None}
+    f = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
+    if f:
+        m["secs"] = float(f.group(1)) / (1000 if f.group(2) == "ms" else 1)
+        m["rps"] = float(f.group(3))
+    r = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", out)
+    if r:
+        m["total"], m["done"], m["ok"] = int(r.group(1)), int(r.group(2)), int(r.group(3))
+        m["failed"] = int(r.group(4)) + int(r.group(5)) + int(r.group(6))
+    t = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out)
+    if t:
+        m["mean"] = t.group(1)
+    cpu = read(stem + ".cpu").split()
+    if len(cpu) == 3 and m["secs"]:
+        try:
+            m["cores"] = (int(cpu[1]) - int(cpu[0])) / int(cpu[2]) / m["secs"]
+        except ValueError:
+            pass
+    return m
+
+
+def h2_md(state, servers, results, limit):
+    """The h2 summary: both configurations side by side per step, memory and
+    CPU, then the h2load table. Returns (markdown lines, commands)."""
+    head = ["configuration", "connected", "all connected (ms)", "highest sustained deliveries/s (rate)",
+            "server RSS start → peak (KiB)", "RSS growth per subscriber (bytes)", "server CPU, whole run (s)",
+            "loadgen CPU (s)"]
+    rows = []
+    for label, d in with_data({s: results[s] for s in servers}, head, rows):
+        best, _ = sustained(d.get("steps") or [], limit)
+        st, pk = g(d, "server", "rss_kib_start"), g(d, "server", "rss_kib_peak")
+        conn = d.get("connected") or 0
+        per = (pk - st) * 1024 / conn if (st is not None and pk is not None and conn) else None
+        rows.append([label, f"{num(d.get('connected'))} / {num(d.get('subscribers'))}",
+                     ms(g(d, "connect_ms", "all_connected_ms")),
+                     f"{num(best.get('deliveries_per_sec'))} ({num(best.get('rate'))} msg/s)" if best else "none",
+                     f"{num(st)} → {num(pk)}", num(per)] + cpu_cells(d))
+    md = ["### Summary", "", table(head, rows), ""]
+    srows = []
+    rates = sorted({st.get("rate") for s in servers if results[s]["data"]
+                    for st in results[s]["data"].get("steps") or []} - {None})
+    for rate in rates:
+        for s in servers:
+            d = results[s]["data"]
+            st = next((x for x in (d.get("steps") or []) if x.get("rate") == rate), None) if d else None
+            if not st:
+                continue
+            l = st.get("latency_ms") or {}
+            srows.append([num(rate), results[s]["label"], num(st.get("deliveries_per_sec")), num(st.get("lost")),
+                          num(st.get("out_of_order")),
+                          f"{ms(l.get('p50'))} / {ms(l.get('p99'))} / {ms(l.get('p999'))}",
+                          num(st.get("server_cpu_secs"), 1), num(st.get("loadgen_cpu_secs"), 1),
+                          "yes" if step_ok(st, limit)[0] else f"no ({step_ok(st, limit)[1]})"])
+    md += ["### Step by step", "",
+           table(["rate (msg/s)", "configuration", "deliveries/s", "lost", "out of order",
+                  "p50 / p99 / p99.9 (ms)", "server CPU in step (s)", "loadgen CPU in step (s)", "sustained"],
+                 srows), ""]
+    hrows, cmds = [], []
+    for key, what in H2LOAD:
+        m = load_h2load(state, key)
+        if m["cmd"]:
+            cmds.append(f"# h2load {key} (load average before: {m['loadavg'] or '?'})\n{m['cmd']}")
+        if m["rps"] is None:
+            why = {"skipped": "skipped: time budget used up", "not run": "not run"}.get(m["rc"], f"failed: exit {m['rc']}")
+            hrows.append([what, why, "", "", "", ""])
+            continue
+        hrows.append([what, num(m["rps"]), f"{num(m['ok'])} / {num(m.get('total'))}", num(m["failed"]),
+                      m["mean"] or "–", num(m["cores"], 2) if m["cores"] is not None else "–"])
+    md += ["### Request rates (h2load)", "",
+           table(["client", "requests/s", "succeeded / total", "failed, errored or timed out",
+                  "mean time per request", "halley CPU (cores)"], hrows), "",
+           "halley CPU (cores) = halley's CPU ticks over the run (from /proc) / h2load's own time.", ""]
+    return md, cmds
+
 
 # scale-out configurations: how the reports name them.
 SO_LABELS = {"halley-1": "halley, 1 node, no Redis", "halley-1-redis": "halley, 1 node, --redis",
@@ -356,6 +459,8 @@ def with_data(results, head, rows):
 def full_command(state, scen, servers, quick):
     """The compare.sh line that runs this scenario again."""
     cmd = "bench/compare.sh" + (" --quick" if quick else "")
+    if scen == "h2":  # both configurations are halley's
+        servers = ["halley"]
     if scen == "scale-out":  # configurations back to the --servers that named them
         servers = [x for x in ["halley", "nchan"]
                    if any(c == x or c.startswith(x + "-") for c in servers)]
@@ -473,7 +578,7 @@ def draw_charts(scen, servers, out, limit):
 
 
 # Servers in the order reports list them.
-ORDER = ["halley", "halley-base", "nchan", "pushpin",
+ORDER = ["halley", "halley-base", "nchan", "pushpin", "halley-h1", "halley-h2",
          "halley-1", "halley-1-redis", "halley-2-redis", "halley-3-redis", "nchan-redis"]
 
 
@@ -541,9 +646,14 @@ def main():
     except (KeyError, ValueError, ZeroDivisionError):
         p["per_channel"] = "?"
     results = {s: load(state, scen, s) for s in servers}
+    h2c = g(results.get("halley-h2", {}), "data", "http2", "connections")
+    shown_h2 = {"H2_N": f"{int(p.get('H2_N', '0') or 0):,}", "H2_STREAMS": p.get("H2_STREAMS", "?"),
+                "h2_conns": num(h2c) if h2c is not None else "?"}
     for s, r in results.items():
-        r["label"] = read(os.path.join(state, f"label.{s}")) or SO_LABELS.get(s) or s
-    names = ("; " if scen == "scale-out" else ", ").join(
+        r["label"] = (read(os.path.join(state, f"label.{s}")) or SO_LABELS.get(s)
+                      or (H2_LABELS[s].format(**shown_h2) if s in H2_LABELS else s))
+    names = ("; " if scen in ("scale-out", "h2") else ", ").join(
+        results[s]["label"] if scen == "h2" else
         read(os.path.join(state, f"label.{s}")) or TITLE_NAMES.get(s) or SO_LABELS.get(s, s) for s in servers)
 
     md = [f"# {TITLES[scen]}{' (quick)' if quick else ''}: {names} — {p.get('DATE', '')}", ""]
@@ -572,6 +682,9 @@ def main():
                           a.out, limit)
     pr_cmds = None
     so_cmds, so_lat = [], {}
+    if scen == "h2":
+        h2_lines, so_cmds = h2_md(state, servers, results, limit)
+        md += h2_lines
     if scen == "scale-out":
         so_md, so_cmds, so_lat = scale_out_md(state, servers, results, limit)
         md += so_md
@@ -647,8 +760,8 @@ def main():
     if scen in ("publish-rate", "scale-out"):
         md += ["# redis-server (the reference, started first)",
                read(os.path.join(state, f"server.redis.{scen}.cmd"), "(not started)")]
-    for s in servers:
-        md.append(f"# {results[s]['label']}")
+    for s in servers + (["halley-h2load"] if scen == "h2" else []):
+        md.append(f"# {results[s]['label'] if s in results else s + ' (for h2load)'}")
         md.append(read(os.path.join(state, f"server.{s}.{scen}.cmd"))
                   or read(os.path.join(state, f"server.{s}.cmd"), "(not started)"))
     if scen == "publish-rate":
@@ -680,6 +793,11 @@ def main():
         src = r["stem"] + ".json"
         if os.path.exists(src) and os.path.getsize(src) > 0:
             shutil.copyfile(src, f"{a.out}.{s}.json")
+    if scen == "h2":  # h2load's own output, as printed
+        for key, _ in H2LOAD:
+            src = os.path.join(state, f"h2load.{key}.out")
+            if os.path.exists(src) and os.path.getsize(src) > 0:
+                shutil.copyfile(src, f"{a.out}.h2load-{key}.txt")
     for s, r in so_lat.items():  # scale-out's latency runs
         src = r["stem"] + ".json"
         if os.path.exists(src) and os.path.getsize(src) > 0:

@@ -309,3 +309,182 @@ fn subscribers_spread_over_nodes_on_redis_get_every_message() {
     // 200 messages round-robin over 2 channels of 75 subscribers (25 on each node).
     assert_complete(&out, 150, 200, 75);
 }
+
+/// Runs loadgen on a thread and, while it runs, waits until halley's
+/// `/metrics` shows `connections` open HTTP/2 connections carrying
+/// `subscribers` subscribers of `transport`; returns loadgen's JSON.
+fn run_loadgen_watching_h2(
+    server: &Server,
+    list: Vec<String>,
+    transport: &str,
+    subscribers: f64,
+    connections: f64,
+) -> serde_json::Value {
+    let run = std::thread::spawn(move || run_loadgen(&list));
+    let gauge = format!("halley_subscribers{{transport=\"{transport}\"}}");
+    wait_until(
+        &format!("{connections} HTTP/2 connections with {subscribers} {transport} subscribers"),
+        || {
+            run.is_finished()
+                || (metric_sample(server, "halley_h2_connections") == connections
+                    && metric_sample(server, &gauge) == subscribers)
+        },
+    );
+    assert!(!run.is_finished(), "loadgen ended before halley showed its HTTP/2 subscribers");
+    run.join().expect("loadgen thread")
+}
+
+/// The server's HTTP/2 counters after a run: every subscriber was a stream
+/// and halley reset none of them (no window ever stalled a delivery).
+fn assert_h2_streams(server: &Server, at_least: f64) {
+    let streams = metric_sample(server, "halley_h2_streams_total");
+    assert!(streams >= at_least, "halley_h2_streams_total {streams}, want at least {at_least}");
+    assert_eq!(metric_sample(server, "halley_h2_streams_reset_total"), 0.0, "halley reset streams");
+}
+
+/// HTTP/2 subscribers (issue 17): 200 SSE subscribers as streams of 4 h2c
+/// connections (50 each, prior knowledge); every message reaches every
+/// stream once, in order, and halley counts 4 HTTP/2 connections.
+#[test]
+fn h2c_sse_streams_get_every_message() {
+    let server = Server::start(&[]);
+    let sub = format!("http://{}/sub/{{ch}}", server.public);
+    let publ = format!("http://{}/pub/{{ch}}", server.ingest);
+    let list = args(&[
+        "--sub-url",
+        &sub,
+        "--h2-streams",
+        "50",
+        "--workers",
+        "1",
+        "--subscribers",
+        "200",
+        "--channels",
+        "4",
+        "--pub-url",
+        &publ,
+        "--rate",
+        "200",
+        "--duration",
+        "3",
+        "--target",
+        "all",
+        "--settle",
+        "5",
+        "--label",
+        "smoke-h2",
+    ]);
+    let out = run_loadgen_watching_h2(&server, list, "sse", 200.0, 4.0);
+    assert_eq!(out["label"], "smoke-h2");
+    assert_eq!(out["transport"], "sse");
+    assert_eq!(out["http2"], serde_json::json!({"streams_per_connection": 50, "connections": 4}), "{out}");
+    assert_eq!(out["errors"], serde_json::json!([]), "{out}");
+    assert_complete(&out, 200, 600, 50);
+    assert_h2_streams(&server, 200.0);
+}
+
+/// NDJSON streams and long-polls over h2c: a long-poller asks again on a
+/// new stream of the same connection after every answer, and loses nothing.
+#[test]
+fn h2c_ndjson_and_longpoll_subscribers_get_every_message() {
+    let server = Server::start(&[]);
+    let publ = format!("http://{}/pub/{{ch}}", server.ingest);
+    for (transport, query, gauge) in [("stream", "?transport=stream", "stream"), ("longpoll", "", "longpoll")]
+    {
+        let sub = format!("http://{}/sub/{{ch}}{query}", server.public);
+        let list = args(&[
+            "--sub-url",
+            &sub,
+            "--transport",
+            transport,
+            "--h2-streams",
+            "10",
+            "--workers",
+            "2",
+            "--subscribers",
+            "40",
+            "--channels",
+            "2",
+            "--channel-prefix",
+            transport,
+            "--pub-url",
+            &publ,
+            "--rate",
+            "50",
+            "--duration",
+            "2",
+            "--target",
+            "all",
+            "--settle",
+            "5",
+        ]);
+        // Two workers of 20 streams: 2 connections each. A long-poller is
+        // between two polls now and then, so its gauge is not watched.
+        let out = if transport == "longpoll" {
+            run_loadgen(&list)
+        } else {
+            run_loadgen_watching_h2(&server, list, gauge, 40.0, 4.0)
+        };
+        assert_eq!(out["http2"]["connections"], 4, "{out}");
+        assert_eq!(out["errors"], serde_json::json!([]), "{transport}: {out}");
+        assert_complete(&out, 40, 100, 20);
+    }
+    // 40 NDJSON streams, then 40 first polls and at least one more each.
+    assert_h2_streams(&server, 40.0 + 40.0 + 40.0);
+}
+
+/// HTTP/2 over TLS: ALPN h2, 100 SSE subscribers as streams of 2 connections.
+#[test]
+fn tls_alpn_h2_streams_get_every_message() {
+    let dir = std::env::temp_dir().join(format!("halley-loadgen-h2tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    test_pki(&dir);
+    let (cert, key, ca) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
+    let (cert, key, ca) = (cert.to_str().unwrap(), key.to_str().unwrap(), ca.to_str().unwrap());
+    let server = Server::start(&["--tls-cert", cert, "--tls-key", key]);
+    let sub = format!("https://localhost:{}/sub/{{ch}}", server.public.port());
+    let publ = format!("http://{}/pub/{{ch}}", server.ingest);
+    let list = args(&[
+        "--sub-url",
+        &sub,
+        "--tls-ca",
+        ca,
+        "--h2-streams",
+        "50",
+        "--workers",
+        "1",
+        "--subscribers",
+        "100",
+        "--channels",
+        "2",
+        "--pub-url",
+        &publ,
+        "--rate",
+        "100",
+        "--duration",
+        "2",
+        "--target",
+        "all",
+        "--settle",
+        "5",
+    ]);
+    let out = run_loadgen_watching_h2(&server, list, "sse", 100.0, 2.0);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out["http2"]["connections"], 2, "{out}");
+    assert_eq!(out["errors"], serde_json::json!([]), "{out}");
+    assert_complete(&out, 100, 200, 50);
+    assert_h2_streams(&server, 100.0);
+}
+
+/// `--h2-streams` with WebSocket is a usage error that says why.
+#[test]
+fn h2_streams_refuse_websocket() {
+    let out = Command::new(loadgen_bin())
+        .args(["--sub-url", "http://127.0.0.1:1/sub/{ch}", "--no-publish", "--h2-streams", "10"])
+        .args(["--transport", "ws"])
+        .output()
+        .expect("run loadgen");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no WebSocket over HTTP/2"), "{err}");
+}

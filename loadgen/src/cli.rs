@@ -88,6 +88,9 @@ pub struct Config {
     /// PEM CA file that verifies the server: subscribers speak TLS
     /// (`--sub-url https://...`, or `wss://`).
     pub tls_ca: Option<String>,
+    /// `--h2-streams S`: subscribers are HTTP/2 streams, S per connection
+    /// (h2c with prior knowledge, or ALPN h2 with `--tls-ca`).
+    pub h2_streams: Option<usize>,
     /// Where progress goes (`--progress PATH`; stderr when `None`).
     pub progress: Option<String>,
     /// `--no-progress`.
@@ -190,6 +193,25 @@ pub fn parse_url_list(s: &str, what: &str) -> Result<Vec<Url>, String> {
     Ok(urls)
 }
 
+/// `--h2-streams`: a sane count, a transport HTTP/2 carries, and no
+/// header HTTP/2 forbids (RFC 9113 section 8.2.2; the Host is `:authority`).
+fn check_h2(streams: usize, transport: Transport, headers: &[(String, String)]) -> Result<(), String> {
+    if streams == 0 || streams > 10_000 {
+        return Err("--h2-streams: must be 1..=10000".into());
+    }
+    if transport == Transport::Ws {
+        return Err("--h2-streams: no WebSocket over HTTP/2 (halley offers no RFC 8441 extended CONNECT); \
+                    use --transport sse, stream or longpoll"
+            .into());
+    }
+    const FORBIDDEN: [&str; 6] =
+        ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"];
+    if let Some((k, _)) = headers.iter().find(|(k, _)| FORBIDDEN.iter().any(|f| k.eq_ignore_ascii_case(f))) {
+        return Err(format!("--header {k}: not allowed over HTTP/2 (--h2-streams)"));
+    }
+    Ok(())
+}
+
 fn split_flag(arg: &str) -> Option<(&str, Option<&str>)> {
     let body = arg.strip_prefix("--")?;
     Some(match body.split_once('=') {
@@ -233,6 +255,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     let mut connect_timeout = 15.0;
     let mut connect_concurrency = 1000usize;
     let mut tls_ca: Option<String> = None;
+    let mut h2_streams: Option<usize> = None;
     let mut progress = None;
     let mut no_progress = false;
     let mut worker = None;
@@ -293,6 +316,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "connect-timeout",
             "connect-concurrency",
             "tls-ca",
+            "h2-streams",
             "progress",
             "worker",
         ];
@@ -377,6 +401,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "connect-timeout" => connect_timeout = secs(&flag, v, 120.0)?,
             "connect-concurrency" => connect_concurrency = num(&flag, v)?,
             "tls-ca" => tls_ca = Some(v.to_string()),
+            "h2-streams" => h2_streams = Some(num(&flag, v)?),
             "worker" => {
                 let (a, b) = v.split_once('/').ok_or_else(|| format!("{flag}: expected i/W"))?;
                 worker = Some((num::<usize>(&flag, a)?, num::<usize>(&flag, b)?));
@@ -449,6 +474,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if connect_concurrency == 0 {
         return Err("--connect-concurrency: must be at least 1".into());
     }
+    if let Some(s) = h2_streams {
+        check_h2(s, transport, &headers)?;
+    }
     if let Some((i, w)) = worker {
         if w != workers || i >= w {
             return Err(format!("--worker {i}/{w} does not match --workers {workers}"));
@@ -483,6 +511,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         connect_timeout,
         connect_concurrency,
         tls_ca,
+        h2_streams,
         progress,
         no_progress,
         worker,
@@ -548,6 +577,9 @@ mod tests {
             p(&["--sub-url", "http://127.0.0.1/s/{ch}", "--no-publish", "--subscribers", "40000"]).unwrap();
         assert_eq!(c.workers, 3);
         assert_eq!(c.sub_url.addr.port(), 80);
+        assert_eq!(c.h2_streams, None);
+        let c = p(&["--sub-url", "http://127.0.0.1/s/{ch}", "--no-publish", "--h2-streams", "100"]).unwrap();
+        assert_eq!(c.h2_streams, Some(100));
         for (args, err) in [
             (&["--sub-url", "http://10.0.0.1:80/"][..], "127.0.0.0/8"),
             (&["--sub-url", "http://127.0.0.1:80/", "--no-publish", "--bogus", "1"], "unknown flag"),
@@ -565,6 +597,31 @@ mod tests {
                 "fd",
             ),
             (&["--sub-url", "http://127.0.0.1:80/", "--no-publish", "--transport", "x"], "expected sse"),
+            (&["--sub-url", "http://127.0.0.1:80/", "--no-publish", "--h2-streams", "0"], "1..=10000"),
+            (
+                &[
+                    "--sub-url",
+                    "http://127.0.0.1:80/",
+                    "--no-publish",
+                    "--h2-streams",
+                    "10",
+                    "--transport",
+                    "ws",
+                ],
+                "no WebSocket over HTTP/2",
+            ),
+            (
+                &[
+                    "--sub-url",
+                    "http://127.0.0.1:80/",
+                    "--no-publish",
+                    "--h2-streams",
+                    "10",
+                    "--header",
+                    "Host: x",
+                ],
+                "not allowed over HTTP/2",
+            ),
             (&["--sub-url", "http://127.0.0.1:80/", "--pub-resp", "127.0.0.1:1", "--rate", "0"], "outside"),
             (
                 &["--sub-url", "http://127.0.0.1:80/", "--no-publish", "--source-addrs", "127.0.0.2,8.8.8.8"],

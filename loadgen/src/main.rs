@@ -9,6 +9,7 @@
 mod ceiling;
 mod cli;
 mod decode;
+mod h2;
 mod msg;
 mod parent;
 mod parse;

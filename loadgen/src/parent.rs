@@ -280,9 +280,13 @@ fn drive(run: &mut Run, tx: Sender<Event>, wall_start: Instant) -> Result<Value,
     let pace = (cfg.connect_rate > 0.0).then(|| cfg.subscribers as f64 / cfg.connect_rate);
     run.shown.phase(
         format!(
-            "connecting {} {} subscribers ({} worker(s))",
+            "connecting {} {} subscribers{} ({} worker(s))",
             cfg.subscribers,
             cfg.transport.name(),
+            match &h2_json(cfg)["connections"] {
+                Value::Number(c) => format!(" as HTTP/2 streams over {c} connection(s)"),
+                _ => String::new(),
+            },
             cfg.workers
         ),
         pace,
@@ -513,6 +517,7 @@ fn drive(run: &mut Run, tx: Sender<Event>, wall_start: Instant) -> Result<Value,
     Ok(json!({
         "label": cfg.label,
         "transport": cfg.transport.name(),
+        "http2": h2_json(cfg),
         "subscribers": cfg.subscribers,
         "connected": connected,
         "connect_failed": failed,
@@ -530,4 +535,13 @@ fn drive(run: &mut Run, tx: Sender<Event>, wall_start: Instant) -> Result<Value,
         "wall_secs": r3(wall_start.elapsed().as_secs_f64()),
         "errors": errors.to_json(),
     }))
+}
+
+/// `"http2"` of the output: null, or the streams per connection and the
+/// connections over all workers (worker w holds ceil((N - w) / W) subscribers).
+fn h2_json(cfg: &Config) -> Value {
+    let Some(per) = cfg.h2_streams else { return Value::Null };
+    let (n, w) = (cfg.subscribers, cfg.workers);
+    let connections: usize = (0..w).map(|i| n.saturating_sub(i).div_ceil(w).div_ceil(per)).sum();
+    json!({"streams_per_connection": per, "connections": connections})
 }

@@ -98,9 +98,13 @@ pub fn text(out: &Value) -> String {
     let label = out["label"].as_str().unwrap_or("");
     let _ = writeln!(
         t,
-        "loadgen{}: {} transport, {} subscribers ({} connected, {} failed, {} disconnected later), {} worker(s)",
+        "loadgen{}: {} transport{}, {} subscribers ({} connected, {} failed, {} disconnected later), {} worker(s)",
         if label.is_empty() { String::new() } else { format!(" [{label}]") },
         out["transport"].as_str().unwrap_or("?"),
+        match out["http2"]["connections"].as_u64() {
+            Some(c) => format!(" over HTTP/2 ({c} connections of up to {} streams)", f(&out["http2"]["streams_per_connection"])),
+            None => String::new(),
+        },
         f(&out["subscribers"]),
         f(&out["connected"]),
         f(&out["connect_failed"]),

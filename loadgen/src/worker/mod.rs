@@ -4,26 +4,26 @@
 //! arrive as lines on stdin: `snapshot <step>` and `exit`.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::{json, Value};
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::{Config, Transport};
 use crate::parse::SeqTrack;
 use crate::stats::{self, Errors};
 
+mod dial;
+mod h2_link;
 mod measure;
 mod sub;
 
+use dial::{connect_result, dial, tls_client};
+use h2_link::{Link, Todo};
 use measure::Stats;
-use sub::{flush, mark_connected, on_bytes, on_eof, write_request, Ctx, Decoder, Flow, State, Sub};
+use sub::{end_sub, flush, mark_connected, on_bytes, on_eof, write_request, Ctx, Decoder, Flow, State, Sub};
 
 const STDIN: Token = Token(usize::MAX - 1);
 const READ_BUF: usize = 64 * 1024;
@@ -46,42 +46,10 @@ pub struct Worker<'a> {
     deadline: Instant,
     /// Client config and server name with `--tls-ca`.
     tls: Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>,
-}
-
-/// ring with X25519 preferred, as browsers (and halley) do; ring's own list
-/// starts with P-384, several times dearer per handshake.
-#[allow(deprecated)]
-fn provider() -> rustls::crypto::CryptoProvider {
-    use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
-    rustls::crypto::CryptoProvider {
-        kx_groups: vec![X25519, SECP256R1, SECP384R1],
-        ..rustls::crypto::ring::default_provider()
-    }
-}
-
-/// The TLS client config that trusts `ca` (PEM), and the name to verify.
-#[allow(deprecated)] // ring: the provider halley uses; aws-lc-rs needs cmake
-fn tls_client(
-    cfg: &Config,
-) -> io::Result<Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>> {
-    use rustls_pki_types::pem::PemObject;
-    let Some(ca) = &cfg.tls_ca else { return Ok(None) };
-    let bad = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
-    let pem = std::fs::read(ca).map_err(|e| bad(format!("--tls-ca {ca}: {e}")))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| bad(format!("--tls-ca {ca}: {e}")))?;
-        roots.add(cert).map_err(|e| bad(format!("--tls-ca {ca}: {e}")))?;
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let host = cfg.sub_url.host.rsplit_once(':').map_or(cfg.sub_url.host.as_str(), |(h, _)| h);
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| bad(e.to_string()))?;
-    Ok(Some((Arc::new(config), name)))
+    /// `--h2-streams`: the HTTP/2 connections, each carrying a contiguous
+    /// range of `subs` (empty otherwise).
+    links: Vec<Link>,
+    h2_todo: Vec<Todo>,
 }
 
 fn emit(v: &Value) {
@@ -124,8 +92,17 @@ impl<'a> Worker<'a> {
                 track: SeqTrack::default(),
                 dec: Decoder::new(cfg.transport),
                 reconnects: 0,
+                h2_stream: 0,
             })
             .collect();
+        // Link c carries subscribers [c*S, (c+1)*S); its ordinal over all
+        // workers picks its node and source address, as a subscriber's does.
+        let links = match cfg.h2_streams {
+            Some(per) => (0..subs.len().div_ceil(per))
+                .map(|c| Link::new(c * per..((c + 1) * per).min(subs.len()), c * of + index))
+                .collect(),
+            None => Vec::new(),
+        };
         let paths = cfg
             .sub_urls
             .iter()
@@ -166,6 +143,8 @@ impl<'a> Worker<'a> {
             exit: false,
             deadline: now + Duration::from_secs_f64(cfg.hard_deadline_secs()),
             tls: tls_client(cfg)?,
+            links,
+            h2_todo: Vec::new(),
         })
     }
 
@@ -254,6 +233,12 @@ impl<'a> Worker<'a> {
                 self.next_connect_at =
                     self.next_connect_at.max(now.checked_sub(Duration::from_millis(100)).unwrap_or(now)) + iv;
             }
+            if self.cfg.h2_streams.is_some() {
+                // A whole link: its subscribers connect together.
+                let l = self.links.iter().position(|k| k.subs.start == self.next).expect("a link per range");
+                self.open_link(l);
+                continue;
+            }
             let i = self.next;
             self.next += 1;
             self.ctx.pending += 1;
@@ -283,33 +268,9 @@ impl<'a> Worker<'a> {
     }
 
     fn open(&mut self, i: usize) -> io::Result<()> {
-        let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-        sock.set_nonblocking(true)?;
         let sub = &mut self.subs[i];
-        if !self.cfg.source_addrs.is_empty() {
-            let src: Ipv4Addr = self.cfg.source_addrs[sub.gidx % self.cfg.source_addrs.len()];
-            let one: libc::c_int = 1;
-            // SAFETY: setsockopt with a c_int option value on our socket. Lets
-            // the kernel pick the port at connect() time so each source
-            // address has its own port range.
-            unsafe {
-                libc::setsockopt(
-                    sock.as_raw_fd(),
-                    libc::IPPROTO_IP,
-                    libc::IP_BIND_ADDRESS_NO_PORT,
-                    &one as *const libc::c_int as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
-            sock.bind(&SocketAddrV4::new(src, 0).into())?;
-        }
         let target = self.cfg.sub_urls[sub.gidx % self.cfg.sub_urls.len()].addr;
-        match sock.connect(&target.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(e),
-        }
-        let mut stream = TcpStream::from_std(sock.into());
+        let mut stream = dial(self.cfg, sub.gidx, target)?;
         self.poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
         sub.stream = Some(stream);
         sub.tls = match &self.tls {
@@ -330,17 +291,9 @@ impl<'a> Worker<'a> {
         if let Some(mut s) = sub.stream.take() {
             let _ = self.poll.registry().deregister(&mut s);
         }
-        if sub.state == State::Closed {
-            return;
-        }
-        sub.state = State::Closed;
-        if sub.connected {
-            self.ctx.disconnected += 1;
-            self.ctx.errors.add(&format!("after connecting: {why}"));
-        } else {
-            self.ctx.failed += 1;
-            self.ctx.pending -= 1;
-            self.ctx.errors.add(why);
+        end_sub(sub, &mut self.ctx, why);
+        if self.cfg.h2_streams.is_some() {
+            self.h2_drop_stream(i);
         }
     }
 
@@ -368,20 +321,15 @@ impl<'a> Worker<'a> {
     }
 
     fn on_event(&mut self, i: usize, closed: bool) {
+        if self.cfg.h2_streams.is_some() {
+            return self.link_event(i, closed);
+        }
         if i >= self.subs.len() {
             return;
         }
         if self.subs[i].state == State::Connecting {
             let stream = self.subs[i].stream.as_ref().expect("stream");
-            let ready = match stream.take_error() {
-                Ok(Some(e)) | Err(e) => Err(e),
-                Ok(None) => match stream.peer_addr() {
-                    Ok(_) => Ok(true),
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-                    Err(e) => Err(e),
-                },
-            };
-            match ready {
+            match connect_result(stream) {
                 Ok(false) => return,
                 Err(e) => return self.close(i, &format!("connect: {e}")),
                 Ok(true) => {

@@ -80,6 +80,8 @@ pub(super) struct Sub {
     pub(super) dec: Decoder,
     /// Long-poll: connections opened again so far.
     pub(super) reconnects: u32,
+    /// HTTP/2: the id of its current stream (0: none).
+    pub(super) h2_stream: u32,
 }
 
 /// Everything but the sockets, the poll and the read buffer.
@@ -219,7 +221,7 @@ pub fn on_bytes(sub: &mut Sub, data: &[u8], now: u64, ctx: &mut Ctx) -> Result<F
             };
             sub.head.clear();
             let rest = &data[head.len - prev..];
-            on_head(sub, head, ctx)?;
+            on_head(sub, head.status, head.content_type(), head.body(), ctx)?;
             if sub.state == State::Body && sub.dec.body() == Body::Done {
                 // No body at all.
                 if sub.is_poll() {
@@ -271,27 +273,27 @@ pub fn on_bytes(sub: &mut Sub, data: &[u8], now: u64, ctx: &mut Ctx) -> Result<F
     }
 }
 
-fn on_head(sub: &mut Sub, head: head::Head, ctx: &mut Ctx) -> Result<(), String> {
-    let ct = head.content_type();
+/// A response head: checked for the transport, and the body's framing.
+fn on_head(sub: &mut Sub, status: u16, ct: &[u8], body: Body, ctx: &mut Ctx) -> Result<(), String> {
     match &mut sub.dec {
         Decoder::Ws(reader) => {
-            ws::check_status(head.status)?;
+            ws::check_status(status)?;
             sub.state = State::Ws;
             reader.start();
         }
         Decoder::Sse(lines) | Decoder::Stream(lines) => {
             if ctx.transport == Transport::Sse {
-                sse::check_head(head.status, ct)?;
+                sse::check_head(status, ct)?;
             } else {
-                stream::check_head(head.status, ct)?;
+                stream::check_head(status, ct)?;
             }
             sub.state = State::Body;
-            lines.start(head.body());
+            lines.start(body);
         }
         Decoder::Poll(p) => {
-            Poll::check_status(head.status)?;
+            Poll::check_status(status)?;
             sub.state = State::Body;
-            p.body = head.body();
+            p.body = body;
             return Ok(());
         }
     }
@@ -299,6 +301,57 @@ fn on_head(sub: &mut Sub, head: head::Head, ctx: &mut Ctx) -> Result<(), String>
         mark_connected(sub, ctx);
     }
     Ok(())
+}
+
+/// HTTP/2: a stream's response head. The body has no framing of its own
+/// (DATA frames, ended by END_STREAM), so it is read as if until close; the
+/// connection always stays open for the next poll.
+pub fn on_h2_head(sub: &mut Sub, status: u16, ct: &[u8], ctx: &mut Ctx) -> Result<(), String> {
+    if let Decoder::Poll(p) = &mut sub.dec {
+        p.on_head(status, true, None, None);
+    }
+    on_head(sub, status, ct, Body::Close, ctx)
+}
+
+/// HTTP/2: body bytes of a stream whose head was read.
+pub fn on_h2_data(sub: &mut Sub, data: &[u8], now: u64, ctx: &mut Ctx) -> Result<Flow, String> {
+    if sub.state != State::Body {
+        return Ok(Flow::Ok);
+    }
+    on_bytes(sub, data, now, ctx)
+}
+
+/// HTTP/2: END_STREAM. A long-poll answer is complete (poll again); a
+/// stream that ends was ended by the server.
+pub fn on_h2_end(sub: &mut Sub, now: u64, ctx: &mut Ctx) -> Flow {
+    let in_body = sub.state == State::Body;
+    match &mut sub.dec {
+        Decoder::Poll(p) if in_body => {
+            if p.on_eof() {
+                finish_poll(sub, ctx, now)
+            } else {
+                Flow::Ended("the server ended the long-poll answer early")
+            }
+        }
+        _ => Flow::Ended("the server ended the stream"),
+    }
+}
+
+/// Counts the end of a subscriber: a failure before it connected, a
+/// disconnect after (nothing if it already ended).
+pub fn end_sub(sub: &mut Sub, ctx: &mut Ctx, why: &str) {
+    if sub.state == State::Closed {
+        return;
+    }
+    sub.state = State::Closed;
+    if sub.connected {
+        ctx.disconnected += 1;
+        ctx.errors.add(&format!("after connecting: {why}"));
+    } else {
+        ctx.failed += 1;
+        ctx.pending -= 1;
+        ctx.errors.add(why);
+    }
 }
 
 /// A long-poll answer is complete: count its messages, remember the position
