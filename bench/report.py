@@ -589,6 +589,11 @@ def charts_from(stem, out_dir=None):
     folder = os.path.dirname(os.path.abspath(stem))
     scen = re.sub(r"-quick$", "", re.sub(r"^\d{4}-\d{2}-\d{2}-", "", base))
     if scen not in TITLES:
+        # A renamed run of a scenario, e.g. "scale-out-quiet": the longest
+        # scenario name the stem starts with.
+        known = [t for t in TITLES if scen.startswith(t + "-")]
+        scen = max(known, key=len) if known else scen
+    if scen not in TITLES:
         raise SystemExit(f"report.py: cannot tell the scenario of {stem}")
     found = {}
     for name in os.listdir(folder):
