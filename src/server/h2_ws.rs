@@ -67,19 +67,20 @@ pub fn open_bayeux(conn: &mut H2Conn, cx: &mut Cx, stream: u32) {
     start(conn, cx, stream, session, Vec::new(), Out::default());
 }
 
-fn start(conn: &mut H2Conn, cx: &mut Cx, stream: u32, session: WsSession, input: Vec<u8>, mut out: Out) {
-    let due = session.due(cx);
-    let Some(s) = conn.streams.get_mut(&stream) else { return };
-    s.due = Some(due);
-    s.phase = Phase::Ws { session: Box::new(session), input };
+/// Installs the session on its stream, writes what it has (the catch-up),
+/// then reads what the client sent before the `200`.
+fn start(conn: &mut H2Conn, cx: &mut Cx, stream: u32, mut session: WsSession, input: Vec<u8>, mut out: Out) {
     if cx.io.shutting_down() || conn.stopping {
-        if let Some(Phase::Ws { session, .. }) = conn.streams.get_mut(&stream).map(|s| &mut s.phase) {
-            session.end(EndReason::Shutdown, &mut out);
-        }
-        return write(conn, cx, stream, out);
+        session.end(EndReason::Shutdown, &mut out);
     }
+    let Some(s) = conn.streams.get_mut(&stream) else { return session.leave(cx) };
+    s.due = Some(session.due(cx));
+    s.phase = Phase::Ws { session: Box::new(session), input };
+    let ended = out.end;
     write(conn, cx, stream, out);
-    data(conn, cx, stream, Vec::new(), false);
+    if !ended {
+        data(conn, cx, stream, Vec::new(), false);
+    }
 }
 
 /// Runs `f` on `stream`'s session (if it is a socket) and writes what it asks for.

@@ -405,9 +405,12 @@ def case_lifecycle():
     """Over h2 streams (the server runs with --heartbeat-secs 1 and
     --max-stream-age-secs 3): heartbeats arrive, a poll times out with an
     empty answer, a deleted channel ends its stream with the end hint and
-    END_STREAM, the maximum age ends another; the connection stays usable."""
+    END_STREAM, the maximum age ends another, and a WebSocket stream gets
+    ping heartbeats and a 1001 close at its maximum age; the connection
+    stays usable."""
     c = Client()
     beat = c.get("/sub/life?transport=sse")
+    ws = c.websocket("/sub/life?transport=ws")
     gone = c.get("/sub/doomed?transport=stream")
     poll = c.get("/sub/quiet?timeout=1")
     wait_subscribers("doomed", 1)
@@ -421,6 +424,10 @@ def case_lifecycle():
     c.until(lambda: beat in c.ended, "the SSE stream ended at its maximum age")
     if b": end max-age" not in c.data[beat]:
         fail(f"no end hint: {c.data[beat][-200:]}")
+    c.until(lambda: ws in c.ended, "the WebSocket stream ended at its maximum age")
+    frames = c.ws_frames(ws)
+    if (9, b"") not in frames or frames[-1] != (8, struct.pack(">H", 1001) + b"max-age"):
+        fail(f"WebSocket frames: {frames}")
     p = c.get("/sub/life?timeout=0")
     c.until(lambda: p in c.ended, "a request after the streams ended")
 
@@ -444,9 +451,12 @@ def case_goaway_on_shutdown():
     c = Client()
     sse = c.get("/sub/bye?transport=sse")
     poll = c.get("/sub/bye?timeout=30")
-    wait_subscribers("bye", 2)
+    ws = c.websocket("/sub/bye?transport=ws")
+    wait_subscribers("bye", 3)
     print("ready", flush=True)
-    c.until(lambda: c.goaway is not None and sse in c.ended and poll in c.ended, "GOAWAY and both streams ended")
+    c.until(lambda: c.goaway is not None and {sse, poll, ws} <= c.ended, "GOAWAY and the three streams ended")
+    if c.ws_frames(ws)[-1:] != [(8, struct.pack(">H", 1001) + b"shutdown")]:
+        fail(f"the WebSocket's last frame: {c.ws_frames(ws)[-1:]}")
     if c.goaway[0] != 0:
         fail(f"GOAWAY code {c.goaway[0]}")
     body = json.loads(c.data[poll])
