@@ -498,6 +498,41 @@ mod tests {
         }
     }
 
+    /// An HTTP/2 extended CONNECT (as `h2::message::request` makes it).
+    fn connect(path: &str, protocol: &str, version: Option<&str>) -> Request {
+        let mut r = req(format!("GET {path} HTTP/1.1\r\n\r\n"));
+        r.method = Method::Other("CONNECT".into());
+        r.protocol = Some(protocol.into());
+        r.headers.extend(version.map(|v| ("sec-websocket-version".to_string(), v.as_bytes().to_vec())));
+        r
+    }
+
+    #[test]
+    fn routes_extended_connects() {
+        let at = |r: &Request| route(r, Port::Public, &limits());
+        let Ok(Route::Subscribe(sub)) = at(&connect("/sub/a?transport=ws", "websocket", Some("13"))) else {
+            panic!("not a subscribe")
+        };
+        assert_eq!((sub.transport, sub.ws), (Transport::Ws, Some(crate::ws::Opening::Connect)));
+        let Ok(Route::Subscribe(sub)) = at(&connect("/sub/a", "websocket", Some("13"))) else { panic!() };
+        assert_eq!(sub.transport, Transport::Ws, "an extended CONNECT picks ws");
+        assert_eq!(
+            at(&connect("/bayeux", "websocket", Some("13"))),
+            Ok(Route::BayeuxSocket { opening: crate::ws::Opening::Connect })
+        );
+        let refused: [(Request, u16, &str); 5] = [
+            (connect("/sub/a?transport=sse", "websocket", Some("13")), 400, "use transport=ws"),
+            (connect("/sub/a", "chat", Some("13")), 400, "other than websocket"),
+            (connect("/sub/a", "websocket", None), 400, "Sec-WebSocket-Version"),
+            (connect("/sub/a", "websocket", Some("8")), 426, "only 13"),
+            (connect("/", "websocket", Some("13")), 405, "use GET"),
+        ];
+        for (r, status, words) in refused {
+            let got = at(&r).expect_err("refused");
+            assert!(got.status == status && got.message.contains(words), "{} {}: {got:?}", r.path, r.query);
+        }
+    }
+
     fn limits() -> RouteLimits {
         RouteLimits {
             max_channels: 4,
