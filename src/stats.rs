@@ -68,6 +68,8 @@ pub struct H2Stats {
     pub connections: AtomicU64,
     /// Streams (requests) opened.
     pub streams: AtomicU64,
+    /// WebSockets opened on streams (RFC 8441 extended CONNECT).
+    pub websockets: AtomicU64,
     /// Streams we reset: refused over the concurrency limit, cut over their
     /// flow-control window, or malformed.
     pub streams_reset: AtomicU64,

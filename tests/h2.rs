@@ -150,6 +150,21 @@ fn concurrent_stream_limit() {
 }
 
 #[test]
+fn websockets_over_h2_streams_beside_an_sse_stream() {
+    edge_case(&Server::start(&[]), "websocket");
+}
+
+#[test]
+fn malformed_extended_connects_get_resets_or_clear_refusals() {
+    edge_case(&Server::start(&[]), "websocket_malformed");
+}
+
+#[test]
+fn websocket_over_h2_frame_limit_and_slow_consumer_cut() {
+    edge_case(&Server::start(&[]), "websocket_limits");
+}
+
+#[test]
 fn shutdown_ends_streams_then_sends_goaway() {
     let mut server = Server::start(&[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2/edge_cases.py");

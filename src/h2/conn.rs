@@ -30,6 +30,8 @@ pub const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
 pub const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
 pub const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
 pub const SETTINGS_MAX_HEADER_LIST_SIZE: u16 = 0x6;
+/// RFC 8441 §3: the client may open WebSockets with an extended CONNECT.
+pub const SETTINGS_ENABLE_CONNECT_PROTOCOL: u16 = 0x8;
 
 /// The window every stream and the connection start with (§6.9.2).
 pub const DEFAULT_WINDOW: i64 = 65_535;
@@ -89,12 +91,17 @@ pub enum Event {
     GoAway,
 }
 
-/// Send side of one stream.
+/// One open stream: its send window and which halves have ended. It is
+/// forgotten once both have (or on a reset). Most requests end their half
+/// with their HEADERS; a WebSocket's (an extended CONNECT) stays open until
+/// the client's END_STREAM, which may come after ours (the close handshake).
 #[derive(Debug)]
 struct Stream {
     send_window: i64,
     /// We sent END_STREAM.
     local_done: bool,
+    /// The client sent END_STREAM: more DATA is a stream error.
+    remote_done: bool,
 }
 
 /// A count of events in a time window.
@@ -157,6 +164,7 @@ impl Connection {
             (SETTINGS_INITIAL_WINDOW_SIZE, limits.stream_window),
             (SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_list as u32),
             (SETTINGS_HEADER_TABLE_SIZE, 4096),
+            (SETTINGS_ENABLE_CONNECT_PROTOCOL, 1),
         ]);
         Connection {
             decoder: hpack::Decoder::new(4096),
@@ -446,7 +454,9 @@ impl Connection {
                 format!("over {} concurrent streams", self.limits.max_streams),
             ));
         }
-        self.streams.insert(p.stream, Stream { send_window: self.initial_window, local_done: false });
+        let stream =
+            Stream { send_window: self.initial_window, local_done: false, remote_done: p.end_stream };
+        self.streams.insert(p.stream, stream);
         events.push(Event::Request { stream: p.stream, fields, end_stream: p.end_stream });
         Ok(())
     }
@@ -462,15 +472,21 @@ impl Connection {
         if stream > self.last_stream {
             return Err(H2Error::conn(ErrorCode::Protocol, format!("DATA on idle stream {stream}")));
         }
-        // We hand body bytes on at once, so the credit comes back at once:
-        // the server bounds each body (max_message_bytes) itself.
+        // We hand the bytes on at once, so the credit comes back at once: the
+        // server bounds what it keeps itself (a body to max_message_bytes, a
+        // WebSocket to one partial frame, each frame decoded as it completes).
         if flow_len > 0 {
             self.out.extend(frame::encode_window_update(0, flow_len));
         }
-        if !self.streams.contains_key(&stream) {
+        let Some(s) = self.streams.get_mut(&stream).filter(|s| !s.remote_done) else {
             return Err(H2Error::stream(stream, ErrorCode::StreamClosed, "DATA on a closed stream"));
-        }
-        if flow_len > 0 && !end_stream {
+        };
+        if end_stream {
+            s.remote_done = true;
+            if s.local_done {
+                self.streams.remove(&stream);
+            }
+        } else if flow_len > 0 {
             self.out.extend(frame::encode_window_update(stream, flow_len));
         }
         events.push(Event::Data { stream, data: data.to_vec(), end_stream });
@@ -538,13 +554,16 @@ impl Connection {
         frame::header(len, frame::TYPE_DATA, if end_stream { frame::FLAG_END_STREAM } else { 0 }, stream)
     }
 
-    /// We are done with `stream` (END_STREAM sent): it stops counting. The
-    /// client's half of a subscription stream carries nothing we wait for.
+    /// We are done with `stream` (END_STREAM sent). It is forgotten if the
+    /// client's half has ended too; else it stays half-closed (local) and
+    /// still counts (RFC 9113 §5.1.2) until the client ends it or resets it.
     fn end_local(&mut self, stream: u32) {
         if let Some(s) = self.streams.get_mut(&stream) {
             s.local_done = true;
+            if s.remote_done {
+                self.streams.remove(&stream);
+            }
         }
-        self.streams.remove(&stream);
     }
 
     /// Resets `stream` from our side (a stream over its window, say).

@@ -256,3 +256,37 @@ fn client_reset_and_bad_priority_are_stream_errors() {
     assert_eq!(ev[3], Event::Reset { stream: 3 });
     assert_eq!(c.open_streams(), 0);
 }
+
+#[test]
+fn extended_connect_is_offered() {
+    let mut c = Connection::new(Limits::default());
+    let out = frames(&c.take_output());
+    assert!(out[0].contains(&format!("({SETTINGS_ENABLE_CONNECT_PROTOCOL}, 1)")), "{out:?}");
+}
+
+/// A stream whose client half stays open (a WebSocket) outlives our
+/// END_STREAM: the client's close frame still arrives as DATA, its
+/// END_STREAM forgets the stream, and DATA after that is STREAM_CLOSED.
+#[test]
+fn half_closed_local_until_the_client_ends() {
+    let mut c = Connection::new(Limits::default());
+    let connect =
+        block(&[(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"), (":path", "/")]);
+    let mut bytes = start();
+    bytes.extend(encode_headers(1, &connect, false, 16384));
+    feed(&mut c, &bytes, bytes.len()).unwrap();
+    c.take_output();
+    let _ = c.headers(1, b"\x88", false);
+    let _ = c.data(1, 2, true);
+    assert_eq!((c.open_streams(), c.is_open(1)), (1, false), "half-closed (local) still counts");
+    let close = feed(&mut c, &encode(TYPE_DATA, 0, 1, b"\x88\x80"), 64).unwrap();
+    assert_eq!(close, [Event::Data { stream: 1, data: b"\x88\x80".to_vec(), end_stream: false }]);
+    let end = feed(&mut c, &encode(TYPE_DATA, FLAG_END_STREAM, 1, b""), 64).unwrap();
+    assert_eq!(end, [Event::Data { stream: 1, data: Vec::new(), end_stream: true }]);
+    assert_eq!(c.open_streams(), 0, "both halves ended");
+    c.take_output();
+    feed(&mut c, &encode(TYPE_DATA, 0, 1, b"x"), 64).unwrap();
+    let out = frames(&c.take_output());
+    let closed = format!("RstStream {{ stream: 1, code: {} }}", ErrorCode::StreamClosed as u32);
+    assert!(out.contains(&closed), "{out:?}");
+}

@@ -11,44 +11,82 @@ use crate::http::{Method, Request, Version};
 const CONNECTION_FIELDS: [&str; 5] =
     ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
 
-/// A request from a stream's header list and body (§8.3.1). A malformed
-/// list is an error that says why (the stream is reset with PROTOCOL_ERROR).
-pub fn request(fields: Vec<Field>, body: Vec<u8>) -> Result<Request, String> {
-    let (mut method, mut path, mut scheme, mut authority) = (None, None, None, None);
+/// Why a stream's header list is not a request halley serves.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Malformed (RFC 9113 §8.1.1): the stream is reset with PROTOCOL_ERROR.
+    Malformed(String),
+    /// Well-formed, but not served here: answered with this status.
+    Status(u16, String),
+}
+
+impl Refused {
+    fn malformed(why: impl Into<String>) -> Refused {
+        Refused::Malformed(why.into())
+    }
+}
+
+/// A request from a stream's header list and body (§8.3.1). An extended
+/// CONNECT (RFC 8441 §4: `:protocol`, with `:scheme` and `:path`) becomes a
+/// request with its `protocol` set, for `route()` to open a WebSocket; a
+/// plain CONNECT (§8.5, a proxy's tunnel) is not served.
+pub fn request(fields: Vec<Field>, body: Vec<u8>) -> Result<Request, Refused> {
+    let (mut method, mut path, mut scheme, mut authority, mut protocol) = (None, None, None, None, None);
     let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
     for (name, value) in fields {
-        let name = String::from_utf8(name).map_err(|_| "a header name that is not UTF-8".to_string())?;
+        let name =
+            String::from_utf8(name).map_err(|_| Refused::malformed("a header name that is not UTF-8"))?;
         if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(format!("header name {name:?} is not lowercase"));
+            return Err(Refused::malformed(format!("header name {name:?} is not lowercase")));
         }
         if let Some(pseudo) = name.strip_prefix(':') {
             if !headers.is_empty() {
-                return Err(format!("pseudo-header {name} after a regular header"));
+                return Err(Refused::malformed(format!("pseudo-header {name} after a regular header")));
             }
-            let value = String::from_utf8(value).map_err(|_| format!("{name} is not UTF-8"))?;
+            let value =
+                String::from_utf8(value).map_err(|_| Refused::malformed(format!("{name} is not UTF-8")))?;
             let slot = match pseudo {
                 "method" => &mut method,
                 "path" => &mut path,
                 "scheme" => &mut scheme,
                 "authority" => &mut authority,
-                _ => return Err(format!("unknown pseudo-header {name}")),
+                "protocol" => &mut protocol,
+                _ => return Err(Refused::malformed(format!("unknown pseudo-header {name}"))),
             };
             if slot.replace(value).is_some() {
-                return Err(format!("{name} twice"));
+                return Err(Refused::malformed(format!("{name} twice")));
             }
             continue;
         }
         if CONNECTION_FIELDS.contains(&name.as_str()) || (name == "te" && value != b"trailers") {
-            return Err(format!("connection-specific header {name}"));
+            return Err(Refused::malformed(format!("connection-specific header {name}")));
         }
         headers.push((name, value));
     }
-    let method = method.ok_or("no :method")?;
-    if method == "CONNECT" {
-        return Err("CONNECT (and WebSocket over HTTP/2) is not served: use HTTP/1.1".into());
+    let method = method.ok_or_else(|| Refused::malformed("no :method"))?;
+    match (method.as_str(), &protocol) {
+        ("CONNECT", None) if path.is_some() || scheme.is_some() => {
+            return Err(Refused::malformed(
+                "a CONNECT without :protocol carries no :scheme or :path (RFC 9113 8.5)",
+            ));
+        }
+        ("CONNECT", None) => {
+            return Err(Refused::Status(
+                405,
+                "CONNECT tunnels are not served (halley is no proxy); a WebSocket is an extended CONNECT with :protocol websocket (RFC 8441)".into(),
+            ));
+        }
+        ("CONNECT", Some(p)) if p.is_empty() => return Err(Refused::malformed("an empty :protocol")),
+        ("CONNECT", Some(_)) => {}
+        (_, Some(_)) => {
+            return Err(Refused::malformed(format!(
+                ":protocol on a {method} request (only an extended CONNECT has it, RFC 8441 4)"
+            )));
+        }
+        (_, None) => {}
     }
-    let target = path.filter(|p| !p.is_empty()).ok_or("no :path")?;
-    scheme.ok_or("no :scheme")?;
+    let target = path.filter(|p| !p.is_empty()).ok_or_else(|| Refused::malformed("no :path"))?;
+    scheme.ok_or_else(|| Refused::malformed("no :scheme"))?;
     if let Some(authority) = authority {
         if !headers.iter().any(|(n, _)| n == "host") {
             headers.push(("host".into(), authority.into_bytes()));
@@ -56,10 +94,11 @@ pub fn request(fields: Vec<Field>, body: Vec<u8>) -> Result<Request, String> {
     }
     let (raw_path, query) = target.split_once('?').unwrap_or((&target, ""));
     if !raw_path.starts_with('/') {
-        return Err(format!(":path {target:?} does not start with '/'"));
+        return Err(Refused::malformed(format!(":path {target:?} does not start with '/'")));
     }
-    let path = crate::http::query::percent_decode(raw_path, false).map_err(|e| e.reason().to_string())?;
-    crate::http::query::validate(query).map_err(|e| e.reason().to_string())?;
+    let path =
+        crate::http::query::percent_decode(raw_path, false).map_err(|e| Refused::malformed(e.reason()))?;
+    crate::http::query::validate(query).map_err(|e| Refused::malformed(e.reason()))?;
     Ok(Request {
         method: Method::from_token(&method),
         path,
@@ -68,7 +107,14 @@ pub fn request(fields: Vec<Field>, body: Vec<u8>) -> Result<Request, String> {
         headers,
         body,
         keep_alive: true,
+        protocol,
     })
+}
+
+/// Whether a header list asks for a CONNECT: its request is whole at its
+/// HEADERS (the stream then carries the tunnel's bytes, not a body).
+pub fn is_connect(fields: &[Field]) -> bool {
+    fields.iter().any(|(n, v)| n == b":method" && v == b"CONNECT")
 }
 
 /// An HTTP/1.1 response (head and maybe body) as a header block and the
@@ -116,7 +162,7 @@ mod tests {
         );
         assert_eq!(ok.header_str("host"), Some("h:1"));
         assert_eq!(ok.header_str("accept"), Some("text/event-stream"));
-        let bad: [(&[(&str, &str)], &str); 8] = [
+        let bad: [(&[(&str, &str)], &str); 11] = [
             (&[(":scheme", "http"), (":path", "/")], "no :method"),
             (&[(":method", "GET"), (":scheme", "http")], "no :path"),
             (&[(":method", "GET"), (":path", "/")], "no :scheme"),
@@ -127,15 +173,35 @@ mod tests {
                 "connection-specific",
             ),
             (&[(":method", "GET"), (":path", "/"), (":scheme", "http"), ("X-Up", "1")], "lowercase"),
+            (&[(":method", "CONNECT"), (":authority", "h"), (":protocol", "websocket")], "no :path"),
             (
-                &[(":method", "CONNECT"), (":authority", "h"), (":protocol", "websocket")],
-                "pseudo-header :protocol",
+                &[(":method", "GET"), (":protocol", "websocket"), (":path", "/"), (":scheme", "http")],
+                "only an extended",
+            ),
+            (&[(":method", "CONNECT"), (":authority", "h"), (":path", "/")], "RFC 9113 8.5"),
+            (
+                &[(":method", "CONNECT"), (":protocol", ""), (":path", "/"), (":scheme", "http")],
+                "empty :protocol",
             ),
         ];
         for (fields, words) in bad {
-            let err = request(f(fields), vec![]).unwrap_err();
+            let Err(Refused::Malformed(err)) = request(f(fields), vec![]) else {
+                panic!("{fields:?} not malformed")
+            };
             assert!(err.contains(words), "{fields:?}: {err}");
         }
+        let tunnel = request(f(&[(":method", "CONNECT"), (":authority", "h:443")]), vec![]);
+        assert!(matches!(tunnel, Err(Refused::Status(405, _))), "{tunnel:?}");
+        let ws = f(&[
+            (":method", "CONNECT"),
+            (":protocol", "websocket"),
+            (":scheme", "https"),
+            (":path", "/sub/a?transport=ws"),
+            (":authority", "h"),
+        ]);
+        assert!(is_connect(&ws));
+        let ws = request(ws, vec![]).unwrap();
+        assert_eq!((ws.protocol.as_deref(), ws.path.as_str()), (Some("websocket"), "/sub/a"));
     }
 
     #[test]

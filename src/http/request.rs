@@ -70,6 +70,9 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Whether the connection may carry another request after this one.
     pub keep_alive: bool,
+    /// The `:protocol` of an HTTP/2 extended CONNECT (RFC 8441), which
+    /// opens a WebSocket on a stream; `None` for every other request.
+    pub protocol: Option<String>,
 }
 
 impl Request {
@@ -217,7 +220,16 @@ fn build_request(parsed: &httparse::Request) -> Result<Request, HttpError> {
     };
     let (path, query) = split_target(parsed.path.ok_or_else(incomplete)?)?;
     let headers = parsed.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect();
-    let mut request = Request { method, path, query, version, headers, body: Vec::new(), keep_alive: false };
+    let mut request = Request {
+        method,
+        path,
+        query,
+        version,
+        headers,
+        body: Vec::new(),
+        keep_alive: false,
+        protocol: None,
+    };
     request.keep_alive = request.wants_keep_alive();
     Ok(request)
 }
@@ -400,6 +412,7 @@ mod tests {
             headers: headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect(),
             body: body.as_bytes().to_vec(),
             keep_alive,
+            protocol: None,
         }
     }
 

@@ -63,6 +63,23 @@ pub fn admit(shared: &Shared, cx: &mut Cx, port: Port, req: &Request) -> Result<
     }
 }
 
+/// Browsers send `Origin` with every WebSocket and apply no CORS to it, so a
+/// `cors_origins` list is enforced here (for HTTP/1.1 upgrades and HTTP/2
+/// extended CONNECTs alike); `*` or empty lets any origin in.
+pub fn check_websocket_origin(shared: &Shared, request: &Request) -> Result<(), Refusal> {
+    let allowed = match &shared.cors {
+        super::cors::CorsPolicy::List(_) => match request.header_str("origin") {
+            Some(origin) => shared.cors.allow(Some(origin)).is_some(),
+            None => true,
+        },
+        _ => true,
+    };
+    match allowed {
+        true => Ok(()),
+        false => Err(Refusal::new(403, "WebSocket from an origin that cors_origins does not list")),
+    }
+}
+
 /// Tokens for the channels that need one.
 pub fn check_subscribe(
     shared: &Shared,
@@ -76,7 +93,7 @@ pub fn check_subscribe(
         .map_err(refusal)?;
     // A WebSocket keeps the token it opened with for channels it adds later,
     // even when its first channels needed none.
-    if claims.is_none() && sub.ws_accept.is_some() && token.is_some() {
+    if claims.is_none() && sub.ws.is_some() && token.is_some() {
         return policy.verify(token.as_deref(), crate::clock::unix_secs()).map(Some).map_err(refusal);
     }
     Ok(claims)

@@ -94,11 +94,16 @@ impl H2Conn {
             Event::Request { stream, fields, end_stream } => {
                 crate::stats::inc(&cx.env.stats().h2.streams);
                 crate::stats::inc(&cx.env.stats().requests);
+                // A CONNECT is whole at its HEADERS: its DATA is the tunnel's.
+                let connect = h2::message::is_connect(&fields);
                 let mut s = H2Stream::new(stream, fields);
                 // A body must arrive within the head timeout, as over HTTP/1.1.
                 s.due = Some(cx.io.now() + cx.env.shared.head_timeout);
                 self.streams.insert(stream, s);
-                if end_stream {
+                if connect && end_stream {
+                    let why = "a CONNECT with END_STREAM opens nothing";
+                    super::h2_stream::reset(self, cx, stream, ErrorCode::Protocol, why);
+                } else if end_stream || connect {
                     super::h2_stream::request_complete(self, cx, stream);
                 }
             }
@@ -256,27 +261,32 @@ impl H2Conn {
     /// connection needs a callback after the batch (a poll to answer, a
     /// stream over its cap to cut).
     pub fn deliver(&mut self, stream: u32, message: &Arc<Message>) -> (Vec<Chunk>, bool) {
-        let Some(s) = self.streams.get_mut(&stream) else { return (Vec::new(), false) };
-        match &mut s.phase {
-            Phase::Stream { sub, .. } => {
-                let Some(sub) = sub.take(message) else { return (Vec::new(), false) };
-                let frame = Chunk::Shared(message.frame(sub.encoding).bytes.clone());
-                let chunks = self.queue_data(stream, frame, false, false);
-                let over = self.streams.get(&stream).is_some_and(|s| s.over(self.stream_cap));
-                self.followup |= over;
-                (chunks, over)
-            }
+        let none = (Vec::new(), false);
+        let Some(s) = self.streams.get_mut(&stream) else { return none };
+        let sub = match &mut s.phase {
+            Phase::Stream { sub, .. } => sub,
+            // A WebSocket's deliveries are the message's shared WebSocket frame.
+            Phase::Ws { session, .. } => match session.channels_mut() {
+                Some(sub) => sub,
+                None => return none,
+            },
             Phase::Poll { sub, collected, ready, .. } => {
                 if message.id <= sub.last_id {
-                    return (Vec::new(), false);
+                    return none;
                 }
                 collected.push(message.clone());
                 *ready = true;
                 self.followup = true;
-                (Vec::new(), collected.len() == 1)
+                return (Vec::new(), collected.len() == 1);
             }
-            _ => (Vec::new(), false),
-        }
+            _ => return none,
+        };
+        let Some(sub) = sub.take(message) else { return none };
+        let frame = Chunk::Shared(message.frame(sub.encoding).bytes.clone());
+        let chunks = self.queue_data(stream, frame, false, false);
+        let over = self.streams.get(&stream).is_some_and(|s| s.over(self.stream_cap));
+        self.followup |= over;
+        (chunks, over)
     }
 
     /// After a batch: answers polls that got messages, cuts streams over their cap.
@@ -383,6 +393,12 @@ pub fn metrics(stats: &crate::stats::Stats, metric: &mut impl FnMut(&str, &str, 
         "counter",
         "HTTP/2 streams (requests) opened.",
         &one(stats.total(|l| &l.h2.streams)),
+    );
+    metric(
+        "h2_websockets_total",
+        "counter",
+        "WebSockets opened on HTTP/2 streams (RFC 8441 extended CONNECT).",
+        &one(stats.total(|l| &l.h2.websockets)),
     );
     metric(
         "h2_streams_reset_total",

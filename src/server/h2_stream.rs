@@ -6,21 +6,22 @@
 //!
 //! Bayeux and Pushlet requests go to their engine threads named by a
 //! stream-tagged `ConnRef`; the engine's answer parts come back to the
-//! stream. Not over HTTP/2: WebSocket (no RFC 8441 extended CONNECT is
-//! offered, so browsers open WebSockets over HTTP/1.1); a `transport=ws`
-//! request on a stream is reset with HTTP_1_1_REQUIRED.
+//! stream. A WebSocket is an extended CONNECT (RFC 8441), admitted here as
+//! the HTTP/1.1 upgrade is and then carried by `h2_ws.rs`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::conn::Cx;
 use super::h2_conn::{H2Conn, Waiting};
+use super::h2_ws::Pending;
 use super::respond;
 use super::route::{route, Port, Refusal, Route};
 use super::subscription::Subscription;
 use crate::chunk::Chunk;
 use crate::fanout::Subscribed;
 use crate::h2::hpack::Field;
+use crate::h2::message::Refused;
 use crate::h2::ErrorCode;
 use crate::http::response::BodyKind;
 use crate::http::Version;
@@ -46,14 +47,16 @@ pub struct H2Stream {
 pub enum Phase {
     /// Headers in; the body is arriving (at most `max_message_bytes`).
     Body { fields: Vec<Field>, body: Vec<u8> },
-    /// The subscribe is with the hub.
-    Subscribing { sub: Subscription },
+    /// The subscribe is with the hub (for a WebSocket: what it opens with).
+    Subscribing { sub: Subscription, ws: Option<Box<super::h2_ws::Pending>> },
     /// A parked long-poll or JSONP poll.
     Poll { sub: Subscription, collected: Vec<Arc<Message>>, ready: bool },
     /// An open SSE, NDJSON, iframe or multipart response.
     Stream { sub: Subscription, ends_at: Instant, end_reason: EndReason },
     /// With the Bayeux or Pushlet thread; `open`: its answer has begun.
     Engine { engine: Engine, open: bool },
+    /// A WebSocket (RFC 8441): the session and client bytes not yet a whole frame.
+    Ws { session: Box<super::ws_session::WsSession>, input: Vec<u8> },
     /// The response is queued whole (some DATA may wait for window).
     Done,
 }
@@ -86,7 +89,10 @@ impl H2Stream {
     /// Undoes what its subscription registered (index, gauge, hub).
     pub fn leave(&mut self, cx: &mut Cx) {
         match &mut self.phase {
-            Phase::Subscribing { sub } | Phase::Poll { sub, .. } | Phase::Stream { sub, .. } => sub.leave(cx),
+            Phase::Subscribing { sub, .. } | Phase::Poll { sub, .. } | Phase::Stream { sub, .. } => {
+                sub.leave(cx)
+            }
+            Phase::Ws { session, .. } => session.leave(cx),
             // The engine lets go of a client that went away.
             Phase::Engine { engine: Engine::Bayeux(_), .. } => {
                 cx.env
@@ -107,6 +113,9 @@ impl H2Stream {
 pub fn body(conn: &mut H2Conn, cx: &mut Cx, stream: u32, data: Vec<u8>, end_stream: bool) {
     let limit = cx.env.shared.max_message_bytes;
     let Some(s) = conn.streams.get_mut(&stream) else { return };
+    if matches!(s.phase, Phase::Ws { .. } | Phase::Subscribing { ws: Some(_), .. }) {
+        return super::h2_ws::data(conn, cx, stream, data, end_stream);
+    }
     let Phase::Body { body, .. } = &mut s.phase else { return };
     body.extend_from_slice(&data);
     if body.len() > limit {
@@ -121,7 +130,7 @@ pub fn body(conn: &mut H2Conn, cx: &mut Cx, stream: u32, data: Vec<u8>, end_stre
 }
 
 /// Resets `stream` with `code`, counted.
-fn reset(conn: &mut H2Conn, cx: &mut Cx, stream: u32, code: ErrorCode, why: &str) {
+pub fn reset(conn: &mut H2Conn, cx: &mut Cx, stream: u32, code: ErrorCode, why: &str) {
     crate::log::debug(format_args!("h2: stream {stream} reset: {why}"));
     crate::stats::inc(&cx.env.stats().h2.streams_reset);
     conn.proto.reset(stream, code);
@@ -135,7 +144,11 @@ pub fn request_complete(conn: &mut H2Conn, cx: &mut Cx, stream: u32) {
     s.due = None;
     let request = match crate::h2::message::request(fields, body) {
         Ok(request) => request,
-        Err(why) => return reset(conn, cx, stream, ErrorCode::Protocol, &why),
+        Err(Refused::Malformed(why)) => return reset(conn, cx, stream, ErrorCode::Protocol, &why),
+        Err(Refused::Status(status, why)) => {
+            let refusal = Refusal::new(status, why);
+            return answer(conn, cx, stream, respond::refusal(&refusal, Version::Http11, true));
+        }
     };
     let shared = cx.env.shared.clone();
     s.cors = shared.cors.allow(request.header_str("origin"));
@@ -156,22 +169,20 @@ pub fn request_complete(conn: &mut H2Conn, cx: &mut Cx, stream: u32) {
         Ok(Route::Metrics) => {
             respond::metrics(&super::report::metrics_text(&shared.stats, &cx.env.fanout), v, true)
         }
-        Ok(Route::Subscribe(req))
-            if req.ws_accept.is_some() || req.transport == crate::transport::Transport::Ws =>
-        {
-            return reset(conn, cx, stream, ErrorCode::Http11Required, "WebSocket is served over HTTP/1.1");
-        }
-        Ok(Route::Subscribe(req)) => match super::admission::check_subscribe(&shared, &request, &req) {
+        Ok(Route::Subscribe(req)) => match subscribe_checks(&shared, &request, &req) {
             Ok(claims) => {
+                let is_ws = req.ws.is_some();
                 let sub = super::subscription::begin(cx, req, claims.as_ref(), stream, false);
-                s.phase = Phase::Subscribing { sub };
+                let ws = is_ws.then(|| Box::new(Pending { claims, input: Vec::new() }));
+                s.phase = Phase::Subscribing { sub, ws };
                 return;
             }
             Err(refusal) => respond::refusal(&refusal, v, true),
         },
-        Ok(Route::BayeuxSocket { .. }) => {
-            return reset(conn, cx, stream, ErrorCode::Http11Required, "WebSocket is served over HTTP/1.1");
-        }
+        Ok(Route::BayeuxSocket { .. }) => match super::admission::check_websocket_origin(&shared, &request) {
+            Ok(()) => return super::h2_ws::open_bayeux(conn, cx, stream),
+            Err(refusal) => respond::refusal(&refusal, v, true),
+        },
         Ok(Route::Bayeux { messages, jsonp }) => {
             let transport = match jsonp {
                 Some(_) => crate::bayeux::engine::Transport::CallbackPolling,
@@ -208,6 +219,18 @@ pub fn request_complete(conn: &mut H2Conn, cx: &mut Cx, stream: u32) {
         ) => respond::refusal(&Refusal::new(404, "publishing and operating are on the ingest port"), v, true),
     };
     answer(conn, cx, stream, bytes);
+}
+
+/// A subscribe's checks, as over HTTP/1.1: a WebSocket's origin, then tokens.
+fn subscribe_checks(
+    shared: &super::worker::Shared,
+    request: &crate::http::Request,
+    req: &super::route::SubscribeRequest,
+) -> Result<Option<crate::auth::Claims>, Refusal> {
+    if req.ws.is_some() {
+        super::admission::check_websocket_origin(shared, request)?;
+    }
+    super::admission::check_subscribe(shared, request, req)
 }
 
 /// Sends a whole HTTP/1.1-built response (head and body) on `stream`.
@@ -248,10 +271,17 @@ pub fn subscribed(conn: &mut H2Conn, cx: &mut Cx, reply: Subscribed) {
         }
         return;
     };
-    let Phase::Subscribing { mut sub } = std::mem::replace(&mut s.phase, Phase::Done) else { return };
+    if let Phase::Ws { .. } = s.phase {
+        // A socket's `subscribe` command was answered.
+        return super::h2_ws::mail(conn, cx, stream, super::conn::Mail::Subscribed(reply));
+    }
+    let Phase::Subscribing { mut sub, ws } = std::mem::replace(&mut s.phase, Phase::Done) else { return };
     sub.registered = reply.registered;
     sub.gap = reply.gap;
     sub.last_id = reply.last_id;
+    if let Some(pending) = ws {
+        return super::h2_ws::open(conn, cx, stream, sub, *pending, &reply.catchup);
+    }
     if sub.transport.is_streaming() {
         return open_stream(conn, cx, stream, sub, &reply.catchup);
     }
@@ -321,6 +351,9 @@ pub fn answer_poll(conn: &mut H2Conn, cx: &mut Cx, stream: u32) {
 /// (the reconnect hint) and END_STREAM.
 pub fn finish(conn: &mut H2Conn, cx: &mut Cx, stream: u32, reason: EndReason) {
     let Some(s) = conn.streams.get_mut(&stream) else { return };
+    if let Phase::Ws { .. } = s.phase {
+        return super::h2_ws::end(conn, cx, stream, reason);
+    }
     match std::mem::replace(&mut s.phase, Phase::Done) {
         poll @ Phase::Poll { .. } => {
             s.phase = poll;
@@ -346,6 +379,7 @@ pub fn timer(conn: &mut H2Conn, cx: &mut Cx, stream: u32, now: Instant) {
             let reason = *end_reason;
             finish(conn, cx, stream, reason);
         }
+        Phase::Ws { .. } => super::h2_ws::tick(conn, cx, stream),
         Phase::Stream { sub, ends_at, .. } => {
             let beat = Chunk::Static(sub.transport.heartbeat());
             s.due = Some((now + cx.env.shared.heartbeat).min(*ends_at));
@@ -368,6 +402,10 @@ pub fn timer(conn: &mut H2Conn, cx: &mut Cx, stream: u32, now: Instant) {
 pub fn engine_part(conn: &mut H2Conn, cx: &mut Cx, stream: u32, part: crate::hub::Part) {
     use crate::hub::Part;
     let Some(s) = conn.streams.get_mut(&stream) else { return };
+    if let Phase::Ws { .. } = s.phase {
+        // A Bayeux socket's reply.
+        return super::h2_ws::mail(conn, cx, stream, super::conn::Mail::Engine(part));
+    }
     let Phase::Engine { engine, open } = &mut s.phase else { return };
     let v = Version::Http11;
     match part {

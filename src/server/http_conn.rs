@@ -14,6 +14,7 @@ use crate::chunk::Chunk;
 use crate::fanout::{Control, Publish};
 use crate::http::response::BodyKind;
 use crate::http::{parse_request, request::expects_continue, Method, Parse, Request, Version};
+use crate::ws::Opening;
 
 pub struct HttpConn {
     /// The current request's version and keep-alive wish, for its response.
@@ -155,7 +156,6 @@ impl HttpConn {
             self.deferred = Some(request);
             return Handler::Http(self);
         }
-        let ws_refusal = || Refusal::new(403, "WebSocket from an origin that cors_origins does not list");
         match routed {
             Err(refusal) => self.refuse(cx, &refusal, true),
             Ok(Route::Health) => {
@@ -205,18 +205,30 @@ impl HttpConn {
                 cx.env.fanout.control(Control::DeleteChannel { reply: cx.env.conn_ref(cx.key), channel });
                 self.wait_for_hub(cx, Awaiting::Delete)
             }
-            Ok(Route::Subscribe(req)) if req.ws_accept.is_some() && !ws_origin_allowed(&shared, &request) => {
-                self.refuse(cx, &ws_refusal(), false)
+            Ok(Route::Subscribe(req)) if req.ws.is_some() => {
+                match super::admission::check_websocket_origin(&shared, &request) {
+                    Err(refusal) => self.refuse(cx, &refusal, false),
+                    Ok(()) => match super::admission::check_subscribe(&shared, &request, &req) {
+                        Ok(claims) => super::subscription::start(self, cx, req, claims),
+                        Err(refusal) => self.refuse(cx, &refusal, true),
+                    },
+                }
             }
             Ok(Route::Subscribe(req)) => match super::admission::check_subscribe(&shared, &request, &req) {
                 Ok(claims) => super::subscription::start(self, cx, req, claims),
                 Err(refusal) => self.refuse(cx, &refusal, true),
             },
             Ok(Route::Bayeux { messages, jsonp }) => super::bayeux_held::start(self, cx, messages, jsonp),
-            Ok(Route::BayeuxSocket { .. }) if !ws_origin_allowed(&shared, &request) => {
-                self.refuse(cx, &ws_refusal(), false)
+            Ok(Route::BayeuxSocket { opening }) => {
+                match (super::admission::check_websocket_origin(&shared, &request), opening) {
+                    (Err(refusal), _) => self.refuse(cx, &refusal, false),
+                    (Ok(()), Opening::Upgrade { accept }) => super::ws_conn::WsConn::open_bayeux(cx, accept),
+                    // Only HTTP/2 makes extended CONNECTs (a request's `protocol`).
+                    (Ok(()), Opening::Connect) => {
+                        self.refuse(cx, &Refusal::new(400, "an extended CONNECT is HTTP/2's"), false)
+                    }
+                }
             }
-            Ok(Route::BayeuxSocket { accept }) => super::ws_conn::WsConn::open_bayeux(cx, accept),
             Ok(Route::Pushlet { fields, path }) => {
                 let bearer = request.header_str("authorization").and_then(super::bearer).map(String::from);
                 super::pushlet_conn::start(self, cx, fields, path, bearer)
@@ -308,18 +320,6 @@ impl HttpConn {
             return Handler::Closing;
         }
         Handler::Http(self)
-    }
-}
-
-/// Browsers send `Origin` with every WebSocket and apply no CORS to it, so a
-/// `cors_origins` list is enforced here; `*` or empty lets any origin in.
-fn ws_origin_allowed(shared: &Shared, request: &Request) -> bool {
-    match &shared.cors {
-        super::cors::CorsPolicy::List(_) => match request.header_str("origin") {
-            Some(origin) => shared.cors.allow(Some(origin)).is_some(),
-            None => true,
-        },
-        _ => true,
     }
 }
 

@@ -10,6 +10,7 @@ mod conn;
 pub mod cors;
 mod h2_conn;
 mod h2_stream;
+mod h2_ws;
 mod http_conn;
 mod index;
 pub mod mail;
@@ -24,7 +25,9 @@ mod start;
 mod stream_conn;
 mod subscription;
 mod worker;
+mod ws_command;
 mod ws_conn;
+mod ws_session;
 
 pub use admission::bearer;
 pub use start::{load_tls, start, Running, Stopper};

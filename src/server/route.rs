@@ -43,8 +43,9 @@ pub struct SubscribeRequest {
     pub timeout: Duration,
     /// JSONP or iframe callback name.
     pub callback: Option<String>,
-    /// WebSocket: the `Sec-WebSocket-Accept` value for the 101 answer.
-    pub ws_accept: Option<String>,
+    /// WebSocket: how it was asked for (HTTP/1.1 upgrade or HTTP/2
+    /// extended CONNECT), which says how it is answered.
+    pub ws: Option<crate::ws::Opening>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,7 +83,7 @@ pub enum Route {
     },
     /// A WebSocket carrying Bayeux.
     BayeuxSocket {
-        accept: String,
+        opening: crate::ws::Opening,
     },
     /// A Pushlet request: its fields and the path (for refresh URLs).
     Pushlet {
@@ -157,23 +158,26 @@ fn route_public(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
     if req.method == Method::Options {
         return Ok(Route::Preflight);
     }
-    if req.method != Method::Get {
+    if req.method != Method::Get && req.protocol.is_none() {
         return Err(Refusal::method("GET, OPTIONS"));
     }
     let channels =
         parse_channel_list(list, limits.max_channels).map_err(|e| Refusal::new(400, e.to_string()))?;
     let transport = pick_transport(req)?;
+    if req.protocol.is_some() && transport != Transport::Ws {
+        return Err(Refusal::new(400, "an extended CONNECT opens a WebSocket: use transport=ws"));
+    }
     let callback = match transport {
         Transport::Jsonp => Some(callback(req, "callback")?),
         Transport::Iframe => Some(callback(req, crate::transport::iframe::DEFAULT_CALLBACK)?),
         _ => None,
     };
-    let ws_accept = match transport {
-        Transport::Ws => Some(websocket_accept(req)?),
+    let ws = match transport {
+        Transport::Ws => Some(websocket(req)?),
         _ => None,
     };
     Ok(Route::Subscribe(SubscribeRequest {
-        ws_accept,
+        ws,
         channels,
         transport,
         start: start_point(req, limits)?,
@@ -199,7 +203,7 @@ fn pick_transport(req: &Request) -> Result<Transport, Refusal> {
             )),
         };
     }
-    if req.header_has_token("upgrade", "websocket") {
+    if asks_websocket(req) {
         return Ok(Transport::Ws);
     }
     if accept.contains("text/event-stream") {
@@ -220,8 +224,8 @@ fn bayeux(req: &Request) -> Result<Route, Refusal> {
     if req.method == Method::Options {
         return Ok(Route::Preflight);
     }
-    if req.header_has_token("upgrade", "websocket") {
-        return Ok(Route::BayeuxSocket { accept: websocket_accept(req)? });
+    if asks_websocket(req) {
+        return Ok(Route::BayeuxSocket { opening: websocket(req)? });
     }
     let bad_body = |e: crate::bayeux::message::BodyError| Refusal::new(400, e.0);
     match req.method {
@@ -260,15 +264,29 @@ fn pushlet(req: &Request) -> Result<Route, Refusal> {
     Ok(Route::Pushlet { fields, path: req.path.clone() })
 }
 
-/// Checks the WebSocket opening handshake and computes the accept key.
-fn websocket_accept(req: &Request) -> Result<String, Refusal> {
+/// An HTTP/1.1 upgrade to websocket, or an HTTP/2 extended CONNECT.
+fn asks_websocket(req: &Request) -> bool {
+    req.protocol.is_some() || req.header_has_token("upgrade", "websocket")
+}
+
+/// Checks the WebSocket opening: an HTTP/2 extended CONNECT (RFC 8441), or
+/// an HTTP/1.1 upgrade and its accept key (RFC 6455).
+fn websocket(req: &Request) -> Result<crate::ws::Opening, Refusal> {
     let header = |name: &str| req.header_str(name).map(String::from);
-    crate::ws::check_upgrade(req.method == Method::Get, req.version == crate::http::Version::Http11, &header)
-        .map_err(|e| Refusal {
-            status: e.status(),
-            message: format!("WebSocket handshake: {}", e.reason()),
-            header: e.headers().first().copied(),
-        })
+    let opening = match &req.protocol {
+        Some(protocol) => crate::ws::check_connect(protocol, &header).map(|()| crate::ws::Opening::Connect),
+        None => crate::ws::check_upgrade(
+            req.method == Method::Get,
+            req.version == crate::http::Version::Http11,
+            &header,
+        )
+        .map(|accept| crate::ws::Opening::Upgrade { accept }),
+    };
+    opening.map_err(|e| Refusal {
+        status: e.status(),
+        message: format!("WebSocket handshake: {}", e.reason()),
+        header: e.headers().first().copied(),
+    })
 }
 
 /// `?callback=`, or `default`; a JavaScript identifier of at most 64 characters.
@@ -381,7 +399,7 @@ fn stats_stream(req: &Request, limits: &RouteLimits) -> Result<Route, Refusal> {
         start,
         timeout: limits.longpoll_default,
         callback: None,
-        ws_accept: None,
+        ws: None,
     }))
 }
 
@@ -477,6 +495,41 @@ mod tests {
         match parse_request(raw, 8192, &|_, _| 1 << 20) {
             Ok(Parse::Complete { request, .. }) => request,
             other => panic!("test request did not parse: {raw:?}: {:?}", other.err()),
+        }
+    }
+
+    /// An HTTP/2 extended CONNECT (as `h2::message::request` makes it).
+    fn connect(path: &str, protocol: &str, version: Option<&str>) -> Request {
+        let mut r = req(format!("GET {path} HTTP/1.1\r\n\r\n"));
+        r.method = Method::Other("CONNECT".into());
+        r.protocol = Some(protocol.into());
+        r.headers.extend(version.map(|v| ("sec-websocket-version".to_string(), v.as_bytes().to_vec())));
+        r
+    }
+
+    #[test]
+    fn routes_extended_connects() {
+        let at = |r: &Request| route(r, Port::Public, &limits());
+        let Ok(Route::Subscribe(sub)) = at(&connect("/sub/a?transport=ws", "websocket", Some("13"))) else {
+            panic!("not a subscribe")
+        };
+        assert_eq!((sub.transport, sub.ws), (Transport::Ws, Some(crate::ws::Opening::Connect)));
+        let Ok(Route::Subscribe(sub)) = at(&connect("/sub/a", "websocket", Some("13"))) else { panic!() };
+        assert_eq!(sub.transport, Transport::Ws, "an extended CONNECT picks ws");
+        assert_eq!(
+            at(&connect("/bayeux", "websocket", Some("13"))),
+            Ok(Route::BayeuxSocket { opening: crate::ws::Opening::Connect })
+        );
+        let refused: [(Request, u16, &str); 5] = [
+            (connect("/sub/a?transport=sse", "websocket", Some("13")), 400, "use transport=ws"),
+            (connect("/sub/a", "chat", Some("13")), 400, "other than websocket"),
+            (connect("/sub/a", "websocket", None), 400, "Sec-WebSocket-Version"),
+            (connect("/sub/a", "websocket", Some("8")), 426, "only 13"),
+            (connect("/", "websocket", Some("13")), 405, "use GET"),
+        ];
+        for (r, status, words) in refused {
+            let got = at(&r).expect_err("refused");
+            assert!(got.status == status && got.message.contains(words), "{} {}: {got:?}", r.path, r.query);
         }
     }
 

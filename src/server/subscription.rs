@@ -117,7 +117,11 @@ pub fn start(
     claims: Option<crate::auth::Claims>,
 ) -> Handler {
     let chunked = http.version == crate::http::Version::Http11 && req.transport != Transport::Ws;
-    let ws_accept = req.ws_accept.clone();
+    // Over HTTP/1.1 a WebSocket is an upgrade (extended CONNECT is HTTP/2's).
+    let ws_accept = match &req.ws {
+        Some(crate::ws::Opening::Upgrade { accept }) => Some(accept.clone()),
+        _ => None,
+    };
     let sub = begin(cx, req, claims.as_ref(), 0, chunked);
     let ws = ws_accept.map(|accept| (accept, claims));
     Handler::Subscribing(Box::new(SubscribingConn { http, sub, ws }))

@@ -60,6 +60,8 @@ pub enum UpgradeError {
     MissingKey,
     /// `Sec-WebSocket-Key` is not base64 of exactly 16 bytes.
     InvalidKey,
+    /// An HTTP/2 extended CONNECT whose `:protocol` is not `websocket`.
+    UnknownProtocol,
 }
 
 impl UpgradeError {
@@ -84,6 +86,7 @@ impl UpgradeError {
             UpgradeError::UnsupportedVersion => "unsupported Sec-WebSocket-Version; only 13 is supported",
             UpgradeError::MissingKey => "WebSocket upgrade without Sec-WebSocket-Key",
             UpgradeError::InvalidKey => "Sec-WebSocket-Key is not base64 of 16 bytes",
+            UpgradeError::UnknownProtocol => "extended CONNECT for a :protocol other than websocket",
         };
         reason.to_string()
     }
@@ -146,6 +149,30 @@ pub fn check_upgrade(
     Ok(accept_key(key))
 }
 
+/// How a WebSocket was asked for, and so how it is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opening {
+    /// An HTTP/1.1 upgrade (RFC 6455 §4): `101` with this `Sec-WebSocket-Accept`.
+    Upgrade { accept: String },
+    /// An HTTP/2 extended CONNECT (RFC 8441 §5): `200` on the stream, no key
+    /// (the stream, not a handshake, proves the server took the request).
+    Connect,
+}
+
+/// Validates an HTTP/2 extended CONNECT (RFC 8441 §4, §5) whose pseudo-headers
+/// the HTTP/2 layer has checked: `:protocol` is `websocket` and
+/// `Sec-WebSocket-Version` is 13. There is no `Sec-WebSocket-Key` to answer.
+pub fn check_connect(protocol: &str, header: &dyn Fn(&str) -> Option<String>) -> Result<(), UpgradeError> {
+    if protocol != "websocket" {
+        return Err(UpgradeError::UnknownProtocol);
+    }
+    let version = header("sec-websocket-version").ok_or(UpgradeError::MissingVersion)?;
+    if version.trim() != VERSION {
+        return Err(UpgradeError::UnsupportedVersion);
+    }
+    Ok(())
+}
+
 /// True if the comma-separated `list` contains `token`, ignoring ASCII case
 /// and the optional whitespace around elements.
 fn has_token(list: &str, token: &str) -> bool {
@@ -188,6 +215,16 @@ mod tests {
             ("sec-websocket-key", KEY),
             ("sec-websocket-version", "13"),
         ]
+    }
+
+    #[test]
+    fn extended_connect() {
+        let v13 = |name: &str| (name == "sec-websocket-version").then(|| "13".to_string());
+        let v8 = |name: &str| (name == "sec-websocket-version").then(|| "8".to_string());
+        assert_eq!(check_connect("websocket", &v13), Ok(()));
+        assert_eq!(check_connect("websocket", &|_| None), Err(UpgradeError::MissingVersion));
+        assert_eq!(check_connect("websocket", &v8), Err(UpgradeError::UnsupportedVersion));
+        assert_eq!(check_connect("webtransport", &v13), Err(UpgradeError::UnknownProtocol));
     }
 
     /// Runs `check_upgrade` on a GET/1.1 request with `headers`.

@@ -22,4 +22,4 @@ pub use assemble::{Assembler, Event};
 pub use frame::{
     close_frame, decode, encode_frame, text_header, Decoded, Frame, Opcode, WsError, MAX_FRAME_PAYLOAD,
 };
-pub use handshake::{accept_key, check_upgrade, response_head, UpgradeError};
+pub use handshake::{accept_key, check_connect, check_upgrade, response_head, Opening, UpgradeError};

@@ -53,9 +53,10 @@ def wait_subscribers(channel, n):
 class Client:
     """An HTTP/2 client connection with prior knowledge."""
 
-    def __init__(self, window=None, settings=None):
+    def __init__(self, window=None, settings=None, validate=True):
         self.sock = socket.create_connection((HOST, PUBLIC), timeout=DEADLINE)
-        cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
+                                        validate_outbound_headers=validate)
         self.conn = h2.connection.H2Connection(config=cfg)
         self.conn.initiate_connection()
         if window is not None:
@@ -90,6 +91,30 @@ class Client:
         self.flush()
         self.data[sid] = b""
         return sid
+
+    def request(self, fields, end_stream=False):
+        """Sends a header list as given (pseudo-headers included)."""
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(sid, fields, end_stream=end_stream)
+        self.flush()
+        self.data[sid] = b""
+        return sid
+
+    def websocket(self, path, extra=()):
+        """An RFC 8441 extended CONNECT; the caller waits for its 200."""
+        self.until(lambda: self.conn.remote_settings.enable_connect_protocol == 1, "SETTINGS_ENABLE_CONNECT_PROTOCOL")
+        return self.request([(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                             (":path", path), (":authority", "localhost"), ("sec-websocket-version", "13"), *extra])
+
+    def ws_send(self, sid, opcode, payload, end_stream=False):
+        self.conn.send_data(sid, ws_frame(opcode, payload), end_stream=end_stream)
+        self.flush()
+
+    def ws_frames(self, sid):
+        return ws_frames(self.data.get(sid, b""))
+
+    def ws_texts(self, sid):
+        return [json.loads(p) for op, p in self.ws_frames(sid) if op == 1]
 
     def pump(self, timeout=0.2, ack=True):
         """Reads what arrives within `timeout`; acknowledges DATA when `ack`
@@ -380,9 +405,12 @@ def case_lifecycle():
     """Over h2 streams (the server runs with --heartbeat-secs 1 and
     --max-stream-age-secs 3): heartbeats arrive, a poll times out with an
     empty answer, a deleted channel ends its stream with the end hint and
-    END_STREAM, the maximum age ends another; the connection stays usable."""
+    END_STREAM, the maximum age ends another, and a WebSocket stream gets
+    ping heartbeats and a 1001 close at its maximum age; the connection
+    stays usable."""
     c = Client()
     beat = c.get("/sub/life?transport=sse")
+    ws = c.websocket("/sub/life?transport=ws")
     gone = c.get("/sub/doomed?transport=stream")
     poll = c.get("/sub/quiet?timeout=1")
     wait_subscribers("doomed", 1)
@@ -396,6 +424,10 @@ def case_lifecycle():
     c.until(lambda: beat in c.ended, "the SSE stream ended at its maximum age")
     if b": end max-age" not in c.data[beat]:
         fail(f"no end hint: {c.data[beat][-200:]}")
+    c.until(lambda: ws in c.ended, "the WebSocket stream ended at its maximum age")
+    frames = c.ws_frames(ws)
+    if (9, b"") not in frames or frames[-1] != (8, struct.pack(">H", 1001) + b"max-age"):
+        fail(f"WebSocket frames: {frames}")
     p = c.get("/sub/life?timeout=0")
     c.until(lambda: p in c.ended, "a request after the streams ended")
 
@@ -419,14 +451,212 @@ def case_goaway_on_shutdown():
     c = Client()
     sse = c.get("/sub/bye?transport=sse")
     poll = c.get("/sub/bye?timeout=30")
-    wait_subscribers("bye", 2)
+    ws = c.websocket("/sub/bye?transport=ws")
+    wait_subscribers("bye", 3)
     print("ready", flush=True)
-    c.until(lambda: c.goaway is not None and sse in c.ended and poll in c.ended, "GOAWAY and both streams ended")
+    c.until(lambda: c.goaway is not None and {sse, poll, ws} <= c.ended, "GOAWAY and the three streams ended")
+    if c.ws_frames(ws)[-1:] != [(8, struct.pack(">H", 1001) + b"shutdown")]:
+        fail(f"the WebSocket's last frame: {c.ws_frames(ws)[-1:]}")
     if c.goaway[0] != 0:
         fail(f"GOAWAY code {c.goaway[0]}")
     body = json.loads(c.data[poll])
     if body["messages"] != []:
         fail(f"poll answer {body}")
+
+
+def ws_frame(opcode, payload, mask=b"\x01\x02\x03\x04"):
+    """A masked client WebSocket frame (RFC 6455 5.2), FIN set."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def ws_frames(buf):
+    """The server's (unmasked) frames in `buf`: [(opcode, payload)], whole ones only."""
+    out, at = [], 0
+    while at + 2 <= len(buf):
+        n, head = buf[at + 1] & 0x7F, 2
+        if n == 126:
+            n, head = struct.unpack(">H", buf[at + 2:at + 4])[0], 4
+        elif n == 127:
+            n, head = struct.unpack(">Q", buf[at + 2:at + 10])[0], 10
+        if at + head + n > len(buf):
+            break
+        out.append((buf[at] & 0x0F, buf[at + head:at + head + n]))
+        at += head + n
+    return out
+
+
+def metric(name):
+    text = urllib.request.urlopen(f"http://{HOST}:{INGEST}/metrics", timeout=DEADLINE).read().decode()
+    lines = [l for l in text.splitlines() if l.startswith(name + " ")]
+    return int(float(lines[0].split()[-1])) if lines else None
+
+
+def case_websocket():
+    """WebSockets over HTTP/2 (RFC 8441): two sockets and an SSE stream on
+    one connection all receive; subscribe and unsubscribe commands are
+    acknowledged and take effect; ping, the close handshake (close frame
+    with END_STREAM), a client reset; a Bayeux socket; the control
+    subscriber on another connection receives throughout."""
+    ctl, ctl_sid = control()
+    c = Client()
+    a = c.websocket("/sub/w1?transport=ws")
+    b = c.websocket("/sub/w2?transport=ws")
+    sse = c.get("/sub/w1?transport=sse")
+    c.until(lambda: c.headers.get(a, {}).get(":status") == "200" and c.headers.get(b, {}).get(":status") == "200",
+            "200 for both extended CONNECTs")
+    if a in c.ended or b in c.ended or "sec-websocket-accept" in c.headers[a]:
+        fail(f"a socket's 200 must not end the stream nor carry an accept key: {c.headers}")
+    wait_subscribers("w1", 2)
+    wait_subscribers("w2", 1)
+    envelopes = lambda sid: [m["data"] for m in c.ws_texts(sid) if "data" in m]
+    one = publish("w1", "one")["id"]
+    c.until(lambda: envelopes(a) == ["one"] and b"data: one\n" in c.data[sse], "one on the socket and the SSE stream")
+    if c.ws_texts(a)[0]["id"] != one:
+        fail(f"envelope id: {c.ws_texts(a)}")
+    # b adds w1 with a command; the ack comes first, then w1's messages.
+    c.ws_send(b, 1, json.dumps({"subscribe": ["w1"]}))
+    c.until(lambda: {"subscribed": ["w1"]} in c.ws_texts(b), "the subscribe ack")
+    publish("w1", "two")
+    c.until(lambda: envelopes(a) == ["one", "two"] and envelopes(b) == ["two"]
+            and b"data: two\n" in c.data[sse], "two on both sockets and the SSE stream")
+    c.ws_send(b, 1, json.dumps({"unsubscribe": ["w1"]}))
+    c.until(lambda: {"unsubscribed": ["w1"]} in c.ws_texts(b), "the unsubscribe ack")
+    publish("w1", "three")
+    publish("w2", "four")
+    c.until(lambda: envelopes(a)[-1:] == ["three"] and envelopes(b)[-1:] == ["four"], "three on a, four on b")
+    if envelopes(b) != ["two", "four"]:
+        fail(f"b after its unsubscribe: {envelopes(b)}")
+    # Ping, a bad command: answered on the socket, which goes on.
+    c.ws_send(b, 9, "hi")
+    c.until(lambda: (10, b"hi") in c.ws_frames(b), "the pong")
+    c.ws_send(b, 1, "nope")
+    c.until(lambda: any("error" in m for m in c.ws_texts(b)), "an error frame for a bad command")
+    control_gets(ctl, ctl_sid, 2)
+    # Close handshake: the server's close frame ends the stream; the client's half follows.
+    c.ws_send(a, 8, struct.pack(">H", 1000))
+    c.until(lambda: a in c.ended, "END_STREAM after the server's close frame")
+    if c.ws_frames(a)[-1] != (8, struct.pack(">H", 1000)):
+        fail(f"a's last frame: {c.ws_frames(a)[-1]}")
+    c.conn.end_stream(a)
+    c.flush()
+    # A reset ends a socket as cleanly.
+    c.conn.reset_stream(b)
+    c.flush()
+    end = time.time() + DEADLINE
+    while (subscribers("w1"), subscribers("w2")) != (1, 0) and time.time() < end:
+        c.pump(0.05)
+    if (subscribers("w1"), subscribers("w2")) != (1, 0):
+        fail(f"subscribers after the close and the reset: w1 {subscribers('w1')}, w2 {subscribers('w2')}")
+    publish("w1", "five")
+    c.until(lambda: b"data: five\n" in c.data[sse], "five on the SSE stream after both sockets ended")
+    if c.resets or c.goaway:
+        fail(f"resets {c.resets} goaway {c.goaway}")
+    # A Bayeux socket on the same connection.
+    bx = c.websocket("/bayeux")
+    c.until(lambda: c.headers.get(bx, {}).get(":status") == "200", "200 for the Bayeux socket")
+    c.ws_send(bx, 1, json.dumps([{"channel": "/meta/handshake", "version": "1.0",
+                                  "supportedConnectionTypes": ["websocket"]}]))
+    c.until(lambda: any(m[0].get("clientId") for m in c.ws_texts(bx)), "the Bayeux handshake reply")
+    cid = [m[0]["clientId"] for m in c.ws_texts(bx) if m[0].get("clientId")][0]
+    c.ws_send(bx, 1, json.dumps([{"channel": "/meta/subscribe", "clientId": cid, "subscription": "/wbx"},
+                                 {"channel": "/meta/connect", "clientId": cid, "connectionType": "websocket"}]))
+    wait_subscribers("wbx", 1)
+    c.ws_send(bx, 1, json.dumps([{"channel": "/meta/connect", "clientId": cid, "connectionType": "websocket"}]))
+    publish("wbx", "to bayeux")
+    c.until(lambda: any(m.get("data") == "to bayeux" for msgs in c.ws_texts(bx) for m in msgs),
+            "the message on the Bayeux socket")
+    control_gets(ctl, ctl_sid, 2)
+    if (metric("halley_h2_websockets_total") or 0) < 3:
+        fail(f"halley_h2_websockets_total is {metric('halley_h2_websockets_total')}, want 3")
+
+
+def case_websocket_malformed():
+    """Extended CONNECTs that are malformed (RFC 8441 4, RFC 9113 8.5) are
+    reset with PROTOCOL_ERROR; well-formed ones halley does not serve get a
+    4xx that says why; the connection and a control subscriber go on."""
+    ctl, ctl_sid = control()
+    c = Client(validate=False)
+    c.until(lambda: c.conn.remote_settings.enable_connect_protocol == 1, "SETTINGS_ENABLE_CONNECT_PROTOCOL")
+    base = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+            (":path", "/sub/m?transport=ws"), (":authority", "h"), ("sec-websocket-version", "13")]
+    without = lambda name: [f for f in base if f[0] != name]
+    resets = {
+        "no :path": without(":path"),
+        "no :scheme": without(":scheme"),
+        ":protocol on GET": [(":method", "GET"), *base[1:]],
+        "a tunnel with :path": [(":method", "CONNECT"), (":authority", "h"), (":scheme", "http"), (":path", "/")],
+    }
+    # A GET is whole at END_STREAM; a CONNECT at its HEADERS.
+    reset_ids = {why: c.request(fields, end_stream=fields[0][1] != "CONNECT") for why, fields in resets.items()}
+    with_end = c.request(base, end_stream=True)
+    answers = {
+        "CONNECT tunnels are not served": (405, [(":method", "CONNECT"), (":authority", "h:443")]),
+        "other than websocket": (400, [(n, "chat" if n == ":protocol" else v) for n, v in base]),
+        "without Sec-WebSocket-Version": (400, without("sec-websocket-version")),
+        "only 13 is supported": (426, [(n, "8" if n == "sec-websocket-version" else v) for n, v in base]),
+        "use transport=ws": (400, [(n, "/sub/m?transport=sse" if n == ":path" else v) for n, v in base]),
+        "method not allowed": (405, [(n, "/" if n == ":path" else v) for n, v in base]),
+    }
+    answer_ids = {why: (status, c.request(fields)) for why, (status, fields) in answers.items()}
+    get_ws = c.get("/sub/m?transport=ws")
+    c.until(lambda: all(sid in c.resets for sid in [*reset_ids.values(), with_end])
+            and all(sid in c.ended for _, sid in answer_ids.values()) and get_ws in c.ended, "every answer")
+    for why, sid in [*reset_ids.items(), ("END_STREAM on the CONNECT", with_end)]:
+        if c.resets[sid] != PROTOCOL_ERROR:
+            fail(f"{why}: reset with {c.resets[sid]}, want PROTOCOL_ERROR")
+    for why, (status, sid) in answer_ids.items():
+        got = (c.headers.get(sid, {}).get(":status"), c.data[sid].decode(errors="replace"))
+        if got[0] != str(status) or why not in got[1]:
+            fail(f"{why}: got {got}, want {status}")
+    if c.headers[get_ws][":status"] != "400" or b"Upgrade" not in c.data[get_ws]:
+        fail(f"GET transport=ws over h2: {c.headers[get_ws]} {c.data[get_ws]}")
+    if subscribers("m") != 0:
+        fail(f"refused sockets left subscribers: {subscribers('m')}")
+    ok = c.websocket("/sub/m?transport=ws")
+    c.until(lambda: c.headers.get(ok, {}).get(":status") == "200", "a good socket on the same connection")
+    control_gets(ctl, ctl_sid, 2)
+
+
+def case_websocket_limits():
+    """Over HTTP/2 as over HTTP/1.1: a frame over 64 KiB is refused with a
+    1009 close (and END_STREAM) before its payload; a socket whose window
+    stays shut is cut (RST_STREAM CANCEL) like a slow consumer, while a
+    socket on the same connection that reads receives everything."""
+    ctl, ctl_sid = control()
+    c = Client()
+    big = c.websocket("/sub/wl?transport=ws")
+    c.until(lambda: c.headers.get(big, {}).get(":status") == "200", "200")
+    c.conn.send_data(big, bytes([0x81, 0xFF]) + struct.pack(">Q", 100 * 1024) + b"abcd")
+    c.flush()
+    c.until(lambda: big in c.ended, "the oversize frame's close")
+    if c.ws_frames(big)[-1][0] != 8 or struct.unpack(">H", c.ws_frames(big)[-1][1][:2])[0] != 1009:
+        fail(f"want close 1009: {c.ws_frames(big)}")
+    two = Client(window=100)
+    slow = two.websocket("/sub/wl?transport=ws")
+    fast = two.websocket("/sub/wl?transport=ws")
+    two.conn.increment_flow_control_window(1 << 30)
+    two.conn.increment_flow_control_window(1 << 30, stream_id=fast)
+    two.flush()
+    wait_subscribers("wl", 2)
+    only_fast = lambda s: s == fast
+    for i in range(50):
+        publish("wl", f"{i}-" + "z" * 30000)
+        two.pump(0.01, ack=only_fast)
+    two.until(lambda: len(two.ws_texts(fast)) == 50, "all 50 on the open socket", ack=only_fast)
+    two.until(lambda: slow in two.resets, "the stalled socket reset", ack=only_fast)
+    if two.resets[slow] != 8:
+        fail(f"stalled socket reset with {two.resets[slow]}, want CANCEL (8)")
+    control_gets(ctl, ctl_sid, 2)
 
 
 globals()["case_" + CASE]()
