@@ -62,6 +62,25 @@ fn args(list: &[&str]) -> Vec<String> {
 }
 
 /// Checks the one step of a run: every subscriber got every message once, in order.
+/// The arguments the runs here share: `subscribers` on `channels` at
+/// `sub_url`, published with `publish` (`--pub-url URL` or `--pub-resp
+/// ADDR`) to every channel in turn at `rate` msg/s for `secs` seconds, 5 s
+/// to settle; then `extra`.
+fn load(
+    sub_url: &str,
+    (subscribers, channels): (u32, u32),
+    publish: [&str; 2],
+    (rate, secs): (u32, &str),
+    extra: &[&str],
+) -> Vec<String> {
+    let (subscribers, channels, rate) = (subscribers.to_string(), channels.to_string(), rate.to_string());
+    let mut list = args(&["--sub-url", sub_url, "--subscribers", &subscribers, "--channels", &channels]);
+    list.extend(args(&publish));
+    list.extend(args(&["--rate", &rate, "--duration", secs, "--target", "all", "--settle", "5"]));
+    list.extend(args(extra));
+    list
+}
+
 fn assert_complete(out: &serde_json::Value, subscribers: u64, published: u64, per_message: u64) {
     let what = out.to_string();
     assert_eq!(out["connected"], subscribers, "{what}");
@@ -85,28 +104,13 @@ fn sse_subscribers_get_every_message_over_http_publishing() {
     let server = Server::start(&[]);
     let sub = format!("http://{}/sub/{{ch}}", server.public);
     let publ = format!("http://{}/pub/{{ch}}", server.ingest);
-    let out = run_loadgen(&args(&[
-        "--sub-url",
+    let out = run_loadgen(&load(
         &sub,
-        "--transport",
-        "sse",
-        "--subscribers",
-        "200",
-        "--channels",
-        "4",
-        "--pub-url",
-        &publ,
-        "--rate",
-        "200",
-        "--duration",
-        "3",
-        "--target",
-        "all",
-        "--settle",
-        "5",
-        "--label",
-        "smoke-sse",
-    ]));
+        (200, 4),
+        ["--pub-url", &publ],
+        (200, "3"),
+        &["--transport", "sse", "--label", "smoke-sse"],
+    ));
     assert_eq!(out["label"], "smoke-sse");
     assert_eq!(out["transport"], "sse");
     // 600 messages round-robin over 4 channels of 50 subscribers each.
@@ -118,24 +122,7 @@ fn sse_subscribers_get_every_message_over_http_publishing() {
 fn sse_subscribers_get_every_message_published_over_resp() {
     let server = Server::start(&[]);
     let sub = format!("http://{}/sub/{{ch}}", server.public);
-    let out = run_loadgen(&args(&[
-        "--sub-url",
-        &sub,
-        "--subscribers",
-        "100",
-        "--channels",
-        "2",
-        "--pub-resp",
-        &server.resp.to_string(),
-        "--rate",
-        "200",
-        "--duration",
-        "2",
-        "--target",
-        "all",
-        "--settle",
-        "5",
-    ]));
+    let out = run_loadgen(&load(&sub, (100, 2), ["--pub-resp", &server.resp.to_string()], (200, "2"), &[]));
     assert_complete(&out, 100, 400, 50);
 }
 
@@ -144,26 +131,7 @@ fn websocket_subscribers_get_every_message() {
     let server = Server::start(&[]);
     let sub = format!("http://{}/sub/{{ch}}", server.public);
     let publ = format!("http://{}/pub/{{ch}}", server.ingest);
-    let out = run_loadgen(&args(&[
-        "--sub-url",
-        &sub,
-        "--transport",
-        "ws",
-        "--subscribers",
-        "100",
-        "--channels",
-        "2",
-        "--pub-url",
-        &publ,
-        "--rate",
-        "200",
-        "--duration",
-        "2",
-        "--target",
-        "all",
-        "--settle",
-        "5",
-    ]));
+    let out = run_loadgen(&load(&sub, (100, 2), ["--pub-url", &publ], (200, "2"), &["--transport", "ws"]));
     assert_eq!(out["transport"], "ws");
     assert_complete(&out, 100, 400, 50);
 }
@@ -179,6 +147,19 @@ fn usage_errors_exit_2_and_nothing_leaves_loopback() {
         let out = Command::new(loadgen_bin()).args(bad).output().expect("run loadgen");
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
+}
+
+/// A halley with TLS on its public port, its certificate from a test CA
+/// made in a fresh directory (returned, for the caller to remove), and the
+/// CA's path.
+fn tls_server(name: &str) -> (Server, std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("halley-loadgen-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    test_pki(&dir);
+    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let server = Server::start(&["--tls-cert", &path("cert.pem"), "--tls-key", &path("key.pem")]);
+    let ca = path("ca.pem");
+    (server, dir, ca)
 }
 
 /// A test CA (`ca.pem`) and a certificate for localhost signed by it
@@ -218,34 +199,11 @@ fn test_pki(dir: &std::path::Path) {
 
 #[test]
 fn tls_subscribers_get_every_message() {
-    let dir = std::env::temp_dir().join(format!("halley-loadgen-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    test_pki(&dir);
-    let (cert, key, ca) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
-    let (cert, key, ca) = (cert.to_str().unwrap(), key.to_str().unwrap(), ca.to_str().unwrap());
-    let server = Server::start(&["--tls-cert", cert, "--tls-key", key]);
+    let (server, dir, ca) = tls_server("tls");
+    let ca = ca.as_str();
     let sub = format!("https://localhost:{}/sub/{{ch}}", server.public.port());
     let publ = format!("http://{}/pub/{{ch}}", server.ingest);
-    let out = run_loadgen(&args(&[
-        "--sub-url",
-        &sub,
-        "--tls-ca",
-        ca,
-        "--subscribers",
-        "100",
-        "--channels",
-        "2",
-        "--pub-url",
-        &publ,
-        "--rate",
-        "100",
-        "--duration",
-        "2",
-        "--target",
-        "all",
-        "--settle",
-        "5",
-    ]));
+    let out = run_loadgen(&load(&sub, (100, 2), ["--pub-url", &publ], (100, "2"), &["--tls-ca", ca]));
     let _ = std::fs::remove_dir_all(&dir);
     assert_complete(&out, 100, 200, 50);
 }
@@ -288,24 +246,7 @@ fn subscribers_spread_over_nodes_on_redis_get_every_message() {
     let join = |f: &dyn Fn(&Server) -> String| nodes.iter().map(f).collect::<Vec<_>>().join("|");
     let sub = join(&|s| format!("http://{}/sub/{{ch}}", s.public));
     let publ = join(&|s| format!("http://{}/pub/{{ch}}", s.ingest));
-    let out = run_loadgen(&args(&[
-        "--sub-url",
-        &sub,
-        "--subscribers",
-        "150",
-        "--channels",
-        "2",
-        "--pub-url",
-        &publ,
-        "--rate",
-        "100",
-        "--duration",
-        "2",
-        "--target",
-        "all",
-        "--settle",
-        "5",
-    ]));
+    let out = run_loadgen(&load(&sub, (150, 2), ["--pub-url", &publ], (100, "2"), &[]));
     // 200 messages round-robin over 2 channels of 75 subscribers (25 on each node).
     assert_complete(&out, 150, 200, 75);
 }
@@ -350,30 +291,13 @@ fn h2c_sse_streams_get_every_message() {
     let server = Server::start(&[]);
     let sub = format!("http://{}/sub/{{ch}}", server.public);
     let publ = format!("http://{}/pub/{{ch}}", server.ingest);
-    let list = args(&[
-        "--sub-url",
+    let list = load(
         &sub,
-        "--h2-streams",
-        "50",
-        "--workers",
-        "1",
-        "--subscribers",
-        "200",
-        "--channels",
-        "4",
-        "--pub-url",
-        &publ,
-        "--rate",
-        "200",
-        "--duration",
-        "3",
-        "--target",
-        "all",
-        "--settle",
-        "5",
-        "--label",
-        "smoke-h2",
-    ]);
+        (200, 4),
+        ["--pub-url", &publ],
+        (200, "3"),
+        &["--h2-streams", "50", "--workers", "1", "--label", "smoke-h2"],
+    );
     let out = run_loadgen_watching_h2(&server, list, "sse", 200.0, 4.0);
     assert_eq!(out["label"], "smoke-h2");
     assert_eq!(out["transport"], "sse");
@@ -392,32 +316,22 @@ fn h2c_ndjson_and_longpoll_subscribers_get_every_message() {
     for (transport, query, gauge) in [("stream", "?transport=stream", "stream"), ("longpoll", "", "longpoll")]
     {
         let sub = format!("http://{}/sub/{{ch}}{query}", server.public);
-        let list = args(&[
-            "--sub-url",
+        let list = load(
             &sub,
-            "--transport",
-            transport,
-            "--h2-streams",
-            "10",
-            "--workers",
-            "2",
-            "--subscribers",
-            "40",
-            "--channels",
-            "2",
-            "--channel-prefix",
-            transport,
-            "--pub-url",
-            &publ,
-            "--rate",
-            "50",
-            "--duration",
-            "2",
-            "--target",
-            "all",
-            "--settle",
-            "5",
-        ]);
+            (40, 2),
+            ["--pub-url", &publ],
+            (50, "2"),
+            &[
+                "--transport",
+                transport,
+                "--h2-streams",
+                "10",
+                "--workers",
+                "2",
+                "--channel-prefix",
+                transport,
+            ],
+        );
         // Two workers of 20 streams: 2 connections each. A long-poller is
         // between two polls now and then, so its gauge is not watched.
         let out = if transport == "longpoll" {
@@ -436,38 +350,17 @@ fn h2c_ndjson_and_longpoll_subscribers_get_every_message() {
 /// HTTP/2 over TLS: ALPN h2, 100 SSE subscribers as streams of 2 connections.
 #[test]
 fn tls_alpn_h2_streams_get_every_message() {
-    let dir = std::env::temp_dir().join(format!("halley-loadgen-h2tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    test_pki(&dir);
-    let (cert, key, ca) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
-    let (cert, key, ca) = (cert.to_str().unwrap(), key.to_str().unwrap(), ca.to_str().unwrap());
-    let server = Server::start(&["--tls-cert", cert, "--tls-key", key]);
+    let (server, dir, ca) = tls_server("h2tls");
+    let ca = ca.as_str();
     let sub = format!("https://localhost:{}/sub/{{ch}}", server.public.port());
     let publ = format!("http://{}/pub/{{ch}}", server.ingest);
-    let list = args(&[
-        "--sub-url",
+    let list = load(
         &sub,
-        "--tls-ca",
-        ca,
-        "--h2-streams",
-        "50",
-        "--workers",
-        "1",
-        "--subscribers",
-        "100",
-        "--channels",
-        "2",
-        "--pub-url",
-        &publ,
-        "--rate",
-        "100",
-        "--duration",
-        "2",
-        "--target",
-        "all",
-        "--settle",
-        "5",
-    ]);
+        (100, 2),
+        ["--pub-url", &publ],
+        (100, "2"),
+        &["--tls-ca", ca, "--h2-streams", "50", "--workers", "1"],
+    );
     let out = run_loadgen_watching_h2(&server, list, "sse", 100.0, 2.0);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out["http2"]["connections"], 2, "{out}");

@@ -1,8 +1,9 @@
-//! How a worker's sockets are made: the nonblocking TCP connect (from one
-//! of `--source-addrs`) and, with `--tls-ca`, the TLS client config (ALPN
-//! `h2` with `--h2-streams`, else `http/1.1`).
+//! How a worker's sockets are made and written: the nonblocking TCP connect
+//! (from one of `--source-addrs`), with `--tls-ca` the TLS client config
+//! (ALPN `h2` with `--h2-streams`, else `http/1.1`), and the write of what a
+//! subscriber or an HTTP/2 link has queued.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -89,4 +90,43 @@ pub(super) fn connect_result(stream: &TcpStream) -> io::Result<bool> {
             Err(e) => Err(e),
         },
     }
+}
+
+/// Writes what `out` holds to the socket, through TLS when there is one, as
+/// far as the socket takes it now; what is left waits for the next writable
+/// event.
+pub fn write_out(
+    stream: &mut TcpStream,
+    tls: Option<&mut rustls::ClientConnection>,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    if let Some(tls) = tls {
+        // rustls holds what is written before the handshake completes.
+        if !out.is_empty() {
+            tls.writer().write_all(out)?;
+            out.clear();
+        }
+        while tls.wants_write() {
+            match tls.write_tls(stream) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(());
+    }
+    let mut done = 0;
+    while done < out.len() {
+        match stream.write(&out[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.drain(..done);
+    Ok(())
 }

@@ -10,7 +10,7 @@
 //! subscriber on it ends with that reason.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::ops::Range;
 use std::time::Instant;
 
@@ -372,36 +372,7 @@ fn eof_reason(link: &Link) -> String {
 /// Writes what the client has queued (through TLS when there is one).
 fn flush(link: &mut Link) -> io::Result<()> {
     let Some(stream) = link.stream.as_mut() else { return Ok(()) };
-    let out = &mut link.client.out;
-    if let Some(tls) = link.tls.as_mut() {
-        // rustls holds what is written before the handshake completes.
-        if !out.is_empty() {
-            tls.writer().write_all(out)?;
-            out.clear();
-        }
-        while tls.wants_write() {
-            match tls.write_tls(stream) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        return Ok(());
-    }
-    let mut done = 0;
-    while done < out.len() {
-        match stream.write(&out[done..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    out.drain(..done);
-    Ok(())
+    super::dial::write_out(stream, link.tls.as_deref_mut(), &mut link.client.out)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! `crate::decode`; this file wires it to the subscriber's state and the
 //! worker's counters.
 
-use std::io::{self, Write};
+use std::io;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -143,35 +143,7 @@ pub fn write_request(cfg: &Config, path: &str, sub: &mut Sub) {
 
 pub fn flush(sub: &mut Sub) -> io::Result<()> {
     let Some(stream) = sub.stream.as_mut() else { return Ok(()) };
-    if let Some(tls) = sub.tls.as_mut() {
-        // rustls holds requests written before the handshake completes.
-        if !sub.out.is_empty() {
-            tls.writer().write_all(&sub.out)?;
-            sub.out.clear();
-        }
-        while tls.wants_write() {
-            match tls.write_tls(stream) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        return Ok(());
-    }
-    let mut done = 0;
-    while done < sub.out.len() {
-        match stream.write(&sub.out[done..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    sub.out.drain(..done);
-    Ok(())
+    super::dial::write_out(stream, sub.tls.as_deref_mut(), &mut sub.out)
 }
 
 pub fn mark_connected(sub: &mut Sub, ctx: &mut Ctx) {
