@@ -448,6 +448,9 @@ impl Connection {
             return Ok(());
         }
         if self.streams.len() >= self.limits.max_streams as usize {
+            self.reap_one_half_closed_local();
+        }
+        if self.streams.len() >= self.limits.max_streams as usize {
             return Err(H2Error::stream(
                 p.stream,
                 ErrorCode::RefusedStream,
@@ -563,6 +566,19 @@ impl Connection {
             if s.remote_done {
                 self.streams.remove(&stream);
             }
+        }
+    }
+
+    /// Frees a slot for a new stream at the concurrency limit: the oldest
+    /// stream we have ended whose client never ended its half (a WebSocket
+    /// whose client did not finish the close) is reset with NO_ERROR, which
+    /// RFC 9113 §8.1 allows after a complete response. Without it, such
+    /// streams would hold their slots until the connection closed.
+    fn reap_one_half_closed_local(&mut self) {
+        let oldest = self.streams.iter().filter(|(_, s)| s.local_done).map(|(&id, _)| id).min();
+        if let Some(stream) = oldest {
+            self.streams.remove(&stream);
+            self.out.extend(frame::encode_rst_stream(stream, ErrorCode::NoError));
         }
     }
 

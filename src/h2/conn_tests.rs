@@ -290,3 +290,30 @@ fn half_closed_local_until_the_client_ends() {
     let closed = format!("RstStream {{ stream: 1, code: {} }}", ErrorCode::StreamClosed as u32);
     assert!(out.contains(&closed), "{out:?}");
 }
+
+/// At the concurrency limit, a new stream takes the slot of the oldest
+/// stream we ended whose client never ended its half (reset with
+/// NO_ERROR); with none such, the new stream is refused.
+#[test]
+fn a_new_stream_takes_the_slot_of_a_half_closed_local_one() {
+    let mut c = Connection::new(Limits { max_streams: 2, ..Limits::default() });
+    let connect =
+        block(&[(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"), (":path", "/")]);
+    let mut bytes = start();
+    bytes.extend(encode_headers(1, &connect, false, 16384));
+    bytes.extend(encode_headers(3, &connect, false, 16384));
+    feed(&mut c, &bytes, bytes.len()).unwrap();
+    c.take_output();
+    // Both open: a third is refused.
+    feed(&mut c, &encode_headers(5, &get("/"), true, 16384), 64).unwrap();
+    let refused = format!("RstStream {{ stream: 5, code: {} }}", ErrorCode::RefusedStream as u32);
+    assert!(frames(&c.take_output()).contains(&refused));
+    // We end stream 3; its client does not. The next stream takes its slot.
+    let _ = c.headers(3, b"\x88", true);
+    let ev = feed(&mut c, &encode_headers(7, &get("/"), true, 16384), 64).unwrap();
+    assert!(matches!(ev.as_slice(), [Event::Request { stream: 7, .. }]), "{ev:?}");
+    let reaped = format!("RstStream {{ stream: 3, code: {} }}", ErrorCode::NoError as u32);
+    assert!(frames(&c.take_output()).contains(&reaped));
+    assert_eq!(c.open_streams(), 2);
+    assert!(c.is_open(1) && c.is_open(7));
+}
