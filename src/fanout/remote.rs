@@ -44,6 +44,9 @@ pub struct Remote {
     watched: HashSet<Arc<str>>,
     asked: HashSet<Arc<str>>,
     parked: Vec<Subscribe>,
+    /// Redis Cluster: whether the wildcard feed was asked for (this node has
+    /// engine patterns).
+    wild: bool,
 }
 
 /// One publish being stored: who waits for its answer, and its channels.
@@ -75,6 +78,7 @@ impl Remote {
             watched: HashSet::new(),
             asked: HashSet::new(),
             parked: Vec::new(),
+            wild: false,
         }
     }
 
@@ -129,7 +133,9 @@ impl Fanout {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Message(stored) => self.announced(stored),
+            // Both feeds, the same way: see `take_in` for why a message on
+            // both comes once.
+            Event::Message(stored) | Event::Wild(stored) => self.announced(stored),
             Event::Stored { tag, result } => self.stored(tag, result),
             Event::Fetched { tag, result } => self.fetched(tag, result),
             Event::Counted { tag, result } => self.counted(tag, result),
@@ -219,11 +225,30 @@ impl Fanout {
             .filter(|c| !remote.parked.iter().any(|sub| sub.channels.contains(*c)))
             .cloned()
             .collect();
+        let patterns = self.has_watches();
         let Some(remote) = self.remote.as_mut() else { return };
         let Some(watch) = &remote.backplane.watch else { return };
         for channel in idle {
             remote.watched.remove(&channel);
             let _ = watch.send(Watch::Remove(channel));
+        }
+        // The wildcard feed goes with the last engine pattern, at the next
+        // heartbeat (as a channel does): a node whose engines have no
+        // wildcard subscription is not sent every message of the cluster.
+        if remote.wild && !patterns {
+            remote.wild = false;
+            let _ = watch.send(Watch::Wild(false));
+        }
+    }
+
+    /// Redis Cluster: asks for the wildcard feed when the first engine
+    /// pattern arrives.
+    pub(super) fn want_wild(&mut self) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        let Some(watch) = &remote.backplane.watch else { return };
+        if !remote.wild {
+            remote.wild = true;
+            let _ = watch.send(Watch::Wild(true));
         }
     }
 
@@ -242,6 +267,21 @@ impl Fanout {
         self.take_in(&stored);
     }
 
+    /// Takes a message in unless this node already has it. On a Redis
+    /// Cluster a channel can reach this node on two feeds: by sharded
+    /// pub/sub (it has subscribers or a parked subscribe here) and by the
+    /// wildcard feed (this node has engine patterns); a catch-up read is a
+    /// third source. Each feed brings a channel's messages in the order of
+    /// their ids (ids increase per channel in store order, and a feed is one
+    /// connection, read in order), so while both feeds are subscribed, the
+    /// first arrival of an id comes after every lower id arrived on the same
+    /// feed: taking only ids above the channel's last loses nothing and
+    /// doubles nothing. The exception is the moment a feed starts for a
+    /// channel while the other still has older messages of it on the way:
+    /// the new feed's first id can overtake them (docs/scaling.md, "Not
+    /// yet"). A channel known only through the wildcard feed gets a record
+    /// when its first message is taken in (`admit`), so its ids are
+    /// checked against that record's last one like any other's.
     fn take_in(&mut self, stored: &Stored) {
         let known = self.channels.get(&stored.channel);
         let watched = self.watching(&stored.channel) > 0;
