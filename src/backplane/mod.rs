@@ -168,6 +168,9 @@ pub enum Event {
     /// for with `Watch::Wild`), in Redis' order per channel. A channel the
     /// listener also receives by sharded pub/sub can come on both feeds.
     Wild(Stored),
+    /// Redis Cluster: the wildcard feed is subscribed (again): from now on
+    /// channels this node has records of can come on both feeds.
+    WildUp,
 }
 
 /// The fan-out thread's side of the backplane.

@@ -118,7 +118,12 @@ impl WildReader {
             };
             let Value::Push { kind, data } = value else { continue };
             match kind {
-                PushKind::Subscribe => subscribed = true,
+                PushKind::Subscribe => {
+                    subscribed = true;
+                    if self.events.send(Event::WildUp).is_err() {
+                        return Stop::Ended;
+                    }
+                }
                 PushKind::Message => {
                     let Some(Value::BulkString(payload)) = data.get(1) else { continue };
                     let Some(stored) = super::listen::parse_wild(payload) else { continue };
