@@ -1132,22 +1132,6 @@ fn trimmed_history_gives_the_retained_tail_and_the_gap_signal_on_other_nodes() {
     }
 }
 
-/// A Pushlet request in the xml-strict format; its events' attributes.
-fn pushlet(addr: SocketAddr, params: &[(&str, &str)]) -> Vec<std::collections::HashMap<String, String>> {
-    let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", v.replace('/', "%2F"))).collect();
-    let path = format!("/pushlet/pushlet.srv?p_format=xml-strict&{}", query.join("&"));
-    let resp = get(addr, &path);
-    assert_eq!(resp.status, 200, "GET {path}: {}", describe(&resp));
-    let text = resp.text();
-    let doc =
-        roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("GET {path}: not XML ({e}): {text}"));
-    doc.root_element()
-        .children()
-        .filter(|e| e.has_tag_name("event"))
-        .map(|e| e.attributes().map(|a| (a.name().to_string(), a.value().to_string())).collect())
-        .collect()
-}
-
 #[test]
 fn pushlet_publishes_and_listeners_work_across_nodes() {
     let redis = RedisServer::start(false);

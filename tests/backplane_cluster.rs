@@ -24,9 +24,12 @@
 //!   subscribes again for the next.
 //! - engine wildcards (Bayeux `/chat/*` and `/chat/**`) on one node get,
 //!   through the wildcard feed (`halley:wild`), what the other node publishes
-//!   on channels of several shards, once each and in order, while an exact
-//!   subscriber of one of those channels on the same node also gets each
-//!   once; channels no wildcard takes in are not delivered to them; only a
+//!   on channels of several shards, once each and in each channel's order
+//!   (channels on different shards and feeds are ordered only by time), and
+//!   so does a Pushlet listener on the subject prefix `/chat`, while an
+//!   exact subscriber of one of those channels on the same node also gets
+//!   each once;
+//!   channels no wildcard takes in are not delivered to them; only a
 //!   node with patterns subscribes to the feed, and it leaves it once they
 //!   are gone.
 
@@ -311,6 +314,15 @@ fn wild_subscribers(cluster: &RedisCluster) -> i64 {
         .sum()
 }
 
+/// Deliveries grouped by channel, each channel's in their order.
+fn per_channel<T: Clone>(items: &[(String, T)]) -> std::collections::BTreeMap<String, Vec<T>> {
+    let mut out: std::collections::BTreeMap<String, Vec<T>> = Default::default();
+    for (channel, item) in items {
+        out.entry(channel.clone()).or_default().push(item.clone());
+    }
+    out
+}
+
 fn wait_wild_subscribers(cluster: &RedisCluster, want: i64, what: &str) {
     let begun = Instant::now();
     loop {
@@ -351,6 +363,20 @@ fn bayeux_wildcards_are_served_across_shards_by_the_wildcard_feed() {
     let star = bayeux_session(&n[0], "/chat/*");
     let deep = bayeux_session(&n[0], "/chat/**");
     let cids = [star, deep];
+    // And a Pushlet listener (poll mode) on the subject prefix `/chat`.
+    let listen =
+        pushlet(n[0].public, &[("p_event", "join-listen"), ("p_mode", "poll"), ("p_subject", "/chat")]);
+    assert_eq!(listen[0]["p_event"], "join-listen-ack", "{listen:?}");
+    let lid = listen[0]["p_id"].clone();
+    let mut pushlet_got: Vec<(String, String, String)> = Vec::new();
+    let mut poll_pushlet = |into: &mut Vec<(String, String, String)>| {
+        for ev in pushlet(n[0].public, &[("p_event", "refresh"), ("p_id", &lid)]) {
+            if ev.get("p_event").map(String::as_str) == Some("data") {
+                let attr = |k: &str| ev.get(k).cloned().unwrap_or_default();
+                into.push((attr("p_subject"), attr("ch"), attr("round")));
+            }
+        }
+    };
     // Node 0 holds the feed; node 1, without patterns, does not.
     wait_wild_subscribers(&cluster, 1, "two wildcard sessions on node 0");
 
@@ -371,6 +397,9 @@ fn bayeux_wildcards_are_served_across_shards_by_the_wildcard_feed() {
             break;
         }
     }
+    // The Pushlet listener on the same node, by then on the feed too.
+    poll_pushlet(&mut pushlet_got);
+    pushlet_got.clear();
 
     // Rounds on node 1 over channels on several shards, and channels no
     // wildcard takes in.
@@ -402,6 +431,7 @@ fn bayeux_wildcards_are_served_across_shards_by_the_wildcard_feed() {
     want_deep.push(("/chat/a".to_string(), end.clone()));
     want_exact[0].push(end.to_string());
 
+    let want_deep_copy = want_deep.clone();
     for (i, want) in [want_star, want_deep].iter().enumerate() {
         let real = |got: &[Value]| -> Vec<(String, Value)> {
             got.iter()
@@ -414,7 +444,40 @@ fn bayeux_wildcards_are_served_across_shards_by_the_wildcard_feed() {
             assert!(before_deadline(begun), "wildcard session {i}: have {:?}", real(&got[i]));
             got[i].extend(bayeux_connect(&n[0], &cids[i]));
         }
-        assert_eq!(&real(&got[i]), want, "wildcard session {i} on node 0: each message once, in order");
+        // Each channel in its order (channels on different shards and feeds
+        // are ordered only by time), each message once.
+        let have = real(&got[i]);
+        assert_eq!(have.len(), want.len(), "wildcard session {i} on node 0: {have:?}");
+        assert_eq!(
+            per_channel(&have),
+            per_channel(want),
+            "wildcard session {i} on node 0: each message once, in order"
+        );
+    }
+    // The Pushlet prefix: every chat message, in order, once.
+    let want_pushlet: Vec<(String, String, String)> = want_deep_copy
+        .iter()
+        .filter(|(_, d)| d.get("ch").is_some())
+        .map(|(c, d)| (c.clone(), d["ch"].as_str().unwrap_or_default().to_string(), d["round"].to_string()))
+        .collect();
+    let begun = Instant::now();
+    loop {
+        let real: Vec<_> = pushlet_got.iter().filter(|e| !e.1.is_empty()).cloned().collect();
+        if real.len() >= want_pushlet.len() {
+            assert_eq!(real.len(), want_pushlet.len(), "Pushlet listener on /chat on node 0: {real:?}");
+            let pairs = |v: &[(String, String, String)]| -> Vec<(String, (String, String))> {
+                v.iter().map(|(s, c, r)| (s.clone(), (c.clone(), r.clone()))).collect()
+            };
+            assert_eq!(
+                per_channel(&pairs(&real)),
+                per_channel(&pairs(&want_pushlet)),
+                "Pushlet listener on /chat on node 0"
+            );
+            break;
+        }
+        assert!(before_deadline(begun), "Pushlet listener on node 0: have {pushlet_got:?}");
+        poll_pushlet(&mut pushlet_got);
+        thread::sleep(Duration::from_millis(100));
     }
     for (mut sse, want) in exact.into_iter().zip(want_exact) {
         let what = format!("exact {}", sse.what());
@@ -428,5 +491,7 @@ fn bayeux_wildcards_are_served_across_shards_by_the_wildcard_feed() {
         let bye = bayeux_one(&n[0], json!({"channel": "/meta/disconnect", "clientId": cid, "id": "bye"}));
         assert_eq!(bye["successful"], true, "disconnect: {bye}");
     }
-    wait_wild_subscribers(&cluster, 0, "both wildcard sessions gone");
+    let left = pushlet(n[0].public, &[("p_event", "leave"), ("p_id", &lid)]);
+    assert_eq!(left[0]["p_event"], "leave-ack", "{left:?}");
+    wait_wild_subscribers(&cluster, 0, "the wildcard sessions and the Pushlet listener gone");
 }

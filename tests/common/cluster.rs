@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::http::{esc, format_request, header, request, Dechunk, HttpConn, Response};
+use super::http::{esc, format_request, get, header, request, Dechunk, HttpConn, Response};
 use super::redis_server::RedisServer;
 use super::resp::publish_cmd;
 use super::stream::SseEvent;
@@ -394,4 +394,20 @@ pub fn bayeux_connect(server: &Server, cid: &str) -> Vec<Value> {
         }
     }
     deliveries
+}
+
+/// A Pushlet request in the xml-strict format; its events' attributes.
+pub fn pushlet(addr: SocketAddr, params: &[(&str, &str)]) -> Vec<std::collections::HashMap<String, String>> {
+    let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", v.replace('/', "%2F"))).collect();
+    let path = format!("/pushlet/pushlet.srv?p_format=xml-strict&{}", query.join("&"));
+    let resp = get(addr, &path);
+    assert_eq!(resp.status, 200, "GET {path}: {}", describe(&resp));
+    let text = resp.text();
+    let doc =
+        roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("GET {path}: not XML ({e}): {text}"));
+    doc.root_element()
+        .children()
+        .filter(|e| e.has_tag_name("event"))
+        .map(|e| e.attributes().map(|a| (a.name().to_string(), a.value().to_string())).collect())
+        .collect()
 }
