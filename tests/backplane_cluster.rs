@@ -369,7 +369,7 @@ fn bayeux_wildcards_are_served_across_shards_by_the_wildcard_feed() {
     assert_eq!(listen[0]["p_event"], "join-listen-ack", "{listen:?}");
     let lid = listen[0]["p_id"].clone();
     let mut pushlet_got: Vec<(String, String, String)> = Vec::new();
-    let mut poll_pushlet = |into: &mut Vec<(String, String, String)>| {
+    let poll_pushlet = |into: &mut Vec<(String, String, String)>| {
         for ev in pushlet(n[0].public, &[("p_event", "refresh"), ("p_id", &lid)]) {
             if ev.get("p_event").map(String::as_str) == Some("data") {
                 let attr = |k: &str| ev.get(k).cloned().unwrap_or_default();

@@ -102,6 +102,16 @@ mod tests {
     }
 
     #[test]
+    fn the_wildcard_feed_carries_every_channel_a_pattern_can_take_in() {
+        // Bayeux `/chat/a` is the hub channel `chat/a`; `/**` and the Pushlet
+        // subject `/` take in top-level channels too; internal ones never.
+        for channel in ["chat/a", "plainch", "a"] {
+            assert!(wild(channel), "{channel}");
+        }
+        assert!(!wild("/halley/stats"));
+    }
+
+    #[test]
     fn slots_are_redis_cluster_slots() {
         // The check value of CRC16/XMODEM, and slots as `CLUSTER KEYSLOT` gives.
         assert_eq!(crc16(b"123456789"), 0x31C3);
