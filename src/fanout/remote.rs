@@ -375,9 +375,9 @@ impl Fanout {
     /// one starts for a channel while the other may still carry older
     /// messages of it, the new feed's messages wait (`Handover`) until the
     /// old feed has passed the first of them, so none can overtake an older
-    /// one and have it dropped. A channel known only through the wildcard feed gets a record
-    /// when its first message is taken in (`admit`), so its ids are
-    /// checked against that record's last one like any other's.
+    /// one and have it dropped. A channel known only through the wildcard
+    /// feed gets a record when its first message is taken in (`admit`), so
+    /// its ids are checked against that record's last one like any other's.
     fn take_in(&mut self, stored: &Stored) {
         let known = self.channels.get(&stored.channel);
         let watched = self.watching(&stored.channel) > 0;
