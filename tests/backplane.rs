@@ -932,46 +932,6 @@ fn cluster_subscribers_sum_over_nodes_and_backplane_state_is_reported() {
 // ---------------------------------------------------------------------------
 // Bayeux across nodes (raw JSON)
 
-fn bayeux_one(server: &Server, message: Value) -> Value {
-    let replies = bayeux(server, &json!([message]));
-    assert_eq!(replies.len(), 1, "one reply to {message}: {replies:?}");
-    replies.into_iter().next().unwrap()
-}
-
-fn bayeux_session(server: &Server, subscription: &str) -> String {
-    let hs = bayeux_one(
-        server,
-        json!({"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"], "id": "hs"}),
-    );
-    assert_eq!(hs["successful"], true, "handshake: {hs}");
-    let cid = hs["clientId"].as_str().expect("clientId").to_string();
-    let sub = bayeux_one(
-        server,
-        json!({"channel": "/meta/subscribe", "clientId": cid, "subscription": subscription, "id": "sub"}),
-    );
-    assert_eq!(sub["successful"], true, "subscribe: {sub}");
-    let first = bayeux_connect(server, &cid);
-    assert!(first.is_empty(), "deliveries on the first connect: {first:?}");
-    cid
-}
-
-/// One `/meta/connect` (held up to `--bayeux-timeout-ms`); its deliveries.
-fn bayeux_connect(server: &Server, cid: &str) -> Vec<Value> {
-    let answer = bayeux(
-        server,
-        &json!([{"channel": "/meta/connect", "clientId": cid, "connectionType": "long-polling", "id": "c"}]),
-    );
-    let mut deliveries = Vec::new();
-    for m in answer {
-        if m["channel"] == "/meta/connect" {
-            assert_eq!(m["successful"], true, "connect: {m}");
-        } else {
-            deliveries.push(m);
-        }
-    }
-    deliveries
-}
-
 #[test]
 fn bayeux_sessions_on_different_nodes_share_channels() {
     let redis = RedisServer::start(false);
@@ -1170,22 +1130,6 @@ fn trimmed_history_gives_the_retained_tail_and_the_gap_signal_on_other_nodes() {
             ids[18..20]
         );
     }
-}
-
-/// A Pushlet request in the xml-strict format; its events' attributes.
-fn pushlet(addr: SocketAddr, params: &[(&str, &str)]) -> Vec<std::collections::HashMap<String, String>> {
-    let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", v.replace('/', "%2F"))).collect();
-    let path = format!("/pushlet/pushlet.srv?p_format=xml-strict&{}", query.join("&"));
-    let resp = get(addr, &path);
-    assert_eq!(resp.status, 200, "GET {path}: {}", describe(&resp));
-    let text = resp.text();
-    let doc =
-        roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("GET {path}: not XML ({e}): {text}"));
-    doc.root_element()
-        .children()
-        .filter(|e| e.has_tag_name("event"))
-        .map(|e| e.attributes().map(|a| (a.name().to_string(), a.value().to_string())).collect())
-        .collect()
 }
 
 #[test]

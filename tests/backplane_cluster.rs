@@ -22,6 +22,16 @@
 //! - a node is `SSUBSCRIBE`d to a channel before it answers the channel's
 //!   first subscriber, unsubscribes once the channel has none, and
 //!   subscribes again for the next.
+//! - engine wildcards (Bayeux `/chat/*` and `/chat/**`) on one node get,
+//!   through the wildcard feed (`halley:wild`), what the other node publishes
+//!   on channels of several shards, once each and in each channel's order
+//!   (channels on different shards and feeds are ordered only by time), and
+//!   so does a Pushlet listener on the subject prefix `/chat`, while an
+//!   exact subscriber of one of those channels on the same node also gets
+//!   each once;
+//!   channels no wildcard takes in are not delivered to them; only a
+//!   node with patterns subscribes to the feed, and it leaves it once they
+//!   are gone.
 
 mod common;
 use common::cluster::*;
@@ -31,7 +41,7 @@ use common::*;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// How long a publish may take to be refused while its master is down.
 const REFUSAL_WITHIN: Duration = Duration::from_secs(10);
@@ -289,4 +299,199 @@ fn a_node_receives_a_channel_only_while_it_has_subscribers_there() {
     assert_eq!(shard_subscribers(&cluster, m, ch), 1, "subscribed again before the answer");
     let id = n[1].publish_id(ch, "two");
     assert_eq!(again.take(1, "second subscriber"), [Msg { id, data: "two".into() }]);
+}
+
+/// Subscribers of the wildcard feed on every master (classic pub/sub counts
+/// only a node's own subscribers).
+fn wild_subscribers(cluster: &RedisCluster) -> i64 {
+    (0..cluster.masters.len())
+        .map(|m| {
+            let mut con = cluster.masters[m].connection();
+            let counts: Vec<(String, i64)> =
+                redis::cmd("PUBSUB").arg("NUMSUB").arg("halley:wild").query(&mut con).expect("PUBSUB NUMSUB");
+            counts.iter().map(|(_, n)| n).sum::<i64>()
+        })
+        .sum()
+}
+
+/// Deliveries grouped by channel, each channel's in their order.
+fn per_channel<T: Clone>(items: &[(String, T)]) -> std::collections::BTreeMap<String, Vec<T>> {
+    let mut out: std::collections::BTreeMap<String, Vec<T>> = Default::default();
+    for (channel, item) in items {
+        out.entry(channel.clone()).or_default().push(item.clone());
+    }
+    out
+}
+
+fn wait_wild_subscribers(cluster: &RedisCluster, want: i64, what: &str) {
+    let begun = Instant::now();
+    loop {
+        let have = wild_subscribers(cluster);
+        if have == want {
+            return;
+        }
+        assert!(before_deadline(begun), "{what}: {have} subscribers of halley:wild, want {want}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn bayeux_wildcards_are_served_across_shards_by_the_wildcard_feed() {
+    let cluster = RedisCluster::start();
+    let url = cluster.url();
+    let n: Vec<Server> = (0..2)
+        .map(|_| {
+            let server = Server::start(&["--redis", url.as_str(), "--bayeux-timeout-ms", "1000"]);
+            wait_ready(&server);
+            server
+        })
+        .collect();
+    let chat = ["chat/a", "chat/b", "chat/x/y"];
+    let masters: std::collections::HashSet<usize> = chat.iter().map(|c| cluster.master_of(c)).collect();
+    assert!(masters.len() >= 2, "the chat channels should be on different masters: {masters:?}");
+    assert_eq!(wild_subscribers(&cluster), 0, "no node has engine patterns yet");
+
+    // Exact subscribers on node 0: SSE on chat/a (a shard subscription on
+    // the channel the wildcards also take in) and on plainch.
+    let exact: Vec<SseFeed> = ["chat/a", "plainch"]
+        .iter()
+        .map(|ch| {
+            let start = n[1].publish_id(ch, r#"{"start":true}"#);
+            SseFeed::open_ok(n[0].public, &path_with(ch, &format!("last_id={start}")), &[])
+        })
+        .collect();
+    let star = bayeux_session(&n[0], "/chat/*");
+    let deep = bayeux_session(&n[0], "/chat/**");
+    let cids = [star, deep];
+    // And a Pushlet listener (poll mode) on the subject prefix `/chat`.
+    let listen =
+        pushlet(n[0].public, &[("p_event", "join-listen"), ("p_mode", "poll"), ("p_subject", "/chat")]);
+    assert_eq!(listen[0]["p_event"], "join-listen-ack", "{listen:?}");
+    let lid = listen[0]["p_id"].clone();
+    let mut pushlet_got: Vec<(String, String, String)> = Vec::new();
+    let poll_pushlet = |into: &mut Vec<(String, String, String)>| {
+        for ev in pushlet(n[0].public, &[("p_event", "refresh"), ("p_id", &lid)]) {
+            if ev.get("p_event").map(String::as_str) == Some("data") {
+                let attr = |k: &str| ev.get(k).cloned().unwrap_or_default();
+                into.push((attr("p_subject"), attr("ch"), attr("round")));
+            }
+        }
+    };
+    // Node 0 holds the feed; node 1, without patterns, does not.
+    wait_wild_subscribers(&cluster, 1, "two wildcard sessions on node 0");
+
+    // The feed's SUBSCRIBE is not waited for by a Bayeux subscribe: warm up
+    // until both sessions get a message published on node 1.
+    let is_warm = |m: &Value| m["data"].get("warm").is_some();
+    let mut got: [Vec<Value>; 2] = [Vec::new(), Vec::new()];
+    let begun = Instant::now();
+    for k in 0.. {
+        assert!(before_deadline(begun), "the wildcard sessions saw no warm-up message: {got:?}");
+        n[1].publish("chat/b", &json!({ "warm": k }).to_string());
+        for (i, cid) in cids.iter().enumerate() {
+            if !got[i].iter().any(is_warm) {
+                got[i].extend(bayeux_connect(&n[0], cid));
+            }
+        }
+        if got.iter().all(|g| g.iter().any(is_warm)) {
+            break;
+        }
+    }
+    // The Pushlet listener on the same node, by then on the feed too.
+    poll_pushlet(&mut pushlet_got);
+    pushlet_got.clear();
+
+    // Rounds on node 1 over channels on several shards, and channels no
+    // wildcard takes in.
+    let mut want_star = Vec::new();
+    let mut want_deep = Vec::new();
+    let mut want_exact: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..6 {
+        for ch in ["chat/a", "other", "chat/b", "plainch", "chat/x/y"] {
+            let data = json!({ "ch": ch, "round": round });
+            n[1].publish(ch, &data.to_string());
+            let delivered = (format!("/{ch}"), data.clone());
+            if ch == "chat/a" || ch == "chat/b" {
+                want_star.push(delivered.clone());
+            }
+            if ch.starts_with("chat/") {
+                want_deep.push(delivered);
+            }
+            match ch {
+                "chat/a" => want_exact[0].push(data.to_string()),
+                "plainch" => want_exact[1].push(data.to_string()),
+                _ => {}
+            }
+        }
+    }
+    // An end marker on chat/a: a copy of any message before it would show.
+    let end = json!({ "end": true });
+    n[1].publish("chat/a", &end.to_string());
+    want_star.push(("/chat/a".to_string(), end.clone()));
+    want_deep.push(("/chat/a".to_string(), end.clone()));
+    want_exact[0].push(end.to_string());
+
+    let want_deep_copy = want_deep.clone();
+    for (i, want) in [want_star, want_deep].iter().enumerate() {
+        let real = |got: &[Value]| -> Vec<(String, Value)> {
+            got.iter()
+                .filter(|m| !is_warm(m))
+                .map(|m| (m["channel"].as_str().unwrap_or_default().to_string(), m["data"].clone()))
+                .collect()
+        };
+        let begun = Instant::now();
+        while real(&got[i]).len() < want.len() {
+            assert!(before_deadline(begun), "wildcard session {i}: have {:?}", real(&got[i]));
+            got[i].extend(bayeux_connect(&n[0], &cids[i]));
+        }
+        // Each channel in its order (channels on different shards and feeds
+        // are ordered only by time), each message once.
+        let have = real(&got[i]);
+        assert_eq!(have.len(), want.len(), "wildcard session {i} on node 0: {have:?}");
+        assert_eq!(
+            per_channel(&have),
+            per_channel(want),
+            "wildcard session {i} on node 0: each message once, in order"
+        );
+    }
+    // The Pushlet prefix: every chat message, in order, once.
+    let want_pushlet: Vec<(String, String, String)> = want_deep_copy
+        .iter()
+        .filter(|(_, d)| d.get("ch").is_some())
+        .map(|(c, d)| (c.clone(), d["ch"].as_str().unwrap_or_default().to_string(), d["round"].to_string()))
+        .collect();
+    let begun = Instant::now();
+    loop {
+        let real: Vec<_> = pushlet_got.iter().filter(|e| !e.1.is_empty()).cloned().collect();
+        if real.len() >= want_pushlet.len() {
+            assert_eq!(real.len(), want_pushlet.len(), "Pushlet listener on /chat on node 0: {real:?}");
+            let pairs = |v: &[(String, String, String)]| -> Vec<(String, (String, String))> {
+                v.iter().map(|(s, c, r)| (s.clone(), (c.clone(), r.clone()))).collect()
+            };
+            assert_eq!(
+                per_channel(&pairs(&real)),
+                per_channel(&pairs(&want_pushlet)),
+                "Pushlet listener on /chat on node 0"
+            );
+            break;
+        }
+        assert!(before_deadline(begun), "Pushlet listener on node 0: have {pushlet_got:?}");
+        poll_pushlet(&mut pushlet_got);
+        thread::sleep(Duration::from_millis(100));
+    }
+    for (mut sse, want) in exact.into_iter().zip(want_exact) {
+        let what = format!("exact {}", sse.what());
+        let got = sse.until_data(want.last().expect("a last message"), &what);
+        let data: Vec<String> = got.iter().map(|m| m.data.clone()).collect();
+        assert_eq!(data, want, "{what}: each message once, in order");
+    }
+
+    // The feed goes with the last pattern (at the node's next heartbeat).
+    for cid in &cids {
+        let bye = bayeux_one(&n[0], json!({"channel": "/meta/disconnect", "clientId": cid, "id": "bye"}));
+        assert_eq!(bye["successful"], true, "disconnect: {bye}");
+    }
+    let left = pushlet(n[0].public, &[("p_event", "leave"), ("p_id", &lid)]);
+    assert_eq!(left[0]["p_event"], "leave-ack", "{left:?}");
+    wait_wild_subscribers(&cluster, 0, "the wildcard sessions and the Pushlet listener gone");
 }

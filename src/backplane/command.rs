@@ -273,9 +273,12 @@ impl Commander {
             let cmds = items
                 .iter()
                 .map(|item| {
-                    let (last_id, announce) = match cluster {
-                        true => (keys::last_id(&item.channel), "SPUBLISH"),
-                        false => (keys::LAST_ID.to_string(), "PUBLISH"),
+                    let (last_id, announce, wild) = match cluster {
+                        true => {
+                            let wild = if keys::wild(&item.channel) { keys::WILD } else { "" };
+                            (keys::last_id(&item.channel), "SPUBLISH", wild)
+                        }
+                        false => (keys::LAST_ID.to_string(), "PUBLISH", ""),
                     };
                     let mut cmd = c.script(Script::Store);
                     cmd.arg(3)
@@ -289,7 +292,8 @@ impl Commander {
                         .arg(item.ext.as_deref().unwrap_or(""))
                         .arg(keys::notify(&item.channel))
                         .arg(&*item.channel)
-                        .arg(announce);
+                        .arg(announce)
+                        .arg(wild);
                     cmd
                 })
                 .collect();

@@ -31,6 +31,19 @@ pub fn channel_of_notify(name: &str) -> Option<&str> {
 /// Control announcements to every node (channel deletes).
 pub const CONTROL: &str = "halley:ctl";
 
+/// Redis Cluster: the wildcard feed. Sharded pub/sub has no patterns, so the
+/// store script also announces, with a classic `PUBLISH` here, every message
+/// of a channel an engine pattern can take in; nodes with engine wildcard
+/// subscriptions listen to it.
+pub const WILD: &str = "halley:wild";
+
+/// Whether an engine pattern (Bayeux `/**`, Pushlet `/`) can take in a
+/// channel, so that its messages must go to the wildcard feed: every channel
+/// but the internal ones (`hub::is_internal`), which patterns never match.
+pub fn wild(channel: &str) -> bool {
+    !crate::hub::is_internal(channel)
+}
+
 /// The last id handed out on this Redis: ids increase across all channels,
 /// so one `last_id` resumes a multi-channel subscription (single Redis only).
 pub const LAST_ID: &str = "halley:lastid";
@@ -86,6 +99,16 @@ mod tests {
         assert_eq!(channel_of_notify("halley:s:{a/b}"), None);
         assert_eq!(last_id("a/b"), "halley:l:{a/b}");
         assert_eq!(channel_counts("a/b"), "halley:c:{a/b}");
+    }
+
+    #[test]
+    fn the_wildcard_feed_carries_every_channel_a_pattern_can_take_in() {
+        // Bayeux `/chat/a` is the hub channel `chat/a`; `/**` and the Pushlet
+        // subject `/` take in top-level channels too; internal ones never.
+        for channel in ["chat/a", "plainch", "a"] {
+            assert!(wild(channel), "{channel}");
+        }
+        assert!(!wild("/halley/stats"));
     }
 
     #[test]

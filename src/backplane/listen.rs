@@ -108,10 +108,23 @@ pub(super) fn idle_probe() -> Stored {
 /// The store script's announcement: `{"id","c","d","e","x"}` (empty `e` and
 /// `x` mean none).
 pub(super) fn parse_announcement(notify_channel: &str, payload: &[u8]) -> Option<Stored> {
-    let channel = keys::channel_of_notify(notify_channel)?;
+    parse_payload(Some(keys::channel_of_notify(notify_channel)?), payload)
+}
+
+/// An announcement of the wildcard feed (`keys::WILD`): the same payload,
+/// its channel named by its `c` field.
+pub(super) fn parse_wild(payload: &[u8]) -> Option<Stored> {
+    parse_payload(None, payload)
+}
+
+fn parse_payload(channel: Option<&str>, payload: &[u8]) -> Option<Stored> {
     let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
     let field = |k: &str| value.get(k).and_then(|v| v.as_str());
     let optional = |k: &str| field(k).filter(|s| !s.is_empty()).map(Box::from);
+    let channel = match channel {
+        Some(c) => c,
+        None => field("c").filter(|c| !c.is_empty())?,
+    };
     Some(Stored {
         id: field("id")?.parse().ok()?,
         channel: Arc::from(channel),
@@ -140,5 +153,8 @@ mod tests {
         );
         assert_eq!(parse_announcement("other", b"{}"), None);
         assert_eq!(parse_announcement("halley:m:{a}", b"not json"), None);
+        let wild = parse_wild(br#"{"id":"5-2","c":"chat/a","d":"hi","e":"","x":""}"#);
+        assert_eq!(wild.map(|s| (s.id, s.channel)), Some((MessageId::new(5, 2), Arc::from("chat/a"))));
+        assert_eq!(parse_wild(br#"{"id":"5-2","c":"","d":"hi"}"#), None);
     }
 }

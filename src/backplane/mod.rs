@@ -18,13 +18,15 @@
 //! Cluster: the command thread runs on the crate's cluster connection with
 //! per-channel keys only (ids per channel), and the listener is `shard.rs`:
 //! sharded pub/sub, one connection per master, subscribed to the channels
-//! the fan-out names (`Watch`).
+//! the fan-out names (`Watch`), plus the wildcard feed (`wild.rs`) while
+//! the node has engine wildcard subscriptions.
 
 mod command;
 pub mod keys;
 mod listen;
 pub mod script;
 mod shard;
+mod wild;
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
@@ -162,6 +164,13 @@ pub enum Event {
     /// Only they: the other masters' channels lost nothing, and a master
     /// still down would fail a read of them all.
     ShardResubscribed(Vec<Arc<str>>),
+    /// Redis Cluster: announced on the wildcard feed (`keys::WILD`, asked
+    /// for with `Watch::Wild`), in Redis' order per channel. A channel the
+    /// listener also receives by sharded pub/sub can come on both feeds.
+    Wild(Stored),
+    /// Redis Cluster: the wildcard feed is subscribed (again): from now on
+    /// channels this node has records of can come on both feeds.
+    WildUp,
 }
 
 /// The fan-out thread's side of the backplane.
@@ -183,6 +192,9 @@ pub enum Watch {
     Add(Arc<str>),
     /// Nobody here needs the channel any more.
     Remove(Arc<str>),
+    /// Whether this node has engine wildcard subscriptions, so needs the
+    /// wildcard feed (sharded pub/sub has no patterns).
+    Wild(bool),
 }
 
 impl Backplane {

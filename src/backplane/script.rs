@@ -5,7 +5,10 @@
 //! KEYS: the stream, the last-id key, the channel's dropped-through key.
 //! ARGV: history size, history age (ms), data, event (or empty), ext (or
 //! empty), the notify channel, the channel, the announce command (`PUBLISH`
-//! on one Redis, `SPUBLISH` on a Redis Cluster). Returns the entry id.
+//! on one Redis, `SPUBLISH` on a Redis Cluster), and the wildcard feed
+//! (`keys::WILD`, Redis Cluster only, for channels an engine pattern can
+//! take in; else empty), which gets the same announcement by a classic
+//! `PUBLISH`. Returns the entry id.
 //!
 //! The id: the time in ms and a sequence, above the last id in the last-id
 //! key (`halley:lastid` on one Redis, so ids increase across channels; the
@@ -63,7 +66,9 @@ if age > 0 then
 end
 if dropped then redis.call('SET', KEYS[3], later(redis.call('GET', KEYS[3]) or nil, dropped)) end
 redis.call('SET', KEYS[2], id)
-redis.call(ARGV[8], ARGV[6], cjson.encode({id = id, c = ARGV[7], d = ARGV[3], e = ARGV[4], x = ARGV[5]}))
+local announcement = cjson.encode({id = id, c = ARGV[7], d = ARGV[3], e = ARGV[4], x = ARGV[5]})
+redis.call(ARGV[8], ARGV[6], announcement)
+if ARGV[9] and ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], announcement) end
 return id
 "#;
 

@@ -21,7 +21,8 @@
 //! push, which the crate hands over whole even after a read timed out (it
 //! would skip the next plain reply). The control channel (channel deletes)
 //! is classic pub/sub, broadcast by the cluster to every node: the first
-//! master's reader subscribes to it.
+//! master's reader subscribes to it. The wildcard feed (`wild.rs`), also
+//! classic pub/sub, has a reader and a connection of its own.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -71,8 +72,12 @@ pub fn spawn(
     events: Sender<Event>,
     stats: Arc<BackplaneStats>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let (wild, wild_orders) = crossbeam_channel::unbounded();
+    let wild_seeds = seeds.iter().map(|s| s.get_connection_info().clone()).collect();
+    super::wild::spawn(wild_seeds, wild_orders, events.clone())?;
     std::thread::Builder::new().name("halley-redis-shards".into()).spawn(move || {
         Coordinator {
+            wild,
             seeds,
             events,
             stats,
@@ -85,6 +90,9 @@ pub fn spawn(
 }
 
 struct Coordinator {
+    /// The wildcard feed's reader (`wild.rs`): whether it is wanted. It ends
+    /// when this coordinator does.
+    wild: Sender<bool>,
     seeds: Vec<redis::Client>,
     events: Sender<Event>,
     stats: Arc<BackplaneStats>,
@@ -167,6 +175,10 @@ impl Coordinator {
             Watch::Remove(c) => {
                 self.channels.remove(&c);
                 (c.clone(), Order::Remove(c))
+            }
+            Watch::Wild(wanted) => {
+                let _ = self.wild.send(wanted);
+                return;
             }
         };
         match self.owner(&channel) {

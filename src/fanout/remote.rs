@@ -44,7 +44,37 @@ pub struct Remote {
     watched: HashSet<Arc<str>>,
     asked: HashSet<Arc<str>>,
     parked: Vec<Subscribe>,
+    /// Redis Cluster: whether the wildcard feed was asked for (this node has
+    /// engine patterns).
+    wild: bool,
+    /// Redis Cluster: channels for which a second feed just started (see
+    /// `Handover`).
+    handovers: HashMap<Arc<str>, Handover>,
 }
+
+/// Which feed an announcement came on (Redis Cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    Shard,
+    Wild,
+}
+
+/// A channel on which a second feed just started while the other one may
+/// still carry older messages of it: the new feed's messages wait until the
+/// old feed has brought one at or past the first of them (then it has
+/// brought everything below it, in order), or until `HANDOVER_WAIT` has
+/// passed (the old feed is down or quiet). Without this, the new feed's
+/// first message could be taken before older ones still on the old feed,
+/// and those would then be dropped as already had.
+struct Handover {
+    newer: Feed,
+    held: Vec<Stored>,
+    since: Instant,
+}
+
+/// How long a handover may hold a channel's messages: well above a
+/// cluster-bus hop, and checked once a heartbeat (so up to twice this).
+const HANDOVER_WAIT: Duration = Duration::from_secs(1);
 
 /// One publish being stored: who waits for its answer, and its channels.
 struct Waiting {
@@ -75,6 +105,8 @@ impl Remote {
             watched: HashSet::new(),
             asked: HashSet::new(),
             parked: Vec::new(),
+            wild: false,
+            handovers: HashMap::new(),
         }
     }
 
@@ -129,7 +161,19 @@ impl Fanout {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Message(stored) => self.announced(stored),
+            // Both feeds, the same way: see `take_in` for why a message on
+            // both comes once, and `Handover` for when a feed starts.
+            Event::Message(stored) => self.fed(Feed::Shard, stored),
+            Event::Wild(stored) => self.fed(Feed::Wild, stored),
+            Event::WildUp => {
+                // Channels already received by their shards now come on the
+                // wildcard feed too.
+                let Some(remote) = self.remote.as_mut() else { return };
+                let channels: Vec<Arc<str>> = remote.watched.iter().cloned().collect();
+                for channel in channels {
+                    self.hand_over(channel, Feed::Wild);
+                }
+            }
             Event::Stored { tag, result } => self.stored(tag, result),
             Event::Fetched { tag, result } => self.fetched(tag, result),
             Event::Counted { tag, result } => self.counted(tag, result),
@@ -193,7 +237,11 @@ impl Fanout {
     fn watching_confirmed(&mut self, channel: Arc<str>) {
         let Some(remote) = self.remote.as_mut() else { return };
         remote.asked.remove(&channel);
-        remote.watched.insert(channel);
+        if remote.watched.insert(channel.clone()) && remote.wild {
+            // It may already come on the wildcard feed.
+            self.hand_over(channel, Feed::Shard);
+        }
+        let Some(remote) = self.remote.as_mut() else { return };
         let watched = &remote.watched;
         let (ready, waiting): (Vec<Subscribe>, Vec<Subscribe>) = std::mem::take(&mut remote.parked)
             .into_iter()
@@ -219,11 +267,83 @@ impl Fanout {
             .filter(|c| !remote.parked.iter().any(|sub| sub.channels.contains(*c)))
             .cloned()
             .collect();
+        let patterns = self.has_watches();
         let Some(remote) = self.remote.as_mut() else { return };
         let Some(watch) = &remote.backplane.watch else { return };
-        for channel in idle {
-            remote.watched.remove(&channel);
-            let _ = watch.send(Watch::Remove(channel));
+        for channel in &idle {
+            remote.watched.remove(channel);
+            let _ = watch.send(Watch::Remove(channel.clone()));
+        }
+        // The wildcard feed goes with the last engine pattern, at the next
+        // heartbeat (as a channel does): a node whose engines have no
+        // wildcard subscription is not sent every message of the cluster.
+        if remote.wild && !patterns {
+            remote.wild = false;
+            let _ = watch.send(Watch::Wild(false));
+        }
+        let ended: Vec<Arc<str>> = remote
+            .handovers
+            .iter()
+            .filter(|(c, h)| idle.contains(*c) || !remote.wild || h.since.elapsed() >= HANDOVER_WAIT)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for channel in ended {
+            self.end_handover(&channel);
+        }
+    }
+
+    /// A second feed starts for a channel: hold its messages (`Handover`).
+    /// Not for channels the wildcard feed never carries (internal ones).
+    fn hand_over(&mut self, channel: Arc<str>, newer: Feed) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        if !crate::backplane::keys::wild(&channel) {
+            return;
+        }
+        remote.handovers.entry(channel).or_insert_with(|| Handover {
+            newer,
+            held: Vec::new(),
+            since: Instant::now(),
+        });
+    }
+
+    /// An announcement from one feed; held while the channel is handed over
+    /// and this is the newer feed.
+    fn fed(&mut self, feed: Feed, stored: Stored) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        if remote.handovers.is_empty() {
+            return self.announced(stored);
+        }
+        let Some(handover) = remote.handovers.get_mut(&stored.channel) else { return self.announced(stored) };
+        if feed == handover.newer {
+            handover.held.push(stored);
+            return;
+        }
+        let passed = handover.held.first().is_some_and(|first| stored.id >= first.id);
+        let channel = stored.channel.clone();
+        self.announced(stored);
+        if passed {
+            self.end_handover(&channel);
+        }
+    }
+
+    /// Both feeds are complete for the channel from here: what was held is
+    /// taken in (in its feed's order; what the other feed brought is
+    /// dropped as already had).
+    fn end_handover(&mut self, channel: &Arc<str>) {
+        let Some(handover) = self.remote.as_mut().and_then(|r| r.handovers.remove(channel)) else { return };
+        for stored in handover.held {
+            self.announced(stored);
+        }
+    }
+
+    /// Redis Cluster: asks for the wildcard feed when the first engine
+    /// pattern arrives.
+    pub(super) fn want_wild(&mut self) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        let Some(watch) = &remote.backplane.watch else { return };
+        if !remote.wild {
+            remote.wild = true;
+            let _ = watch.send(Watch::Wild(true));
         }
     }
 
@@ -242,6 +362,22 @@ impl Fanout {
         self.take_in(&stored);
     }
 
+    /// Takes a message in unless this node already has it. On a Redis
+    /// Cluster a channel can reach this node on two feeds: by sharded
+    /// pub/sub (it has subscribers or a parked subscribe here) and by the
+    /// wildcard feed (this node has engine patterns); a catch-up read is a
+    /// third source. Each feed brings a channel's messages in the order of
+    /// their ids (ids increase per channel in store order, and a feed is one
+    /// connection, read in order), so while both feeds are subscribed, the
+    /// first arrival of an id comes after every lower id arrived on the same
+    /// feed: taking only ids above the channel's last loses nothing and
+    /// doubles nothing. That needs both feeds subscribed over the span: when
+    /// one starts for a channel while the other may still carry older
+    /// messages of it, the new feed's messages wait (`Handover`) until the
+    /// old feed has passed the first of them, so none can overtake an older
+    /// one and have it dropped. A channel known only through the wildcard
+    /// feed gets a record when its first message is taken in (`admit`), so
+    /// its ids are checked against that record's last one like any other's.
     fn take_in(&mut self, stored: &Stored) {
         let known = self.channels.get(&stored.channel);
         let watched = self.watching(&stored.channel) > 0;

@@ -216,7 +216,15 @@ impl Fanout {
         self.watches.iter().filter(|w| w.pattern.matches(channel)).map(|w| w.sessions as usize).sum()
     }
 
+    /// Whether any engine pattern is registered.
+    pub(super) fn has_watches(&self) -> bool {
+        !self.watches.is_empty()
+    }
+
     fn watch(&mut self, outlet: usize, pattern: Pattern, delta: i32) {
+        if delta > 0 {
+            self.want_wild();
+        }
         let found = self.watches.iter().position(|w| w.outlet == outlet && w.pattern == pattern);
         let i = match found {
             Some(i) => i,

@@ -7,13 +7,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use super::http::{esc, format_request, header, request, Dechunk, HttpConn, Response};
+use super::http::{esc, format_request, get, header, request, Dechunk, HttpConn, Response};
 use super::redis_server::RedisServer;
 use super::resp::publish_cmd;
 use super::stream::SseEvent;
-use super::{id_key, Server, DEADLINE};
+use super::{bayeux, id_key, Server, DEADLINE};
 
 /// One delivered message: its id and payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub fn try_publish(server: &Server, channel: &str, data: &str) -> (Response, Dur
 pub fn publish_ndjson(server: &Server, lines: &[(&str, &str)]) -> Vec<String> {
     let body: String = lines
         .iter()
-        .map(|(channel, data)| format!("{}\n", serde_json::json!({"channel": channel, "data": data})))
+        .map(|(channel, data)| format!("{}\n", json!({"channel": channel, "data": data})))
         .collect();
     let resp = request(server.ingest, "POST", "/pub", &[], body.as_bytes());
     assert_eq!(resp.status, 200, "NDJSON POST /pub {body:?} on {}: {}", server.ingest, resp.text());
@@ -349,4 +349,65 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
 /// Describes a response for failure messages.
 pub fn describe(resp: &Response) -> String {
     format!("{} {:?} {}", resp.status, resp.headers, esc(&resp.body))
+}
+
+// Bayeux over HTTP (raw JSON), for sessions on several nodes.
+
+/// One Bayeux message and its one reply.
+pub fn bayeux_one(server: &Server, message: Value) -> Value {
+    let replies = bayeux(server, &json!([message]));
+    assert_eq!(replies.len(), 1, "one reply to {message}: {replies:?}");
+    replies.into_iter().next().unwrap()
+}
+
+/// A long-polling session subscribed to `subscription`, after its first
+/// (empty) connect.
+pub fn bayeux_session(server: &Server, subscription: &str) -> String {
+    let hs = bayeux_one(
+        server,
+        json!({"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"], "id": "hs"}),
+    );
+    assert_eq!(hs["successful"], true, "handshake: {hs}");
+    let cid = hs["clientId"].as_str().expect("clientId").to_string();
+    let sub = bayeux_one(
+        server,
+        json!({"channel": "/meta/subscribe", "clientId": cid, "subscription": subscription, "id": "sub"}),
+    );
+    assert_eq!(sub["successful"], true, "subscribe: {sub}");
+    let first = bayeux_connect(server, &cid);
+    assert!(first.is_empty(), "deliveries on the first connect: {first:?}");
+    cid
+}
+
+/// One `/meta/connect` (held up to `--bayeux-timeout-ms`); its deliveries.
+pub fn bayeux_connect(server: &Server, cid: &str) -> Vec<Value> {
+    let answer = bayeux(
+        server,
+        &json!([{"channel": "/meta/connect", "clientId": cid, "connectionType": "long-polling", "id": "c"}]),
+    );
+    let mut deliveries = Vec::new();
+    for m in answer {
+        if m["channel"] == "/meta/connect" {
+            assert_eq!(m["successful"], true, "connect: {m}");
+        } else {
+            deliveries.push(m);
+        }
+    }
+    deliveries
+}
+
+/// A Pushlet request in the xml-strict format; its events' attributes.
+pub fn pushlet(addr: SocketAddr, params: &[(&str, &str)]) -> Vec<std::collections::HashMap<String, String>> {
+    let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", v.replace('/', "%2F"))).collect();
+    let path = format!("/pushlet/pushlet.srv?p_format=xml-strict&{}", query.join("&"));
+    let resp = get(addr, &path);
+    assert_eq!(resp.status, 200, "GET {path}: {}", describe(&resp));
+    let text = resp.text();
+    let doc =
+        roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("GET {path}: not XML ({e}): {text}"));
+    doc.root_element()
+        .children()
+        .filter(|e| e.has_tag_name("event"))
+        .map(|e| e.attributes().map(|a| (a.name().to_string(), a.value().to_string())).collect())
+        .collect()
 }
