@@ -360,6 +360,10 @@ fn bayeux_wildcards_are_served_across_shards_by_the_wildcard_feed() {
             SseFeed::open_ok(n[0].public, &path_with(ch, &format!("last_id={start}")), &[])
         })
         .collect();
+    // With no wildcard anywhere, nobody's publishes go on the feed.
+    let feed = |node: &Server| stats(node)["backplane"].clone();
+    assert_eq!(feed(&n[1])["wild_feed"], false, "{}", feed(&n[1]));
+    assert_eq!(feed(&n[1])["wild_announced"], 0, "node 1 published with no wildcard anywhere");
     let star = bayeux_session(&n[0], "/chat/*");
     let deep = bayeux_session(&n[0], "/chat/**");
     let cids = [star, deep];
@@ -397,6 +401,9 @@ fn bayeux_wildcards_are_served_across_shards_by_the_wildcard_feed() {
             break;
         }
     }
+    // Node 1 learned from node 0's heartbeat that the feed is wanted.
+    assert_eq!(feed(&n[1])["wild_feed"], true, "{}", feed(&n[1]));
+    assert!(feed(&n[1])["wild_announced"].as_u64().is_some_and(|k| k > 0), "{}", feed(&n[1]));
     // The Pushlet listener on the same node, by then on the feed too.
     poll_pushlet(&mut pushlet_got);
     pushlet_got.clear();
@@ -494,4 +501,13 @@ fn bayeux_wildcards_are_served_across_shards_by_the_wildcard_feed() {
     let left = pushlet(n[0].public, &[("p_event", "leave"), ("p_id", &lid)]);
     assert_eq!(left[0]["p_event"], "leave-ack", "{left:?}");
     wait_wild_subscribers(&cluster, 0, "the wildcard sessions and the Pushlet listener gone");
+    // And the other nodes stop putting their publishes on it.
+    let begun = Instant::now();
+    while feed(&n[1])["wild_feed"] != false {
+        assert!(before_deadline(begun), "node 1 still feeds the wildcard feed: {}", feed(&n[1]));
+        thread::sleep(Duration::from_millis(100));
+    }
+    let announced = feed(&n[1])["wild_announced"].clone();
+    n[1].publish("chat/a", "after the wildcards");
+    assert_eq!(feed(&n[1])["wild_announced"], announced, "a publish with no wildcard anywhere");
 }

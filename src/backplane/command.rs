@@ -256,8 +256,8 @@ impl Commander {
             Job::Fetch { tag, channels } => Event::Fetched { tag, result: self.fetch(&channels) },
             Job::Count { tag, channel } => Event::Counted { tag, result: self.count(&channel) },
             Job::Delete { tag, channel } => Event::DeleteDone { tag, result: self.delete(&channel) },
-            Job::Heartbeat { counts } => {
-                let _ = self.heartbeat(&counts);
+            Job::Heartbeat { counts, wild } => {
+                let _ = self.heartbeat(&counts, wild);
                 return;
             }
         };
@@ -268,6 +268,7 @@ impl Commander {
     fn store(&mut self, items: &[StoreItem]) -> Result<Vec<MessageId>, String> {
         let size = self.config.history_size.max(1);
         let age_ms = self.config.history_ttl.as_millis() as u64;
+        let feed = self.stats.wild_feed.load(std::sync::atomic::Ordering::Relaxed);
         let ids: Vec<String> = self.with(|c| {
             let cluster = c.cluster();
             let cmds = items
@@ -275,7 +276,7 @@ impl Commander {
                 .map(|item| {
                     let (last_id, announce, wild) = match cluster {
                         true => {
-                            let wild = if keys::wild(&item.channel) { keys::WILD } else { "" };
+                            let wild = if feed && keys::wild(&item.channel) { keys::WILD } else { "" };
                             (keys::last_id(&item.channel), "SPUBLISH", wild)
                         }
                         false => (keys::LAST_ID.to_string(), "PUBLISH", ""),
@@ -299,6 +300,10 @@ impl Commander {
                 .collect();
             c.pipeline(cmds)
         })?;
+        if feed {
+            let on_feed = items.iter().filter(|item| keys::wild(&item.channel)).count() as u64;
+            crate::stats::add(&self.stats.wild_announced, on_feed);
+        }
         ids.iter().map(|id| id.parse().map_err(|e| format!("Redis gave a bad id: {e}"))).collect()
     }
 
@@ -369,14 +374,18 @@ impl Commander {
 
     /// This node's counts, replaced whole, with an expiry; the node set
     /// scored by the time, so the dead drop out of the sums.
-    fn heartbeat(&mut self, counts: &[(Arc<str>, usize)]) -> Result<(), String> {
+    fn heartbeat(&mut self, counts: &[(Arc<str>, usize)], wild: bool) -> Result<(), String> {
         let key = keys::node_counts(&self.node);
         let now = crate::clock::unix_ms();
         let node = self.node.clone();
+        let stats = self.stats.clone();
         self.with(|c| {
             let con = match c {
                 Connected::Cluster { con, reported } => {
-                    return cluster_heartbeat(con, reported, &node, now, counts)
+                    cluster_heartbeat(con, reported, &node, now, counts)?;
+                    let feed = wild_feed_wanted(con, &node, now, wild)?;
+                    stats.wild_feed.store(feed, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(());
                 }
                 Connected::Single { con, .. } => con,
             };
@@ -423,6 +432,29 @@ fn cluster_heartbeat(
     }
     *reported = counts.iter().map(|(c, _)| c.clone()).collect();
     Ok(())
+}
+
+/// Redis Cluster: records whether this node's engines have wildcard
+/// subscriptions (`keys::WILD_NODES`) and answers whether any live node's
+/// have, i.e. whether publishes must go on the wildcard feed. Read each
+/// heartbeat, so a node's first wildcard reaches the other nodes'
+/// publishes within about a second (docs/scaling.md).
+fn wild_feed_wanted(
+    con: &mut redis::cluster::ClusterConnection,
+    node: &str,
+    now: u64,
+    wild: bool,
+) -> redis::RedisResult<bool> {
+    let alive_since = now.saturating_sub(NODE_TTL.as_millis() as u64);
+    let mut pipe = redis::cluster::cluster_pipe();
+    match wild {
+        true => pipe.cmd("ZADD").arg(keys::WILD_NODES).arg(now).arg(node).ignore(),
+        false => pipe.cmd("ZREM").arg(keys::WILD_NODES).arg(node).ignore(),
+    };
+    pipe.cmd("ZREMRANGEBYSCORE").arg(keys::WILD_NODES).arg("-inf").arg(format!("({alive_since}")).ignore();
+    pipe.cmd("ZCARD").arg(keys::WILD_NODES);
+    let (alive,): (u64,) = pipe.query(con)?;
+    Ok(alive > 0)
 }
 
 /// `{entries, dropped}` of the fetch script.

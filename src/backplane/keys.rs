@@ -37,6 +37,11 @@ pub const CONTROL: &str = "halley:ctl";
 /// subscriptions listen to it.
 pub const WILD: &str = "halley:wild";
 
+/// Redis Cluster: the nodes whose engines have wildcard subscriptions, scored
+/// by their last heartbeat (ms). While one is alive, every node also puts
+/// its publishes on the wildcard feed; while none is, nobody pays for it.
+pub const WILD_NODES: &str = "halley:wildnodes";
+
 /// Whether an engine pattern (Bayeux `/**`, Pushlet `/`) can take in a
 /// channel, so that its messages must go to the wildcard feed: every channel
 /// but the internal ones (`hub::is_internal`), which patterns never match.

@@ -68,6 +68,11 @@ pub struct BackplaneStats {
     pub queued: AtomicU64,
     pub errors: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Redis Cluster: some node has engine wildcard subscriptions, so this
+    /// node's publishes also go on the wildcard feed (`keys::WILD`).
+    pub wild_feed: AtomicBool,
+    /// Redis Cluster: messages this node put on the wildcard feed.
+    pub wild_announced: AtomicU64,
     /// Set by the listener when its connection drops (Redis restarted or
     /// gone): the command thread then reconnects before its next job
     /// instead of failing one publish on a dead connection.
@@ -113,8 +118,10 @@ pub enum Job {
     Count { tag: u64, channel: Arc<str> },
     /// Empty a channel everywhere; answered by `Event::DeleteDone`.
     Delete { tag: u64, channel: Arc<str> },
-    /// This node's subscriber counts (refreshed about once a second).
-    Heartbeat { counts: Vec<(Arc<str>, usize)> },
+    /// This node's subscriber counts (refreshed about once a second), and
+    /// whether its engines have wildcard subscriptions (Redis Cluster: the
+    /// nodes' publishes go on the wildcard feed only while some node has).
+    Heartbeat { counts: Vec<(Arc<str>, usize)>, wild: bool },
 }
 
 /// A channel's cluster-wide facts.

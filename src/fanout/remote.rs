@@ -339,11 +339,15 @@ impl Fanout {
     /// Redis Cluster: asks for the wildcard feed when the first engine
     /// pattern arrives.
     pub(super) fn want_wild(&mut self) {
+        let counts = self.local_counts();
         let Some(remote) = self.remote.as_mut() else { return };
         let Some(watch) = &remote.backplane.watch else { return };
         if !remote.wild {
             remote.wild = true;
             let _ = watch.send(Watch::Wild(true));
+            // A heartbeat now rather than within the second: it tells the
+            // other nodes to put their publishes on the wildcard feed.
+            remote.backplane.send(Job::Heartbeat { counts, wild: true });
         }
     }
 
@@ -615,17 +619,22 @@ impl Fanout {
         remote.backplane.send(Job::Delete { tag, channel });
     }
 
-    /// This node's subscriber counts, for the cluster-wide sums.
-    pub(super) fn heartbeat(&mut self) {
-        let counts: Vec<(Arc<str>, usize)> = self
-            .channels
+    /// Subscribers per channel on this node.
+    fn local_counts(&self) -> Vec<(Arc<str>, usize)> {
+        self.channels
             .iter()
             .filter(|(_, ch)| ch.subscribers > 0)
             .map(|(name, ch)| (name.clone(), ch.subscribers))
-            .collect();
+            .collect()
+    }
+
+    /// This node's subscriber counts, for the cluster-wide sums.
+    pub(super) fn heartbeat(&mut self) {
+        let counts = self.local_counts();
         self.unwatch_idle();
         let Some(remote) = self.remote.as_mut() else { return };
-        remote.backplane.send(Job::Heartbeat { counts });
+        let wild = remote.wild;
+        remote.backplane.send(Job::Heartbeat { counts, wild });
         if let Some(channels) = remote.retry_resync.take() {
             let tag = remote.tag();
             remote.fetching.insert(tag, Fetching::Resync(channels.clone()));

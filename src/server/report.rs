@@ -77,6 +77,8 @@ pub fn backplane_json(b: &crate::backplane::BackplaneStats) -> Value {
         "queued": b.queued.load(Relaxed),
         "errors": b.errors.load(Relaxed),
         "reconnects": b.reconnects.load(Relaxed),
+        "wild_feed": b.wild_feed.load(Relaxed),
+        "wild_announced": b.wild_announced.load(Relaxed),
     })
 }
 
@@ -149,7 +151,7 @@ pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
     );
     if let Some(b) = &stats.backplane {
         let flag = |v: bool| one(u64::from(v));
-        let rows: [MetricRow; 6] = [
+        let rows: [MetricRow; 8] = [
             (
                 "backplane_connected",
                 "gauge",
@@ -185,6 +187,18 @@ pub fn metrics_text(stats: &Stats, fanout: &FanoutHandle) -> String {
                 "counter",
                 "Redis command connections lost.",
                 one(b.reconnects.load(Relaxed)),
+            ),
+            (
+                "backplane_wild_feed",
+                "gauge",
+                "Redis Cluster: 1 while some node has engine wildcard subscriptions, so publishes also go on the wildcard feed.",
+                flag(b.wild_feed.load(Relaxed)),
+            ),
+            (
+                "backplane_wild_announced_total",
+                "counter",
+                "Redis Cluster: messages this node put on the wildcard feed.",
+                one(b.wild_announced.load(Relaxed)),
             ),
         ];
         for (name, kind, help, samples) in rows {
