@@ -3,7 +3,7 @@
 //! (ALPN `h2` with `--h2-streams`, else `http/1.1`), and the write of what a
 //! subscriber or an HTTP/2 link has queued.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -129,4 +129,15 @@ pub fn write_out(
     }
     out.drain(..done);
     Ok(())
+}
+
+/// The next plaintext rustls has decrypted, into `buf`: its length, or
+/// `None` when there is none for now (or the peer has ended it).
+pub fn plaintext(tls: &mut rustls::ClientConnection, buf: &mut [u8]) -> Result<Option<usize>, String> {
+    match tls.reader().read(buf) {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(format!("tls read: {e}")),
+    }
 }

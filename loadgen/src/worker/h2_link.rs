@@ -247,14 +247,7 @@ impl Worker<'_> {
             }
             loop {
                 let Some(tls) = self.links[l].tls.as_mut() else { return Ok(()) };
-                let n = match tls.reader().read(buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(format!("tls read: {e}")),
-                };
-                if n == 0 {
-                    break;
-                }
+                let Some(n) = super::dial::plaintext(tls, buf)? else { break };
                 self.feed(l, &buf[..n])?;
             }
             flush(&mut self.links[l]).map_err(|e| format!("write: {e}"))?;

@@ -421,14 +421,7 @@ impl<'a> Worker<'a> {
             let state = tls.process_new_packets().map_err(|e| format!("tls: {e}"))?;
             loop {
                 let Some(tls) = sub.tls.as_mut() else { return Ok(Flow::Ok) };
-                let n = match tls.reader().read(buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(format!("tls read: {e}")),
-                };
-                if n == 0 {
-                    break;
-                }
+                let Some(n) = dial::plaintext(tls, buf)? else { break };
                 let now = crate::parse::realtime_ns();
                 match on_bytes(sub, &buf[..n], now, &mut self.ctx)? {
                     Flow::Ok => {}
