@@ -74,7 +74,7 @@ pub fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let (wild, wild_orders) = crossbeam_channel::unbounded();
     let wild_seeds = seeds.iter().map(|s| s.get_connection_info().clone()).collect();
-    super::wild::spawn(wild_seeds, wild_orders, events.clone())?;
+    super::wild::spawn(wild_seeds, wild_orders, events.clone(), stats.clone())?;
     std::thread::Builder::new().name("halley-redis-shards".into()).spawn(move || {
         Coordinator {
             wild,

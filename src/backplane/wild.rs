@@ -28,10 +28,11 @@ pub(super) fn spawn(
     seeds: Vec<redis::ConnectionInfo>,
     orders: Receiver<bool>,
     events: Sender<Event>,
+    stats: Arc<BackplaneStats>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("halley-redis-wild".into())
-        .spawn(move || WildReader { seeds, next_seed: 0, wanted: false, orders, events }.run())
+        .spawn(move || WildReader { seeds, next_seed: 0, wanted: false, orders, events, stats }.run())
 }
 
 struct WildReader {
@@ -43,6 +44,8 @@ struct WildReader {
     wanted: bool,
     orders: Receiver<bool>,
     events: Sender<Event>,
+    /// Unreadable announcements count as backplane errors.
+    stats: Arc<BackplaneStats>,
 }
 
 /// Why a session ends.
@@ -125,8 +128,14 @@ impl WildReader {
                     }
                 }
                 PushKind::Message => {
-                    let Some(Value::BulkString(payload)) = data.get(1) else { continue };
-                    let Some(stored) = super::listen::parse_wild(payload) else { continue };
+                    let stored = match data.get(1) {
+                        Some(Value::BulkString(payload)) => super::listen::parse_wild(payload),
+                        _ => None,
+                    };
+                    let Some(stored) = stored else {
+                        crate::stats::inc(&self.stats.errors);
+                        continue;
+                    };
                     if self.events.send(Event::Wild(stored)).is_err() {
                         return Stop::Ended;
                     }
