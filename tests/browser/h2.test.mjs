@@ -17,32 +17,17 @@
 // Chromium's code). So that test's page is on halley's own https origin
 // (its demo page, served over h2), whose same-origin EventSources carry
 // credentials as the WebSocket does.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setup, openPage, waitInPage, describe as pageState, DEADLINE_MS } from './lib/halley.mjs';
+import { testPki } from './lib/pki.mjs';
 
 const N = 20;
-const dir = mkdtempSync(join(tmpdir(), 'halley-h2-browser-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-function openssl(args, input) {
-  return execFileSync('openssl', args, { cwd: dir, input, stdio: ['pipe', 'pipe', 'pipe'] });
-}
-
-const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-openssl(['req', '-x509', ...ec, '-days', '2', '-subj', '/CN=halley h2 test CA', '-keyout', 'ca.key', '-out', 'ca.pem', '-addext', 'basicConstraints=critical,CA:TRUE']);
-openssl(['req', ...ec, '-subj', '/CN=localhost', '-keyout', 'server.key', '-out', 'server.csr']);
-writeFileSync(join(dir, 'ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'ext', '-out', 'server.pem']);
-const spki = openssl(['dgst', '-sha256', '-binary'], openssl(['pkey', '-pubin', '-outform', 'der'], openssl(['x509', '-in', 'server.pem', '-pubkey', '-noout']))).toString('base64');
+const pki = testPki('h2');
 
 const ctx = setup({
-  flags: ['--tls-cert', join(dir, 'server.pem'), '--tls-key', join(dir, 'server.key')],
-  browserArgs: [`--ignore-certificate-errors-spki-list=${spki}`],
+  flags: pki.flags,
+  browserArgs: pki.browserArgs,
 });
 
 const httpsUrl = () => `https://localhost:${ctx.halley.public.split(':').pop()}`;

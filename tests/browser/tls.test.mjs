@@ -3,32 +3,16 @@
 // sequence exactly. The certificate is issued by a test CA made here with the
 // openssl CLI; this test profile's Chromium accepts exactly that certificate
 // (--ignore-certificate-errors-spki-list names its public key), nothing else.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setup, payloads, sequence } from './lib/halley.mjs';
+import { testPki } from './lib/pki.mjs';
 
-const dir = mkdtempSync(join(tmpdir(), 'halley-tls-browser-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-function openssl(args, input) {
-  return execFileSync('openssl', args, { cwd: dir, input, stdio: ['pipe', 'pipe', 'pipe'] });
-}
-
-const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-openssl(['req', '-x509', ...ec, '-days', '2', '-subj', '/CN=halley browser test CA', '-keyout', 'ca.key', '-out', 'ca.pem', '-addext', 'basicConstraints=critical,CA:TRUE']);
-openssl(['req', ...ec, '-subj', '/CN=localhost', '-keyout', 'server.key', '-out', 'server.csr']);
-writeFileSync(join(dir, 'ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'ext', '-out', 'server.pem']);
-// base64(sha256(SubjectPublicKeyInfo)) of the server certificate.
-const spki = openssl(['dgst', '-sha256', '-binary'], openssl(['pkey', '-pubin', '-outform', 'der'], openssl(['x509', '-in', 'server.pem', '-pubkey', '-noout']))).toString('base64');
+const pki = testPki('tls');
 
 const ctx = setup({
-  flags: ['--tls-cert', join(dir, 'server.pem'), '--tls-key', join(dir, 'server.key')],
-  browserArgs: [`--ignore-certificate-errors-spki-list=${spki}`],
+  flags: pki.flags,
+  browserArgs: pki.browserArgs,
 });
 
 /** halley's public port as an https URL the certificate names. */
