@@ -410,7 +410,8 @@ fn bayeux_wildcards_are_served_across_shards_by_the_wildcard_feed() {
     let errors_before = errors(&n[0]);
     for junk in ["not json", r#"{"id":"nope","c":"chat/a"}"#, r#"{"id":"1-1"}"#] {
         let mut con = cluster.masters[0].connection();
-        let _: i64 = redis::cmd("PUBLISH").arg("halley:wild").arg(junk).query(&mut con).expect("PUBLISH junk");
+        let _: i64 =
+            redis::cmd("PUBLISH").arg("halley:wild").arg(junk).query(&mut con).expect("PUBLISH junk");
     }
     let begun = Instant::now();
     while errors(&n[0]) < errors_before + 3 {
